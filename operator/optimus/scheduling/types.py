@@ -1,0 +1,160 @@
+"""Plain frozen types that steps 4 (allocate) and 5 (place) of a scheduling round work on.
+
+The operator builds them from its snapshot (optimus.kube), the simulator from its simulated
+cluster (optimus.simulation), and external harnesses by hand: the allocator only needs each
+job's remaining time as a callable of (ps, workers), never a fitted model in particular.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+#: Remaining wall-clock seconds a job needs if it ran with (ps, workers) from now on.
+#: It may return math.inf for configurations that can make no progress.
+RemainingTime = Callable[[int, int], float]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """An amount of each schedulable resource: GPUs, CPU cores, memory in bytes."""
+
+    gpu: float = 0.0
+    cpu: float = 0.0
+    memory: float = 0.0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.gpu + other.gpu, self.cpu + other.cpu, self.memory + other.memory)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.gpu - other.gpu, self.cpu - other.cpu, self.memory - other.memory)
+
+    def scale(self, factor: float) -> Resources:
+        return Resources(self.gpu * factor, self.cpu * factor, self.memory * factor)
+
+    def fits_in(self, capacity: Resources, eps: float = 1e-9) -> bool:
+        """True when every component of self is at most capacity's."""
+        return (
+            self.gpu <= capacity.gpu + eps
+            and self.cpu <= capacity.cpu + eps
+            and self.memory <= capacity.memory + eps
+        )
+
+    def dominant_share(self, total: Resources) -> float:
+        """The largest fraction of the cluster's total that this amount takes (DRF's share)."""
+        shares = [
+            part / whole
+            for part, whole in ((self.gpu, total.gpu), (self.cpu, total.cpu),
+                                (self.memory, total.memory))
+            if whole > 0
+        ]
+        return max(shares, default=0.0)
+
+
+ZERO = Resources()
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """How many parameter servers and workers a job runs with (ps == 0 for all-reduce)."""
+
+    ps: int
+    workers: int
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    operator: str = "Equal"  # "Equal" | "Exists"
+    value: str = ""
+    effect: str = ""  # "" matches every effect
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"  # "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the allocator and the placer know of one job.
+
+    `remaining_time(p, w)` is the whole knowledge of the job's future; `attained_service`
+    (GPU-seconds, or CPU-seconds for CPU jobs) serves the Tiresias baseline, and
+    `progress` (fraction of the job done, 0..1) serves the JCT-aware Optimus policy.
+    """
+
+    id: str
+    arrival: float
+    ps_request: Resources
+    worker_request: Resources
+    min_ps: int
+    max_ps: int
+    min_workers: int
+    max_workers: int
+    remaining_time: RemainingTime
+    current: Allocation | None = None
+    mode: str = "ps-sync"
+    priority: int = 0
+    progress: float = 0.0
+    attained_service: float = 0.0
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    #: requested counts for the "fixed" baseline (what the user asked for); defaults to min
+    requested: Allocation | None = None
+
+    def demand(self, allocation: Allocation) -> Resources:
+        return self.ps_request.scale(allocation.ps) + self.worker_request.scale(
+            allocation.workers
+        )
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """A node's allocatable resources, what is already used there by pods the scheduler does
+    not manage, and its labels and taints."""
+
+    name: str
+    allocatable: Resources
+    used: Resources = ZERO
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    unschedulable: bool = False
+
+    @property
+    def free(self) -> Resources:
+        return self.allocatable - self.used
+
+
+@dataclass(frozen=True)
+class JobPlacement:
+    """The node of every PS (by rank) and every worker (by rank) of one job."""
+
+    ps_nodes: tuple[str, ...]
+    worker_nodes: tuple[str, ...]
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.ps_nodes) | set(self.worker_nodes)))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Placement of every job that could be placed whole; the rest are listed, never
+    half-placed."""
+
+    jobs: Mapping[str, JobPlacement]
+    unplaceable: tuple[str, ...] = ()
+
+
+class Policy(Protocol):
+    """A scheduling policy: Optimus, Optimus-paper, and the baselines share this shape."""
+
+    name: str
+
+    def allocate(
+        self, jobs: list[JobView], nodes: list[NodeView], *, now: float
+    ) -> dict[str, Allocation]: ...

@@ -1,0 +1,1 @@
+"""optimus_worker: what runs inside a TrainingJob's pods (PS, workers, all-reduce)."""
