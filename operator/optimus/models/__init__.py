@@ -1,3 +1,51 @@
 """Step 3 of a scheduling round (pure): the Optimus loss (convergence) model and the
 resource-speed model, each a frozen parameter tuple with its equation and a pure `fit_*`.
 """
+
+from optimus.models.errors import ModelError
+from optimus.models.loss import (
+    ConvergenceEstimate,
+    ConvergenceRule,
+    LossFit,
+    LossParams,
+    converged_epoch,
+    estimate_convergence,
+    fit_loss,
+    loss_at,
+)
+from optimus.models.speed import (
+    MODE_ALIASES,
+    THETA_NAMES,
+    BatchScope,
+    SpeedMode,
+    SpeedParams,
+    SpeedSample,
+    fit_speed,
+    parse_mode,
+    predict_speed,
+    propose_probes,
+    samples_per_second,
+)
+
+__all__ = [
+    "MODE_ALIASES",
+    "THETA_NAMES",
+    "BatchScope",
+    "ConvergenceEstimate",
+    "ConvergenceRule",
+    "LossFit",
+    "LossParams",
+    "ModelError",
+    "SpeedMode",
+    "SpeedParams",
+    "SpeedSample",
+    "converged_epoch",
+    "estimate_convergence",
+    "fit_loss",
+    "fit_speed",
+    "loss_at",
+    "parse_mode",
+    "predict_speed",
+    "propose_probes",
+    "samples_per_second",
+]

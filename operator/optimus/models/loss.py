@@ -1,0 +1,266 @@
+"""Step 3 of a scheduling round (pure): the loss (convergence) model of a job.
+
+From the (epoch, loss) points a job has reported so far, fit its loss curve and tell how
+many more epochs it needs until its spec's convergence rule holds; the allocator turns
+that, with the speed model (optimus.models.speed), into a remaining time.
+
+The curve is the paper's ``l(k) = 1/(b0*k + b1) + b2`` with b0, b1, b2 >= 0, k = epochs
+done. The fit:
+
+* drops points that are not finite (NaN, inf) and counts them as rejected;
+* normalises the loss scale (divides by the median loss), so thresholds are scale-free;
+* weighs recent points more: a point's squared residual counts `recency_weight` ** x,
+  x in [0, 1] its position between the first and the last epoch seen (the newest point
+  counts `recency_weight` times the oldest);
+* is a bounded least squares on the whole history: for a grid of b2 the curve is linear
+  after a reciprocal, ``1/(l - b2) = b0*k + b1``, which NNLS solves (rows weighted so the
+  reciprocal's residuals match the loss's); the best b2 seeds a bounded refinement
+  (scipy's least_squares) in the loss space;
+* rejects spikes: points whose residual exceeds `SPIKE_SIGMAS` robust standard deviations
+  (and `SPIKE_FLOOR` of the scale) are dropped and counted, and the curve refitted, at most
+  a third of the points in all.
+
+Convergence follows the paper's code: the job has converged at the first whole epoch
+k >= window where ``l(k - window) - l(k) < loss_delta`` (the fitted loss dropped by less
+than loss_delta, in the loss's own units, over the last `window` epochs), capped at
+`max_epochs`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares, nnls
+
+from optimus.models.errors import ModelError
+
+#: A residual beyond this many robust standard deviations is a spike.
+SPIKE_SIGMAS = 4.0
+#: ... and beyond this fraction of the loss scale (so near-perfect fits reject nothing).
+SPIKE_FLOOR = 0.02
+#: Default weight of the newest point relative to the oldest.
+DEFAULT_RECENCY_WEIGHT = 10.0
+_B2_GRID = 48
+
+
+@dataclass(frozen=True)
+class ConvergenceRule:
+    """Converged at the first epoch k >= window with l(k - window) - l(k) < loss_delta."""
+
+    loss_delta: float = 0.05
+    window: int = 10
+    max_epochs: int = 100
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.loss_delta) and self.loss_delta > 0):
+            raise ModelError(f"loss_delta = {self.loss_delta}; it must be a positive number")
+        if self.window < 1:
+            raise ModelError(f"window = {self.window}; it must be at least 1 epoch")
+        if self.max_epochs < 1:
+            raise ModelError(f"max_epochs = {self.max_epochs}; it must be at least 1 epoch")
+
+
+@dataclass(frozen=True)
+class LossParams:
+    """l(k) = 1/(b0*k + b1) + b2, b0, b1, b2 >= 0, in the loss's own units."""
+
+    b0: float
+    b1: float
+    b2: float
+
+
+@dataclass(frozen=True)
+class LossFit:
+    """A fitted curve, the points it used and rejected, and its scale-free RMSE.
+
+    rmse is the root mean square residual of the used points divided by the median loss.
+    """
+
+    params: LossParams
+    points_used: int
+    points_rejected: int
+    rmse: float
+    last_epoch: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConvergenceEstimate:
+    """When the rule will hold (absolute epoch), how many epochs remain, and how sure."""
+
+    converged_epoch: float
+    remaining_epochs: float
+    confidence: float
+
+
+def loss_at(params: LossParams, epoch: float) -> float:
+    """l(epoch) = 1/(b0*epoch + b1) + b2 (math.inf where b0*epoch + b1 is 0)."""
+    denominator = params.b0 * epoch + params.b1
+    return math.inf if denominator <= 0 else 1.0 / denominator + params.b2
+
+
+def _curve(b: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return 1.0 / np.maximum(b[0] * k + b[1], 1e-300) + b[2]
+
+
+def _fit_normalised(
+    k: np.ndarray, y: np.ndarray, weight: np.ndarray, *, robust: bool = False
+) -> np.ndarray:
+    """(b0, b1, b2) >= 0 minimising sum weight * (l(k) - y)^2, for y normalised to ~1.
+
+    robust: refine with a soft-L1 loss instead, so that spikes barely pull the curve
+    (used before deciding which points are spikes).
+    """
+    best: tuple[float, np.ndarray] | None = None
+    floor = float(np.min(y))
+    # b2 below the lowest loss; denser near it, where the asymptote usually is.
+    for b2 in floor * (1.0 - np.geomspace(1.0, 1e-3, _B2_GRID)):
+        gap = y - b2
+        if np.any(gap <= 0):
+            continue
+        # d(1/gap) = -d(gap)/gap^2: scale the rows by gap^2 to weigh loss-space residuals.
+        row = np.sqrt(weight) * gap**2
+        design = np.stack([k, np.ones_like(k)], axis=1) * row[:, None]
+        (b0, b1), _ = nnls(design, row / gap)
+        if b0 * k.min() + b1 <= 0:
+            continue
+        candidate = np.array([b0, b1, b2])
+        cost = float(np.sum(weight * (_curve(candidate, k) - y) ** 2))
+        if best is None or cost < best[0]:
+            best = (cost, candidate)
+    if best is None:  # every point at the same loss 0: a flat curve at 0 is not 1/(..)
+        return np.array([0.0, 1e12, 0.0])
+    start = best[1]
+    # Keep the start strictly inside the bounds (least_squares requires it).
+    start = np.maximum(start, 1e-12)
+
+    def residuals(b: np.ndarray) -> np.ndarray:
+        return np.sqrt(weight) * (_curve(b, k) - y)
+
+    if robust:
+        refined = least_squares(
+            residuals, start, bounds=(0.0, np.inf), method="trf", max_nfev=200,
+            loss="soft_l1", f_scale=SPIKE_FLOOR,
+        )
+        return np.asarray(refined.x)
+    refined = least_squares(residuals, start, bounds=(0.0, np.inf), method="trf", max_nfev=200)
+    cost_refined = float(np.sum(residuals(refined.x) ** 2))
+    return refined.x if cost_refined <= best[0] else best[1]
+
+
+def fit_loss(
+    epochs: Sequence[float],
+    losses: Sequence[float],
+    *,
+    recency_weight: float = DEFAULT_RECENCY_WEIGHT,
+) -> LossFit:
+    """Fit l(k) = 1/(b0*k + b1) + b2 to a job's history (see the module docstring).
+
+    Raises ModelError when the lists differ in length, an epoch is negative or not finite,
+    a loss is negative, recency_weight is not positive, or fewer than 3 distinct epochs
+    remain after rejecting outliers. A flat history is not an error: it fits b0 = 0.
+    """
+    if len(epochs) != len(losses):
+        raise ModelError(
+            f"got {len(epochs)} epochs but {len(losses)} losses; give one loss per epoch"
+        )
+    if not (math.isfinite(recency_weight) and recency_weight > 0):
+        raise ModelError(f"recency_weight = {recency_weight}; it must be a positive number")
+    k_all = np.asarray(epochs, dtype=float)
+    y_all = np.asarray(losses, dtype=float)
+    if np.any(~np.isfinite(k_all)) or np.any(k_all < 0):
+        raise ModelError("every epoch must be a finite number >= 0 (epochs done so far)")
+    finite = np.isfinite(y_all)
+    if np.any(y_all[finite] < 0):
+        raise ModelError(
+            "a loss is negative; the model l(k) = 1/(b0*k + b1) + b2 needs losses >= 0 "
+            "(shift the loss by a known lower bound first)"
+        )
+    k = k_all[finite]
+    y = y_all[finite]
+    if len(np.unique(k)) < 3:
+        raise ModelError(
+            f"only {len(np.unique(k))} distinct epoch(s) with a finite loss; the loss model "
+            "has 3 parameters: report at least 3 epochs"
+        )
+    order = np.argsort(k, kind="stable")
+    k, y = k[order], y[order]
+    scale = float(np.median(y))
+    if scale <= 0:
+        scale = float(np.max(y)) or 1.0
+    y_norm = y / scale
+    span = float(k[-1] - k[0]) or 1.0
+    weight = recency_weight ** ((k - k[0]) / span)
+
+    keep = np.ones(len(k), dtype=bool)
+    max_rejected = len(k) // 3
+    b = _fit_normalised(k, y_norm, weight, robust=True)
+    for _ in range(3):
+        residual = np.abs(_curve(b, k) - y_norm)
+        kept_residual = residual[keep]
+        sigma = 1.4826 * float(np.median(np.abs(kept_residual - np.median(kept_residual))))
+        threshold = max(SPIKE_SIGMAS * max(sigma, float(np.median(kept_residual))), SPIKE_FLOOR)
+        spikes = keep & (residual > threshold)
+        room = max_rejected - int(np.sum(~keep))
+        if not spikes.any() or room <= 0:
+            break
+        worst_first = np.argsort(-np.where(spikes, residual, -np.inf))[: min(room, spikes.sum())]
+        candidate_keep = keep.copy()
+        candidate_keep[worst_first] = False
+        if len(np.unique(k[candidate_keep])) < 3:
+            break
+        keep = candidate_keep
+        b = _fit_normalised(k[keep], y_norm[keep], weight[keep])
+
+    if keep.all():  # the robust start was never replaced by a plain refit
+        b = _fit_normalised(k, y_norm, weight)
+    residual = _curve(b, k[keep]) - y_norm[keep]
+    rmse = float(np.sqrt(np.mean(residual**2)))
+    params = LossParams(b0=float(b[0]) / scale, b1=float(b[1]) / scale, b2=float(b[2]) * scale)
+    rejected = int(np.sum(~finite)) + int(np.sum(~keep))
+    return LossFit(params, int(np.sum(keep)), rejected, rmse, last_epoch=float(k[-1]))
+
+
+def converged_epoch(params: LossParams, rule: ConvergenceRule) -> int:
+    """The first whole epoch k >= window where l(k - window) - l(k) < loss_delta, capped.
+
+    With u = b0*k + b1 the drop is b0*W / ((u - b0*W) * u), decreasing in u, so the rule
+    holds from the root u* of u^2 - b0*W*u - b0*W/delta = 0 on: k = ceil((u* - b1)/b0).
+    """
+    window, delta = rule.window, rule.loss_delta
+    if params.b0 == 0:
+        return min(window, rule.max_epochs)
+    drop = params.b0 * window
+    u_star = (drop + math.sqrt(drop * drop + 4.0 * drop / delta)) / 2.0
+    k = max(window, math.ceil((u_star - params.b1) / params.b0))
+    # Guard the ceiling against rounding: step to the exact first epoch.
+    while k > window and loss_at(params, k - 1 - window) - loss_at(params, k - 1) < delta:
+        k -= 1
+    while k < rule.max_epochs and not (
+        loss_at(params, k - window) - loss_at(params, k) < delta
+    ):
+        k += 1
+    return min(k, rule.max_epochs)
+
+
+def estimate_convergence(
+    fit: LossFit, rule: ConvergenceRule, epochs_done: float
+) -> ConvergenceEstimate:
+    """The converged epoch, the epochs remaining after `epochs_done`, and a confidence.
+
+    confidence = seen * quality * support, each in [0, 1]:
+    seen = epochs_done / converged_epoch (how much of the curve up to convergence has been
+    observed; 1 once there), quality = 1 / (1 + (rmse / 0.02)^2) (a 2% scale-free RMSE
+    halves it), support = used / (used + 3) (3 points for 3 parameters give one half).
+    """
+    if not (math.isfinite(epochs_done) and epochs_done >= 0):
+        raise ModelError(f"epochs_done = {epochs_done}; it must be a finite number >= 0")
+    epoch = float(converged_epoch(fit.params, rule))
+    remaining = max(0.0, epoch - epochs_done)
+    seen = 1.0 if epoch <= 0 else min(1.0, epochs_done / epoch)
+    quality = 1.0 / (1.0 + (fit.rmse / 0.02) ** 2)
+    support = fit.points_used / (fit.points_used + 3.0)
+    confidence = min(1.0, max(0.0, seen * quality * support))
+    return ConvergenceEstimate(epoch, remaining, confidence)

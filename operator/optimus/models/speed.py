@@ -1,0 +1,349 @@
+"""Step 3 of a scheduling round (pure): the resource-speed model of a job.
+
+Given a few measured (ps, workers, speed) samples of one job, fit how its training speed
+depends on the number of parameter servers p and workers w, so that the allocator
+(optimus.scheduling) can ask for the speed, hence the remaining time, of any (p, w).
+`propose_probes` picks the next configurations to measure for a job that has too few.
+
+The unit of every speed here
+----------------------------
+A speed is the job's *steps per second, where a step is one mini-batch of one worker*:
+the job's total samples per second divided by the per-worker batch size. That is what the
+paper's estimator measures (the sum of the workers' samples/s over the batch size) and
+what the workers' step counters give (optimus_worker exports steps summed over workers).
+
+How that unit relates to the paper's f(p, w): we fit the paper's equations *directly* to
+this unit, i.e. ``speed(p, w) = f(p, w)``, and read the denominator of the sync equation as
+the time one worker-step costs the job. A literal reading of the paper (f = job
+iterations/s, every iteration = w worker-steps) would instead give speed = w * f(p, w),
+i.e. ``1/speed = T_iteration(p, w) / w``. On the real MXNet dist_sync measurements in
+../shared/data/ps-speed/measured.csv (fixed per-worker batch) 1/speed grows linearly in w
+at fixed p (for resnet-50 at p = 1, from 2.0 s at w = 1 to 4.8 s at w = 12), so
+T_iteration would have to grow like w**2, which no t >= 0 can express: the literal form
+reaches only ~21% held-out MAPE at N = 10 random samples, the direct form ~9%
+(benchmarks/models.py measures both in the same run). The direct form is also what the
+paper's own estimator fits.
+
+The equations, with 1/speed linear in theta (so NNLS fits theta >= 0):
+
+* ps-sync   ``speed = 1 / (t0*M/w + t1 + t2*w/p + t3*w + t4*p)``
+  (compute of a batch of M split over w, fixed overhead, PS traffic per PS, per-worker
+  overhead, per-PS overhead);
+* ps-async  ``speed = w / (t0 + t1*w/p + t2*w + t3*p)``
+  (each worker steps on its own; M does not enter);
+* allreduce ``speed = 1 / (t0*M/w + t1 + t2*(w-1)/w + t3*(w-1))``, p fixed at 0
+  (compute, fixed overhead, ring all-reduce bandwidth term 2(w-1)/w, per-hop latency).
+
+M is `batch_size` as given; its scale is absorbed into t0, so fitting with the per-worker
+batch (the CLI, measured.csv) or the global batch (a TrainingJob's globalBatchSize) gives
+the same predictions. `batch_scope` only says which one it is, for `samples_per_second`.
+
+The fit weighs every sample by its own reciprocal, so it minimises *relative* errors, and
+adds a small ridge shrinkage (`shrinkage`, relative to each feature's scale) that keeps
+fits from 5-10 samples from overshooting; it vanishes as samples accumulate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+from scipy.optimize import nnls
+
+from optimus.models.errors import ModelError
+
+SpeedMode = Literal["ps-sync", "ps-async", "allreduce"]
+BatchScope = Literal["per-worker", "global"]
+
+#: Spellings accepted for a mode (the CLI's `sync`/`async` and the CRD's `ps-sync`...).
+MODE_ALIASES: dict[str, SpeedMode] = {
+    "sync": "ps-sync",
+    "ps-sync": "ps-sync",
+    "dist_sync": "ps-sync",
+    "async": "ps-async",
+    "ps-async": "ps-async",
+    "dist_async": "ps-async",
+    "allreduce": "allreduce",
+    "all-reduce": "allreduce",
+}
+
+#: The names of theta's entries, in order, per mode (equations in the module docstring).
+THETA_NAMES: dict[SpeedMode, tuple[str, ...]] = {
+    "ps-sync": ("t0", "t1", "t2", "t3", "t4"),
+    "ps-async": ("t0", "t1", "t2", "t3"),
+    "allreduce": ("t0", "t1", "t2", "t3"),
+}
+
+#: Default ridge shrinkage, relative to each feature's scale (0 = plain NNLS).
+DEFAULT_SHRINKAGE = 0.01
+
+
+def parse_mode(text: str) -> SpeedMode:
+    """The canonical mode for any accepted spelling; ModelError names the accepted ones."""
+    mode = MODE_ALIASES.get(text.strip().lower())
+    if mode is None:
+        accepted = ", ".join(sorted(MODE_ALIASES))
+        raise ModelError(f"unknown speed mode {text!r}; use one of: {accepted}")
+    return mode
+
+
+@dataclass(frozen=True)
+class SpeedSample:
+    """One measurement: `speed` steps/s (a step = one mini-batch of ONE worker) at (ps, workers)."""
+
+    ps: int
+    workers: int
+    speed: float
+
+
+@dataclass(frozen=True)
+class SpeedParams:
+    """A fitted speed model: the equation of `mode` (module docstring) with theta >= 0.
+
+    ps-sync   speed = 1 / (t0*M/w + t1 + t2*w/p + t3*w + t4*p)
+    ps-async  speed = w / (t0 + t1*w/p + t2*w + t3*p)
+    allreduce speed = 1 / (t0*M/w + t1 + t2*(w-1)/w + t3*(w-1))
+    with M = batch_size; batch_scope says whether M is each worker's mini-batch or the
+    global batch split over the workers (only `samples_per_second` depends on it).
+    """
+
+    mode: SpeedMode
+    batch_size: float
+    theta: tuple[float, ...]
+    batch_scope: BatchScope = "per-worker"
+
+    def named(self) -> dict[str, float]:
+        """theta as {"t0": ..., ...}."""
+        return dict(zip(THETA_NAMES[self.mode], self.theta, strict=True))
+
+
+def _reciprocal_features(
+    mode: SpeedMode, batch_size: float, ps: np.ndarray, workers: np.ndarray
+) -> np.ndarray:
+    """Rows x with 1/speed = x @ theta for each (ps, workers)."""
+    p = ps.astype(float)
+    w = workers.astype(float)
+    one = np.ones_like(w)
+    if mode == "ps-sync":
+        return np.stack([batch_size / w, one, w / p, w, p], axis=1)
+    if mode == "ps-async":
+        # speed = w / (t0 + t1*w/p + t2*w + t3*p)  =>  1/speed = t0/w + t1/p + t2 + t3*p/w
+        return np.stack([1.0 / w, 1.0 / p, one, p / w], axis=1)
+    return np.stack([batch_size / w, one, (w - 1.0) / w, w - 1.0], axis=1)
+
+
+def _check_config(mode: SpeedMode, ps: int, workers: int, what: str) -> None:
+    if workers < 1:
+        raise ModelError(f"{what}: workers = {workers}; every configuration needs >= 1 worker")
+    if mode != "allreduce" and ps < 1:
+        raise ModelError(
+            f"{what}: ps = {ps}; {mode} needs >= 1 parameter server "
+            "(use mode allreduce for jobs without parameter servers)"
+        )
+
+
+def _check_batch_size(batch_size: float) -> None:
+    if not (math.isfinite(batch_size) and batch_size > 0):
+        raise ModelError(f"batch_size = {batch_size}; it must be a positive number of samples")
+
+
+def fit_speed(
+    samples: Sequence[SpeedSample],
+    mode: SpeedMode | str,
+    batch_size: float,
+    *,
+    batch_scope: BatchScope = "per-worker",
+    shrinkage: float = DEFAULT_SHRINKAGE,
+) -> SpeedParams:
+    """Fit theta >= 0 of `mode`'s equation to the samples by (relative, shrunk) NNLS.
+
+    Raises ModelError for a speed that is not a positive finite number (filter failing
+    configurations first: a zero speed has no reciprocal), for ps < 1 in a PS mode or
+    workers < 1, and for fewer distinct configurations than parameters. All-reduce
+    samples' ps is ignored (p is fixed at 0).
+    """
+    mode = parse_mode(mode)
+    _check_batch_size(batch_size)
+    if batch_scope not in get_args(BatchScope):
+        raise ModelError(f"batch_scope = {batch_scope!r}; use 'per-worker' or 'global'")
+    if not (math.isfinite(shrinkage) and shrinkage >= 0):
+        raise ModelError(f"shrinkage = {shrinkage}; it must be a finite number >= 0")
+    for index, sample in enumerate(samples):
+        _check_config(mode, sample.ps, sample.workers, f"sample {index}")
+        if not (math.isfinite(sample.speed) and sample.speed > 0):
+            raise ModelError(
+                f"sample {index} at (ps={sample.ps}, workers={sample.workers}) has speed "
+                f"{sample.speed}; speeds must be positive finite steps/s (drop failing "
+                "configurations before fitting)"
+            )
+    n_params = len(THETA_NAMES[mode])
+    configs = {(0 if mode == "allreduce" else s.ps, s.workers) for s in samples}
+    if len(configs) < n_params:
+        raise ModelError(
+            f"{mode} speed model has {n_params} parameters but the samples cover only "
+            f"{len(configs)} distinct (ps, workers) configuration(s); measure at least "
+            f"{n_params} (optimus.models.propose_probes suggests which)"
+        )
+    ps = np.array([s.ps for s in samples])
+    workers = np.array([s.workers for s in samples])
+    reciprocal = 1.0 / np.array([s.speed for s in samples], dtype=float)
+    features = _reciprocal_features(mode, batch_size, ps, workers)
+    # Relative errors: divide each row by its own target, so every target becomes 1.
+    design = features / reciprocal[:, None]
+    target = np.ones(len(samples))
+    scale = np.linalg.norm(design, axis=0)
+    scale[scale == 0] = 1.0
+    design = design / scale
+    if shrinkage > 0:
+        design = np.vstack([design, math.sqrt(shrinkage) * np.eye(n_params)])
+        target = np.concatenate([target, np.zeros(n_params)])
+    scaled_theta, _ = nnls(design, target)
+    theta = scaled_theta / scale
+    return SpeedParams(mode, float(batch_size), tuple(float(t) for t in theta), batch_scope)
+
+
+def predict_speed(params: SpeedParams, ps: int, workers: int) -> float:
+    """Steps/s (a step = one mini-batch of one worker) at (ps, workers); ps ignored in allreduce."""
+    _check_config(params.mode, ps, workers, f"configuration (ps={ps}, workers={workers})")
+    features = _reciprocal_features(
+        params.mode, params.batch_size, np.array([ps]), np.array([workers])
+    )[0]
+    seconds_per_step = float(features @ np.array(params.theta))
+    if not (math.isfinite(seconds_per_step) and seconds_per_step > 0):
+        raise ModelError(
+            f"the fitted {params.mode} model gives no time per step at (ps={ps}, "
+            f"workers={workers}); refit with samples that include such a configuration"
+        )
+    return 1.0 / seconds_per_step
+
+
+def samples_per_second(params: SpeedParams, ps: int, workers: int) -> float:
+    """The job's total training samples per second at (ps, workers).
+
+    A step is one mini-batch of one worker, so samples/s = steps/s * per-worker batch: with
+    batch_scope "per-worker" that batch is batch_size itself (measured.csv, the CLI), with
+    "global" it is batch_size / workers (a TrainingJob's globalBatchSize split evenly).
+    """
+    per_worker = params.batch_size if params.batch_scope == "per-worker" else (
+        params.batch_size / workers
+    )
+    return predict_speed(params, ps, workers) * per_worker
+
+
+def _axis(low: int, high: int, limit: int) -> list[int]:
+    """Integers in [low, high], thinned to at most `limit` roughly log-spaced values."""
+    if high - low + 1 <= limit:
+        return list(range(low, high + 1))
+    spaced = np.geomspace(max(low, 1), high, limit) if low >= 1 else np.linspace(low, high, limit)
+    return sorted({low, high, *(round(float(v)) for v in spaced)})
+
+
+def _log_coordinate(values: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Position of each value in [low, high] on a log scale, in [0, 1] (0 if low == high)."""
+    if high <= low:
+        return np.zeros(len(values))
+    lo, hi = math.log(low + 1.0), math.log(high + 1.0)
+    return (np.log(values + 1.0) - lo) / (hi - lo)
+
+
+def propose_probes(
+    min_ps: int,
+    max_ps: int,
+    min_workers: int,
+    max_workers: int,
+    seen: Collection[tuple[int, int]],
+    count: int,
+    mode: SpeedMode | str,
+    *,
+    candidates: Collection[tuple[int, int]] | None = None,
+) -> list[tuple[int, int]]:
+    """The next `count` (ps, workers) configurations to measure for a job's speed model.
+
+    Every proposal is within the bounds, off the p = w diagonal (diagonal-only samples
+    cannot tell the w/p term from the constant one) and not in `seen`. They are spread out
+    greedily: each maximises its distance to everything seen or already proposed, on log
+    scales (speed changes most at small counts); the first one with nothing seen is the
+    one nearest the middle. Ties go to the cheaper configuration (fewer pods). All-reduce
+    proposals are (0, w). `candidates`, if given, restricts the choice to those
+    configurations (e.g. a measured grid). Fewer than `count` come back when the bounds
+    hold fewer eligible configurations.
+    """
+    mode = parse_mode(mode)
+    if count < 0:
+        raise ModelError(f"count = {count}; ask for zero or more probes")
+    if mode == "allreduce":
+        min_ps = max_ps = 0
+    elif min_ps < 1:
+        raise ModelError(f"min_ps = {min_ps}; {mode} needs at least 1 parameter server")
+    if min_workers < 1:
+        raise ModelError(f"min_workers = {min_workers}; a job needs at least 1 worker")
+    if min_ps > max_ps or min_workers > max_workers:
+        raise ModelError(
+            f"bounds ps [{min_ps}, {max_ps}], workers [{min_workers}, {max_workers}] are "
+            "empty; each min must be <= its max"
+        )
+    taken = {(0 if mode == "allreduce" else p, w) for p, w in seen}
+    if candidates is None:
+        pool = [
+            (p, w)
+            for p in _axis(min_ps, max_ps, 64)
+            for w in _axis(min_workers, max_workers, 64)
+        ]
+    else:
+        pool = [(0 if mode == "allreduce" else p, w) for p, w in candidates]
+    pool = sorted(
+        {
+            (p, w)
+            for p, w in pool
+            if min_ps <= p <= max_ps
+            and min_workers <= w <= max_workers
+            and (mode == "allreduce" or p != w)
+            and (p, w) not in taken
+        },
+        key=lambda c: (c[0] + c[1], c[0]),
+    )
+    if not pool or count == 0:
+        return []
+    pool_array = np.array(pool)
+    coords = np.stack(
+        [
+            _log_coordinate(pool_array[:, 0], min_ps, max_ps),
+            _log_coordinate(pool_array[:, 1], min_workers, max_workers),
+        ],
+        axis=1,
+    )
+    anchors = [
+        (p, w) for p, w in taken if min_ps <= p <= max_ps and min_workers <= w <= max_workers
+    ]
+    if anchors:
+        anchor_array = np.array(anchors)
+        anchor_coords = np.stack(
+            [
+                _log_coordinate(anchor_array[:, 0], min_ps, max_ps),
+                _log_coordinate(anchor_array[:, 1], min_workers, max_workers),
+            ],
+            axis=1,
+        )
+        nearest = np.min(
+            np.linalg.norm(coords[:, None, :] - anchor_coords[None, :, :], axis=2), axis=1
+        )
+    else:
+        nearest = np.full(len(pool), np.inf)
+    chosen: list[tuple[int, int]] = []
+    available = np.ones(len(pool), dtype=bool)
+    for _ in range(min(count, len(pool))):
+        if np.isinf(nearest[available]).all():
+            # Nothing seen yet: start at the middle of the box.
+            score = -np.linalg.norm(coords - 0.5, axis=1)
+        else:
+            score = nearest.copy()
+        score[~available] = -np.inf
+        # np.argmax takes the first maximum: the pool is sorted cheapest first.
+        best = int(np.argmax(np.round(score, 12)))
+        chosen.append(pool[best])
+        available[best] = False
+        nearest = np.minimum(nearest, np.linalg.norm(coords - coords[best], axis=1))
+    return chosen
