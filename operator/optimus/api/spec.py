@@ -1,0 +1,341 @@
+"""The TrainingJob spec as frozen dataclasses, parsed once from the raw object (pure).
+
+The kopf handlers (optimus.kube) hand every raw TrainingJob to `parse_training_job`; what
+comes back is typed and checked, or a `SpecError` that lists every bad field with what is
+wrong and how to fix it. The CRD's schema (manifests/crd/) rejects most mistakes at the API
+server already; this parser checks them again (a cluster may run without the schema) and
+adds the checks a schema cannot express (pod names, requests, batch vs. workers).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from optimus_worker.contract import DEFAULT_CHECKPOINT_INTERVAL_STEPS, MODES, Mode
+
+from optimus.api.quantity import QuantityError, parse_quantity
+from optimus.api.status import TrainingJobStatus, parse_status
+from optimus.scheduling.types import Resources
+
+GROUP: Final = "optimus.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "TrainingJob"
+PLURAL: Final = "trainingjobs"
+
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+#: pod names add "-g<generation>-worker-<rank>" and must stay within 63 characters
+MAX_NAME_LENGTH: Final = 40
+MAX_GLOBAL_BATCH: Final = 1_048_576
+MAX_PS: Final = 1000
+MAX_WORKERS: Final = 10000
+DEFAULT_TASK: Final = "mlp"
+DEFAULT_LOSS_DELTA: Final = 0.01
+DEFAULT_WINDOW: Final = 5
+DEFAULT_MAX_EPOCHS: Final = 100
+DEFAULT_MOUNT_PATH: Final = "/checkpoints"
+DEFAULT_RESTART_LIMIT: Final = 3
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One bad field: where it is, what is wrong, and how to fix it."""
+
+    path: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}; fix: {self.fix}"
+
+
+class SpecError(ValueError):
+    """A TrainingJob that cannot run; `errors` names every bad field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Converged when the fitted loss drops less than loss_delta over `window` epochs, or
+    after max_epochs, whichever comes first."""
+
+    loss_delta: float = DEFAULT_LOSS_DELTA
+    window: int = DEFAULT_WINDOW
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+
+
+@dataclass(frozen=True)
+class TaskGroup:
+    """The parameter servers or the workers: count bounds, pod template, per-pod request."""
+
+    min: int
+    max: int
+    template: Mapping[str, Any] = field(default_factory=dict)
+    request: Resources = field(default_factory=Resources)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    volume: Mapping[str, Any]
+    mount_path: str = DEFAULT_MOUNT_PATH
+    interval_steps: int = DEFAULT_CHECKPOINT_INTERVAL_STEPS
+
+
+@dataclass(frozen=True)
+class TrainingJobSpec:
+    mode: Mode
+    global_batch_size: int
+    parameter_servers: TaskGroup
+    workers: TaskGroup
+    checkpoint: Checkpoint
+    convergence: Convergence = field(default_factory=Convergence)
+    task: str = DEFAULT_TASK
+    priority: int = 0
+    restart_limit: int = DEFAULT_RESTART_LIMIT
+
+
+@dataclass(frozen=True)
+class JobMeta:
+    """The identity of a TrainingJob (readable even when its spec is not)."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: str  # metadata.creationTimestamp, RFC 3339
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    meta: JobMeta
+    spec: TrainingJobSpec
+    status: TrainingJobStatus
+
+
+# ---- parsing -------------------------------------------------------------------------------
+class _Reader:
+    """Collects FieldErrors while reading typed values out of raw dicts."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def fail(self, path: str, problem: str, fix: str) -> None:
+        self.errors.append(FieldError(path, problem, fix))
+
+    def mapping(self, raw: Any, path: str, *, required: bool) -> Mapping[str, Any] | None:
+        if raw is None:
+            if required:
+                self.fail(path, "is missing", f"add {path} to the TrainingJob")
+            return None
+        if not isinstance(raw, Mapping):
+            self.fail(path, f"is a {type(raw).__name__}, not an object",
+                      f"write {path} as a YAML mapping")
+            return None
+        return raw
+
+    def integer(self, raw: Any, path: str, low: int, high: int, default: int | None) -> int:
+        if raw is None:
+            if default is None:
+                self.fail(path, "is missing", f"set {path} to an integer in [{low}, {high}]")
+                return low
+            return default
+        if isinstance(raw, bool) or not (
+            isinstance(raw, int) or (isinstance(raw, float) and raw.is_integer())
+        ):
+            self.fail(path, f"{raw!r} is not an integer",
+                      f"set {path} to an integer in [{low}, {high}]")
+            return low
+        value = int(raw)
+        if not low <= value <= high:
+            self.fail(path, f"{value} is out of range",
+                      f"set {path} to an integer in [{low}, {high}]")
+        return value
+
+    def number(self, raw: Any, path: str, default: float) -> float:
+        if raw is None:
+            return default
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            self.fail(path, f"{raw!r} is not a number", f"set {path} to a number > 0")
+            return default
+        if not raw > 0 or raw != raw or raw == float("inf"):
+            self.fail(path, f"{raw} is not a positive finite number",
+                      f"set {path} to a number > 0, e.g. {default}")
+            return default
+        return float(raw)
+
+    def string(self, raw: Any, path: str, default: str) -> str:
+        if raw is None:
+            return default
+        if not isinstance(raw, str) or not raw:
+            self.fail(path, f"{raw!r} is not a non-empty string", f"set {path} to a string")
+            return default
+        return raw
+
+
+def parse_meta(raw: Mapping[str, Any]) -> JobMeta:
+    metadata = raw.get("metadata") or {}
+    return JobMeta(
+        namespace=str(metadata.get("namespace") or "default"),
+        name=str(metadata.get("name") or ""),
+        uid=str(metadata.get("uid") or ""),
+        generation=int(metadata.get("generation") or 0),
+        created=str(metadata.get("creationTimestamp") or ""),
+    )
+
+
+def pod_request(template: Mapping[str, Any], path: str, reader: _Reader) -> Resources:
+    """What one pod from `template` requests: the sum over its containers (a limit stands
+    in for a missing request, as Kubernetes does)."""
+    total = Resources()
+    spec = template.get("spec") if isinstance(template, Mapping) else None
+    containers = spec.get("containers") if isinstance(spec, Mapping) else None
+    if not isinstance(containers, list) or not containers:
+        reader.fail(f"{path}.spec.containers", "has no containers",
+                    "give the template at least one container with a name, image and command")
+        return total
+    for index, container in enumerate(containers):
+        cpath = f"{path}.spec.containers[{index}]"
+        if not isinstance(container, Mapping):
+            reader.fail(cpath, "is not an object", "write each container as a mapping")
+            continue
+        for key in ("name", "image"):
+            if not isinstance(container.get(key), str) or not container.get(key):
+                reader.fail(f"{cpath}.{key}", "is missing", f"give the container a {key}")
+        resources = container.get("resources") or {}
+        if not isinstance(resources, Mapping):
+            reader.fail(f"{cpath}.resources", "is not an object",
+                        "write resources as {requests: {...}, limits: {...}}")
+            continue
+        requests = resources.get("requests") or {}
+        limits = resources.get("limits") or {}
+        amounts: dict[str, float] = {}
+        for kind, table in (("limits", limits), ("requests", requests)):
+            if not isinstance(table, Mapping):
+                reader.fail(f"{cpath}.resources.{kind}", "is not an object",
+                            "write it as a mapping of resource name to quantity")
+                continue
+            for name, value in table.items():
+                try:
+                    amounts[name] = parse_quantity(value)
+                except QuantityError as error:
+                    reader.fail(f"{cpath}.resources.{kind}.{name}", str(error),
+                                "write a quantity such as 1, 500m or 2Gi")
+        gpu = amounts.get(GPU_RESOURCE, 0.0)
+        if gpu != int(gpu) or gpu < 0:
+            reader.fail(f"{cpath}.resources.{GPU_RESOURCE}", f"{gpu} is not a whole count",
+                        "request whole GPUs (0, 1, 2, ...)")
+        total = total + Resources(gpu, amounts.get("cpu", 0.0), amounts.get("memory", 0.0))
+    return total
+
+
+def _task_group(raw: Any, path: str, reader: _Reader, *, min_low: int, max_high: int,
+                default_min: int) -> TaskGroup:
+    group = reader.mapping(raw, path, required=True)
+    if group is None:
+        return TaskGroup(default_min, default_min)
+    low = reader.integer(group.get("min"), f"{path}.min", min_low, max_high, default_min)
+    high = reader.integer(group.get("max"), f"{path}.max", min_low, max_high, low)
+    if low > high:
+        reader.fail(f"{path}.min", f"min {low} is greater than max {high}",
+                    f"set {path}.min <= {path}.max")
+    template = reader.mapping(group.get("template"), f"{path}.template", required=True)
+    if template is None:
+        return TaskGroup(low, high)
+    return TaskGroup(low, high, template, pod_request(template, f"{path}.template", reader))
+
+
+def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
+    """The typed spec, or SpecError listing every bad field (paths start with `spec.`)."""
+    reader = _Reader()
+    if name and (len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.match(name)):
+        reader.fail("metadata.name", f"{name!r} is not a DNS label of at most "
+                    f"{MAX_NAME_LENGTH} characters",
+                    "use lower-case letters, digits and '-', starting with a letter, "
+                    f"at most {MAX_NAME_LENGTH} characters (pod names append a suffix)")
+    spec = reader.mapping(raw_spec, "spec", required=True) or {}
+    mode = spec.get("mode", "ps-sync")
+    if mode not in MODES:
+        reader.fail("spec.mode", f"{mode!r} is not a known mode",
+                    f"set spec.mode to one of {', '.join(MODES)}")
+        mode = "ps-sync"
+    batch = reader.integer(spec.get("globalBatchSize"), "spec.globalBatchSize", 1,
+                           MAX_GLOBAL_BATCH, None)
+    workers = _task_group(spec.get("workers"), "spec.workers", reader, min_low=1,
+                          max_high=MAX_WORKERS, default_min=1)
+    if mode == "allreduce":
+        raw_ps = spec.get("parameterServers")
+        ps = TaskGroup(0, 0)
+        if isinstance(raw_ps, Mapping) and (raw_ps.get("max") or raw_ps.get("min")):
+            reader.fail("spec.parameterServers", "allreduce jobs run no parameter servers",
+                        "remove spec.parameterServers (or set its min and max to 0), or "
+                        "choose mode ps-sync or ps-async")
+    else:
+        ps = _task_group(spec.get("parameterServers"), "spec.parameterServers", reader,
+                         min_low=1, max_high=MAX_PS, default_min=1)
+    if batch < workers.max:
+        reader.fail("spec.globalBatchSize",
+                    f"{batch} samples per step cannot feed up to {workers.max} workers",
+                    "raise spec.globalBatchSize to at least spec.workers.max, or lower "
+                    "spec.workers.max")
+    conv_raw = reader.mapping(spec.get("convergence"), "spec.convergence", required=False) or {}
+    convergence = Convergence(
+        loss_delta=reader.number(conv_raw.get("lossDelta"), "spec.convergence.lossDelta",
+                                 DEFAULT_LOSS_DELTA),
+        window=reader.integer(conv_raw.get("window"), "spec.convergence.window", 1, 1000,
+                              DEFAULT_WINDOW),
+        max_epochs=reader.integer(conv_raw.get("maxEpochs"), "spec.convergence.maxEpochs", 1,
+                                  100_000, DEFAULT_MAX_EPOCHS),
+    )
+    ck_raw = reader.mapping(spec.get("checkpoint"), "spec.checkpoint", required=True) or {}
+    volume = reader.mapping(ck_raw.get("volume"), "spec.checkpoint.volume", required=True)
+    if volume is not None and len(volume) != 1:
+        reader.fail("spec.checkpoint.volume", f"names {len(volume)} volume sources",
+                    "give exactly one source, e.g. persistentVolumeClaim: {claimName: ...}")
+    mount = reader.string(ck_raw.get("mountPath"), "spec.checkpoint.mountPath",
+                          DEFAULT_MOUNT_PATH)
+    if not mount.startswith("/"):
+        reader.fail("spec.checkpoint.mountPath", f"{mount!r} is not an absolute path",
+                    "use an absolute path such as /checkpoints")
+    checkpoint = Checkpoint(
+        volume=volume or {},
+        mount_path=mount,
+        interval_steps=reader.integer(ck_raw.get("intervalSteps"),
+                                      "spec.checkpoint.intervalSteps", 1, 1_000_000,
+                                      DEFAULT_CHECKPOINT_INTERVAL_STEPS),
+    )
+    task = reader.string(spec.get("task"), "spec.task", DEFAULT_TASK)
+    priority = reader.integer(spec.get("priority"), "spec.priority", -1000, 1000, 0)
+    restart_limit = reader.integer(spec.get("restartLimit"), "spec.restartLimit", 0, 100,
+                                   DEFAULT_RESTART_LIMIT)
+    if reader.errors:
+        raise SpecError(reader.errors)
+    return TrainingJobSpec(
+        mode=mode,
+        global_batch_size=batch,
+        parameter_servers=ps,
+        workers=workers,
+        checkpoint=checkpoint,
+        convergence=convergence,
+        task=task,
+        priority=priority,
+        restart_limit=restart_limit,
+    )
+
+
+def parse_training_job(raw: Mapping[str, Any]) -> TrainingJob:
+    """A raw TrainingJob (as the API server returns it) as typed objects; SpecError names
+    every bad field and its fix. The status is parsed leniently: the operator wrote it."""
+    meta = parse_meta(raw)
+    spec = parse_spec(raw.get("spec"), meta.name)
+    return TrainingJob(meta, spec, parse_status(raw.get("status")))

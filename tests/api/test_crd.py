@@ -1,0 +1,76 @@
+"""The CRD (manifests/crd/) agrees with the parser: same enums, bounds and defaults, a
+structural schema (every property typed), and the subresources the operator relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from optimus.api import conditions, spec
+from optimus.api.status import MAX_LOSS_SAMPLES, MAX_SPEED_SAMPLES
+from optimus_worker.contract import DEFAULT_CHECKPOINT_INTERVAL_STEPS, MODES
+
+CRD_PATH = Path(__file__).resolve().parents[2] / "manifests/crd/trainingjobs.optimus.dev.yaml"
+
+
+def _crd() -> dict[str, Any]:
+    return yaml.safe_load(CRD_PATH.read_text())
+
+
+def _version() -> dict[str, Any]:
+    (version,) = _crd()["spec"]["versions"]
+    return version
+
+
+def _walk(schema: dict[str, Any], path: str = "") -> list[str]:
+    """Paths of schema nodes without a type (a structural schema has none)."""
+    missing = [] if "type" in schema else [path or "<root>"]
+    for name, child in (schema.get("properties") or {}).items():
+        missing += _walk(child, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict):
+        missing += _walk(schema["items"], f"{path}[]")
+    return missing
+
+
+def test_names() -> None:
+    crd = _crd()
+    assert crd["metadata"]["name"] == f"{spec.PLURAL}.{spec.GROUP}"
+    assert crd["spec"]["group"] == spec.GROUP
+    assert crd["spec"]["names"]["kind"] == spec.KIND
+    assert "tj" in crd["spec"]["names"]["shortNames"]
+    assert _version()["name"] == spec.VERSION
+
+
+def test_schema_is_structural() -> None:
+    assert _walk(_version()["schema"]["openAPIV3Schema"]) == []
+
+
+def test_schema_matches_parser() -> None:
+    root = _version()["schema"]["openAPIV3Schema"]["properties"]
+    props = root["spec"]["properties"]
+    assert tuple(props["mode"]["enum"]) == MODES
+    assert props["globalBatchSize"]["maximum"] == spec.MAX_GLOBAL_BATCH
+    assert props["workers"]["properties"]["max"]["maximum"] == spec.MAX_WORKERS
+    assert props["parameterServers"]["properties"]["max"]["maximum"] == spec.MAX_PS
+    assert props["checkpoint"]["properties"]["mountPath"]["default"] == spec.DEFAULT_MOUNT_PATH
+    assert (props["checkpoint"]["properties"]["intervalSteps"]["default"]
+            == DEFAULT_CHECKPOINT_INTERVAL_STEPS)
+    status = root["status"]["properties"]
+    assert tuple(status["phase"]["enum"]) == conditions.PHASES
+    model = status["model"]["properties"]
+    assert model["lossSamples"]["maxItems"] == MAX_LOSS_SAMPLES
+    assert model["speedSamples"]["maxItems"] == MAX_SPEED_SAMPLES
+    rules = [r["rule"] for r in props["workers"]["x-kubernetes-validations"]]
+    assert "self.min <= self.max" in rules
+
+
+def test_subresources_and_columns() -> None:
+    version = _version()
+    assert version["subresources"]["status"] == {}
+    assert version["subresources"]["scale"]["statusReplicasPath"] == ".status.allocation.workers"
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    for name in ("Phase", "PS", "Workers", "Epoch", "Loss", "ETA", "Age"):
+        assert name in columns
+    # conditions are read by type, never by position
+    assert all("conditions[0]" not in path for path in columns.values())

@@ -1,0 +1,141 @@
+"""Parsing TrainingJobs: the typed result, and ten kinds of invalid jobs whose errors name
+the field and the fix."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from optimus.api import SpecError, parse_training_job
+from optimus.api.quantity import QuantityError, parse_quantity
+from optimus.api.spec import DEFAULT_MOUNT_PATH, DEFAULT_RESTART_LIMIT
+from optimus.scheduling.types import Resources
+
+from tests.api.conftest import RAW_JOB
+
+
+def test_valid_job_parses_to_typed_spec(raw_job: dict[str, Any]) -> None:
+    job = parse_training_job(raw_job)
+    assert job.meta.key == "ml/mnist"
+    assert job.meta.generation == 2
+    spec = job.spec
+    assert spec.mode == "ps-sync"
+    assert (spec.parameter_servers.min, spec.parameter_servers.max) == (1, 2)
+    assert (spec.workers.min, spec.workers.max) == (1, 4)
+    assert spec.workers.request == Resources(gpu=1.0, cpu=1.0, memory=2**30)
+    assert spec.parameter_servers.request == Resources(gpu=0.0, cpu=0.5, memory=512 * 2**20)
+    assert spec.convergence.max_epochs == 12
+    assert spec.checkpoint.mount_path == "/ckpt"
+    assert spec.restart_limit == DEFAULT_RESTART_LIMIT
+    assert job.status.phase == "Pending"
+
+
+def test_defaults(raw_job: dict[str, Any]) -> None:
+    del raw_job["spec"]["convergence"], raw_job["spec"]["checkpoint"]["mountPath"]
+    del raw_job["spec"]["mode"], raw_job["spec"]["task"]
+    spec = parse_training_job(raw_job).spec
+    assert spec.mode == "ps-sync"
+    assert spec.task == "mlp"
+    assert spec.checkpoint.mount_path == DEFAULT_MOUNT_PATH
+    assert spec.convergence.window >= 1
+
+
+def test_allreduce_needs_no_parameter_servers(raw_job: dict[str, Any]) -> None:
+    raw_job["spec"]["mode"] = "allreduce"
+    del raw_job["spec"]["parameterServers"]
+    spec = parse_training_job(raw_job).spec
+    assert (spec.parameter_servers.min, spec.parameter_servers.max) == (0, 0)
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(raw: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = raw
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[last] = value
+    return edit
+
+
+_DELETE = object()
+_WORKER_CONTAINER = "spec.workers.template.spec.containers.0"
+
+#: ten kinds of invalid jobs: (edit, field named in the error, words of the fix)
+INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
+    ("name too long", _set("metadata.name", "a" * 41), "metadata.name", "at most 40"),
+    ("unknown mode", _set("spec.mode", "ring"), "spec.mode", "one of ps-sync"),
+    ("batch missing", _set("spec.globalBatchSize", _DELETE), "spec.globalBatchSize",
+     "integer in"),
+    ("min above max", _set("spec.workers.min", 5), "spec.workers.min", "<= spec.workers.max"),
+    ("no ps for ps-sync", _set("spec.parameterServers.min", 0), "spec.parameterServers.min",
+     "integer in [1"),
+    ("ps in allreduce", _set("spec.mode", "allreduce"), "spec.parameterServers",
+     "remove spec.parameterServers"),
+    ("no containers", _set("spec.workers.template.spec.containers", []),
+     "spec.workers.template.spec.containers", "at least one container"),
+    ("bad quantity", _set(f"{_WORKER_CONTAINER}.resources.requests.cpu", "lots"),
+     "resources.requests.cpu", "quantity such as"),
+    ("batch below workers", _set("spec.globalBatchSize", 2), "spec.globalBatchSize",
+     "at least spec.workers.max"),
+    ("relative mount path", _set("spec.checkpoint.mountPath", "ckpt"),
+     "spec.checkpoint.mountPath", "absolute path"),
+    ("no checkpoint volume", _set("spec.checkpoint.volume", _DELETE), "spec.checkpoint.volume",
+     "add spec.checkpoint.volume"),
+    ("zero loss delta", _set("spec.convergence.lossDelta", 0), "spec.convergence.lossDelta",
+     "number > 0"),
+    ("fractional gpu", _set(f"{_WORKER_CONTAINER}.resources.limits", {"nvidia.com/gpu": "0.5"}),
+     "nvidia.com/gpu", "whole GPUs"),
+    ("missing image", _set(f"{_WORKER_CONTAINER}.image", _DELETE), "image", "give the container"),
+]
+
+
+@pytest.mark.parametrize(("kind", "edit", "field", "fix"), INVALID, ids=[i[0] for i in INVALID])
+def test_invalid_jobs_name_the_field_and_the_fix(
+    kind: str, edit: Callable[[dict[str, Any]], None], field: str, fix: str
+) -> None:
+    raw = copy.deepcopy(RAW_JOB)
+    edit(raw)
+    with pytest.raises(SpecError) as caught:
+        parse_training_job(raw)
+    errors = caught.value.errors
+    assert any(field in e.path and fix in e.fix for e in errors), errors
+    assert "fix:" in str(caught.value)
+
+
+def test_every_error_is_reported_at_once(raw_job: dict[str, Any]) -> None:
+    raw_job["spec"]["mode"] = "ring"
+    raw_job["spec"]["workers"]["min"] = 9
+    with pytest.raises(SpecError) as caught:
+        parse_training_job(raw_job)
+    paths = {e.path for e in caught.value.errors}
+    assert {"spec.mode", "spec.workers.min"} <= paths
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500m", 0.5), ("2Gi", 2.0 * 2**30), ("1e3", 1000.0), (3, 3.0), ("1.5", 1.5), ("10k", 1e4)],
+)
+def test_quantities(text: object, value: float) -> None:
+    assert parse_quantity(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["", "lots", "1Qi", True, None, "1e3Gi"])
+def test_bad_quantities(text: object) -> None:
+    with pytest.raises(QuantityError):
+        parse_quantity(text)
+
+
+@given(st.integers(min_value=1, max_value=9950), st.integers(min_value=0, max_value=50))
+def test_bounds_hold_for_any_valid_counts(low: int, extra: int) -> None:
+    raw = copy.deepcopy(RAW_JOB)
+    raw["spec"]["workers"].update(min=low, max=low + extra)
+    raw["spec"]["globalBatchSize"] = low + extra
+    spec = parse_training_job(raw).spec
+    assert spec.workers.min <= spec.workers.max <= spec.global_batch_size
