@@ -31,8 +31,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import least_squares, nnls
 
 from optimus.models.errors import ModelError
@@ -44,6 +46,9 @@ SPIKE_FLOOR = 0.02
 #: Default weight of the newest point relative to the oldest.
 DEFAULT_RECENCY_WEIGHT = 10.0
 _B2_GRID = 48
+
+#: A history: a sequence of numbers or a 1-D numpy array.
+Numbers = Sequence[float] | npt.NDArray[Any]
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,8 @@ def _fit_normalised(
 
 
 def fit_loss(
-    epochs: Sequence[float],
-    losses: Sequence[float],
+    epochs: Numbers,
+    losses: Numbers,
     *,
     recency_weight: float = DEFAULT_RECENCY_WEIGHT,
 ) -> LossFit:

@@ -1,0 +1,230 @@
+"""`optimus fit speed|loss`: the JSON contract, the tables, and every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from optimus import cli
+from optimus.models import LossParams, SpeedParams, loss_at, predict_speed
+
+TRUTH = SpeedParams("ps-sync", 32.0, (0.01, 0.2, 0.5, 0.02, 0.03))
+TRAIN = [(p, w) for p in range(1, 9) for w in range(1, 9) if (p + 2 * w) % 3 == 0]
+
+
+@pytest.fixture(autouse=True)
+def _only_fit_subcommand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test `fit` through the real main() without depending on the other subcommands."""
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("optimus.cli_fit",))
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _train_csv(tmp_path: Path) -> Path:
+    rows = "".join(
+        f"{p},{w},{predict_speed(TRUTH, p, w)},extra\n" for p, w in TRAIN
+    )
+    return _write(tmp_path, "train.csv", "ps,workers,speed,note\n" + rows)
+
+
+def _curve_csv(tmp_path: Path, epochs: int = 30) -> Path:
+    truth = LossParams(0.05, 0.5, 0.3)
+    rows = "".join(f"{k},{loss_at(truth, k)}\n" for k in range(epochs))
+    return _write(tmp_path, "curve.csv", "epoch,loss\n" + rows + f"{epochs},nan\n")
+
+
+def test_fit_speed_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    predict = _write(tmp_path, "pred.csv", "ps,workers\n1,1\n4,8\n12,3\n")
+    code, out, _ = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train",
+         str(_train_csv(tmp_path)), "--predict", str(predict), "--json"],
+        capsys,
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["params"]["mode"] == "ps-sync"
+    assert {"t0", "t1", "t2", "t3", "t4"} <= set(report["params"])
+    assert [(e["ps"], e["workers"]) for e in report["predictions"]] == [(1, 1), (4, 8), (12, 3)]
+    for entry in report["predictions"]:
+        truth = predict_speed(TRUTH, entry["ps"], entry["workers"])
+        assert entry["speed"] == pytest.approx(truth, rel=0.03)
+
+
+@pytest.mark.parametrize("mode", ["async", "ps-async", "ps-sync", "allreduce"])
+def test_fit_speed_accepts_every_mode_spelling(
+    mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = _train_csv(tmp_path)
+    if mode == "allreduce":  # no ps column needed
+        train = _write(tmp_path, "ar.csv", "workers,speed\n1,5\n2,9\n3,12\n4,14\n6,16\n")
+    code, out, _ = _run(
+        ["fit", "speed", "--mode", mode, "--batch-size", "64", "--train", str(train), "--json"],
+        capsys,
+    )
+    assert code == 0
+    assert json.loads(out)["predictions"] == []
+
+
+def test_fit_speed_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    predict = _write(tmp_path, "pred.csv", "ps,workers\n2,5\n")
+    code, out, _ = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train",
+         str(_train_csv(tmp_path)), "--predict", str(predict)],
+        capsys,
+    )
+    assert code == 0
+    assert "t4" in out and "predicted speed" in out
+    assert f"{predict_speed(TRUTH, 2, 5):.2f}"[:3] in out
+
+
+def test_fit_loss_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["fit", "loss", "--csv", str(_curve_csv(tmp_path)), "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["params"] == pytest.approx({"b0": 0.05, "b1": 0.5, "b2": 0.3}, rel=1e-3)
+    assert report["converged_epoch"] == 59  # l(k-10) - l(k) < 0.05 first at 59
+    assert report["remaining_epochs"] == 59 - 30
+    assert 0 < report["confidence"] < 1
+    assert report["points_rejected"] == 1  # the nan
+
+
+def test_fit_loss_rule_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        ["fit", "loss", "--csv", str(_curve_csv(tmp_path)), "--loss-delta", "0.2",
+         "--window", "5", "--max-epochs", "20", "--json"],
+        capsys,
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["converged_epoch"] <= 20
+
+
+def test_fit_loss_caps_at_max_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        ["fit", "loss", "--csv", str(_curve_csv(tmp_path)), "--max-epochs", "40", "--json"],
+        capsys,
+    )
+    assert code == 0
+    assert json.loads(out)["converged_epoch"] == 40
+
+
+def test_fit_loss_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["fit", "loss", "--csv", str(_curve_csv(tmp_path))], capsys)
+    assert code == 0
+    assert "converged at epoch" in out and "59" in out
+
+
+SPEED_HEADER = "ps,workers,speed\n"
+GOOD_ROWS = "".join(f"{p},{w},{1 + p / w}\n" for p, w in TRAIN[:6])
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        ("", 1, "empty"),
+        ("\n\n", 1, "empty"),
+        (SPEED_HEADER, 2, "no data rows"),
+        ("ps,workers\n1,2\n", 1, "missing column(s) speed"),
+        ("p,w,s\n1,2,3\n", 1, "missing column(s) ps, workers, speed"),
+        (SPEED_HEADER + GOOD_ROWS + "2,3,fast\n", 8, "not a number"),
+        (SPEED_HEADER + GOOD_ROWS + "2,3,\n", 8, "empty"),
+        (SPEED_HEADER + GOOD_ROWS + "2,3\n", 8, "empty"),
+        (SPEED_HEADER + GOOD_ROWS + "2,2.5,3\n", 8, "whole number"),
+        (SPEED_HEADER + GOOD_ROWS + "0,2,3\n", 8, "parameter servers >= 1"),
+        (SPEED_HEADER + GOOD_ROWS + "2,0,3\n", 8, "workers >= 1"),
+        (SPEED_HEADER + GOOD_ROWS + "2,3,0\n", 8, "zero speed"),
+        (SPEED_HEADER + GOOD_ROWS + "2,3,-4\n", 8, "> 0"),
+        (SPEED_HEADER + GOOD_ROWS + "2,3,nan\n", 8, "finite"),
+    ],
+)
+def test_bad_train_files_exit_2_naming_file_line_and_fix(
+    text: str, line: int, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = _write(tmp_path, "train.csv", text)
+    code, out, err = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train", str(train), "--json"],
+        capsys,
+    )
+    assert code == 2 and out == ""
+    assert f"{train}:{line}:" in err
+    assert needle in err and "fix:" in err
+
+
+def test_too_few_configurations_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = _write(tmp_path, "train.csv", SPEED_HEADER + "1,2,3\n2,1,4\n")
+    code, _, err = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train", str(train)], capsys
+    )
+    assert code == 2
+    assert str(train) in err and "at least 5" in err
+
+
+def test_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.csv"
+    code, _, err = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train", str(missing)], capsys
+    )
+    assert code == 2 and str(missing) in err and "fix:" in err
+
+
+def test_bad_predict_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    predict = _write(tmp_path, "pred.csv", "ps,workers\n1,x\n")
+    code, _, err = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train",
+         str(_train_csv(tmp_path)), "--predict", str(predict), "--json"],
+        capsys,
+    )
+    assert code == 2 and f"{predict}:2:" in err and "workers" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--mode", "ring", "--batch-size", "32"], "--mode"),
+     (["--mode", "sync", "--batch-size", "0"], "--batch-size")],
+)
+def test_bad_options_exit_2(
+    args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(["fit", "speed", *args, "--train", str(_train_csv(tmp_path))], capsys)
+    assert code == 2 and needle in err
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        ("", 1, "empty"),
+        ("epoch,loss\n", 2, "no data rows"),
+        ("epoch\n1\n", 1, "missing column(s) loss"),
+        ("epoch,loss\n0,1.0\n1,abc\n", 3, "not a number"),
+        ("epoch,loss\n0,1.0\n-1,0.5\n", 3, ">= 0"),
+        ("epoch,loss\n0,1.0\ninf,0.5\n", 3, "finite"),
+        ("epoch,loss\n0,1.0\n1,0.9\n", 0, "3 epochs"),
+        ("epoch,loss\n0,1.0\n1,-0.9\n2,0.8\n", 0, "negative"),
+    ],
+)
+def test_bad_curve_files_exit_2(
+    text: str, line: int, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    curve = _write(tmp_path, "curve.csv", text)
+    code, out, err = _run(["fit", "loss", "--csv", str(curve), "--json"], capsys)
+    assert code == 2 and out == ""
+    assert (f"{curve}:{line}:" if line else f"{curve}:") in err
+    assert needle in err
+
+
+def test_bad_rule_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(
+        ["fit", "loss", "--csv", str(_curve_csv(tmp_path)), "--window", "0"], capsys
+    )
+    assert code == 2 and "window" in err
