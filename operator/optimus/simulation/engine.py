@@ -1,0 +1,477 @@
+"""The simulation loop: a simulated cluster runs a trace under one policy (pure).
+
+It replaces steps 1, 2 and 6 of a scheduling round (snapshot, observe, act) with a simulated
+cluster and runs steps 3-5 with the operator's own code: `optimus.simulation.knowledge` fits
+the operator's models, `optimus.scheduling.allocate` and `place` decide. Time advances in
+scheduling intervals; within an interval every job runs at its true speed under its
+placement (optimus.simulation.physics), so a job's completion time is exact, not rounded to
+a tick. Jobs that arrive or finish between two rounds wait for the next round, as they do
+under the operator.
+
+Costs and rules:
+* a job that starts, resumes, or changes its PS/worker counts or nodes pays `restart_cost`
+  seconds of wall time with its resources held and no progress; a change of configuration
+  of a running job (including a preemption to zero) counts as one resize;
+* learning policies (`optimus`, `optimus-paper`) run a new job at probe configurations
+  (`optimus.models.propose_probes`, inside a small probe box) until its speed model can be
+  fitted: the job's bounds are pinned to the probe for that round;
+* `oracle` gives every policy the true remaining epochs and the true speed table;
+* randomness (observation noise) comes from one generator per job seeded by (seed, index of
+  the job in the trace's (arrival, name) order): the same seed gives the same result.
+
+Conservation is checked every round: a policy or placement that over-commits a node raises
+SimulationError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optimus.models.loss import ConvergenceRule, LossParams, loss_at
+from optimus.models.speed import SpeedMode, parse_mode, propose_probes
+from optimus.scheduling import allocate, place
+from optimus.scheduling.types import (
+    Allocation,
+    JobPlacement,
+    JobView,
+    NodeView,
+    Placement,
+    Resources,
+)
+from optimus.simulation.inputs import SimulationInputError, TraceJob
+from optimus.simulation.knowledge import LearnedJob, remaining_seconds
+from optimus.simulation.physics import (
+    curve_for_epochs,
+    fewest_nodes_cross_fraction,
+    network_factor,
+)
+from optimus.simulation.speeds import SpeedSurface
+
+GIB = 1024.0**3
+PS_MEMORY = 4 * GIB
+WORKER_MEMORY = 8 * GIB
+#: policies that learn their models online (and so probe new jobs)
+LEARNING_POLICIES = frozenset({"optimus", "optimus-paper"})
+DEFAULT_BATCH_SIZE = 32
+
+
+class SimulationError(RuntimeError):
+    """The simulation cannot go on: a policy broke an invariant or jobs can never finish."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    allocatable: Resources
+    bandwidth_gbps: float = 10.0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: tuple[NodeSpec, ...]
+
+    @staticmethod
+    def uniform(nodes: int, gpus: float, cpus: float, *, memory_gib: float = 512.0,
+                bandwidth_gbps: float = 10.0) -> Cluster:
+        width = len(str(max(nodes - 1, 0)))
+        return Cluster(tuple(
+            NodeSpec(f"node-{i:0{width}d}", Resources(gpus, cpus, memory_gib * GIB),
+                     bandwidth_gbps)
+            for i in range(nodes)))
+
+    @property
+    def total(self) -> Resources:
+        total = Resources()
+        for node in self.nodes:
+            total = total + node.allocatable
+        return total
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    policy: str = "optimus"
+    interval: float = 60.0
+    restart_cost: float = 30.0
+    seed: int = 0
+    oracle: bool = False
+    #: relative noise (standard deviation) of a speed sample and of a loss point
+    speed_noise: float = 0.05
+    loss_noise: float = 0.01
+    rule: ConvergenceRule = field(default_factory=ConvergenceRule)
+    #: probe configurations stay within this many PS and workers (cheap to fit anywhere)
+    probe_max_ps: int = 8
+    probe_max_workers: int = 4
+    #: give up when a job is still unfinished this long after the last arrival
+    horizon: float = 180 * 86400.0
+    #: extra keyword options for the policy (e.g. OptimusConfig fields)
+    policy_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job: str
+    arrival: float
+    start: float | None
+    finish: float | None
+    resizes: int
+    starts: int
+    gpu_seconds: float
+
+    @property
+    def jct(self) -> float:
+        return math.inf if self.finish is None else self.finish - self.arrival
+
+
+@dataclass(frozen=True)
+class Round:
+    """One scheduling round: what ran, and the largest share of any node's GPUs, CPUs and
+    memory that the placement used (conservation says <= 1)."""
+
+    time: float
+    running: int
+    waiting: int
+    gpus: float
+    cpus: float
+    peak_node_share: float
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    policy: str
+    config: SimulationConfig
+    cluster_total: Resources
+    outcomes: tuple[JobOutcome, ...]
+    rounds: tuple[Round, ...]
+
+
+@dataclass
+class _Job:
+    """One job's evolving state inside a simulation (mutable, private to `simulate`)."""
+
+    trace: TraceJob
+    surface: SpeedSurface
+    loss: LossParams
+    mode: SpeedMode
+    batch_size: int
+    min_ps: int
+    max_ps: int
+    max_workers: int
+    ps_request: Resources
+    worker_request: Resources
+    rng: np.random.Generator
+    learned: LearnedJob | None
+    done: float = 0.0
+    placement: JobPlacement | None = None
+    blocked_until: float = 0.0
+    resizes: int = 0
+    starts: int = 0
+    first_start: float | None = None
+    finish: float | None = None
+    gpu_seconds: float = 0.0
+    attained: float = 0.0
+    next_loss_epoch: int = 1
+    c_min: dict[tuple[int, int], float] = field(default_factory=dict)
+
+
+def job_requests(job: TraceJob) -> tuple[Resources, Resources]:
+    """(per PS, per worker) resource requests of a trace job."""
+    return (Resources(0.0, job.cpus_per_ps, PS_MEMORY),
+            Resources(job.gpus_per_worker, job.cpus_per_worker, WORKER_MEMORY))
+
+
+def job_bounds(job: TraceJob, surface: SpeedSurface) -> tuple[int, int, int, int]:
+    """(min_ps, max_ps, min_workers, max_workers): the trace's, defaulting to the measured
+    range of the job's model (a speed table says nothing beyond it)."""
+    if job.mode == "allreduce":
+        min_ps = max_ps = 0
+    else:
+        min_ps = job.min_ps if job.min_ps is not None else max(1, surface.ps_min)
+        max_ps = job.max_ps if job.max_ps is not None else max(min_ps, surface.ps_max)
+    max_workers = (job.max_workers if job.max_workers is not None
+                   else max(job.min_workers, surface.workers_max))
+    return min_ps, max_ps, job.min_workers, max_workers
+
+
+def check_fits(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface],
+               cluster: Cluster, source: str = "trace") -> None:
+    """Raise SimulationInputError for a job that can never run on the cluster: one worker
+    (or PS) larger than every node, or its minimum (or requested) configuration larger than
+    the whole cluster."""
+    largest = Resources(max(n.allocatable.gpu for n in cluster.nodes),
+                        max(n.allocatable.cpu for n in cluster.nodes),
+                        max(n.allocatable.memory for n in cluster.nodes))
+    total = cluster.total
+    for job in jobs:
+        ps_request, worker_request = job_requests(job)
+        min_ps, _, min_workers, _ = job_bounds(job, surfaces[job.model])
+        for role, request in (("worker", worker_request), ("parameter server", ps_request)):
+            if not request.fits_in(largest):
+                raise SimulationInputError(
+                    source, job.line or None,
+                    f"job {job.job}: one {role} needs {_show(request)} but the largest node "
+                    f"has {_show(largest)}",
+                    "lower gpus_per_worker/cpus_per_* or use bigger nodes "
+                    "(--gpus-per-node, --cpus-per-node)")
+        configurations = [("minimum", min_ps, min_workers)]
+        if job.workers is not None:
+            configurations.append(("requested", job.ps or 0, job.workers))
+        for what, ps, workers in configurations:
+            demand = ps_request.scale(ps) + worker_request.scale(workers)
+            if not demand.fits_in(total):
+                raise SimulationInputError(
+                    source, job.line or None,
+                    f"job {job.job}: its {what} configuration ({ps} PS, {workers} workers) "
+                    f"needs {_show(demand)} but the cluster has {_show(total)}",
+                    "lower min_ps/min_workers (or ps/workers) or add nodes (--nodes)")
+
+
+def _show(resources: Resources) -> str:
+    return (f"{resources.gpu:g} GPUs, {resources.cpu:g} CPUs, "
+            f"{resources.memory / GIB:g} GiB")
+
+
+def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], cluster: Cluster,
+             config: SimulationConfig,
+             on_round: Callable[[float, int, int], None] | None = None) -> SimulationResult:
+    """Run the trace to completion under `config.policy` (module docstring).
+
+    `on_round(time, finished, total)` is called after every round (for progress bars).
+    """
+    if config.interval <= 0:
+        raise ValueError("the scheduling interval must be positive")
+    if config.restart_cost < 0:
+        raise ValueError("the restart cost must be >= 0")
+    check_fits(jobs, surfaces, cluster)
+    ordered = sorted(jobs, key=lambda j: (j.arrival, j.job))
+    learning = config.policy in LEARNING_POLICIES and not config.oracle
+    states = [_new_job(job, index, surfaces[job.model], config)
+              for index, job in enumerate(ordered)]
+    node_views = [NodeView(node.name, node.allocatable) for node in cluster.nodes]
+    node_specs = {node.name: node for node in cluster.nodes}
+    node_shape = max((node.allocatable for node in cluster.nodes), key=lambda r: (r.gpu, r.cpu))
+    options = dict(config.policy_options)
+    interval = config.interval
+    pending = list(states)
+    pending.reverse()  # pop() from the end = next arrival
+    active: list[_Job] = []
+    finished = 0
+    rounds: list[Round] = []
+    previous = Placement({})
+    time = 0.0
+    last_arrival = ordered[-1].arrival if ordered else 0.0
+    while pending or active:
+        if not active and pending and pending[-1].trace.arrival > time:
+            time = math.ceil(pending[-1].trace.arrival / interval) * interval
+        while pending and pending[-1].trace.arrival <= time:
+            active.append(pending.pop())
+        if time > last_arrival + config.horizon:
+            stuck = ", ".join(state.trace.job for state in active[:5])
+            raise SimulationError(
+                f"{len(active)} job(s) still unfinished {config.horizon:g} s after the last "
+                f"arrival under {config.policy} (e.g. {stuck}); the policy starves them")
+        views = [_view(state, time, config, learning) for state in active]
+        allocations = allocate(views, node_views, config.policy, now=time, **options)
+        placement = place(allocations, views, node_views, previous)
+        peak = _check_conservation(placement, active, cluster)
+        end = time + interval
+        gpus_in_use = cpus_in_use = 0.0
+        running = 0
+        still_active: list[_Job] = []
+        for state in active:
+            new = placement.jobs.get(state.trace.job)
+            _apply_placement(state, new, time, config.restart_cost)
+            if state.placement is not None:
+                running += 1
+                demand = _demand(state)
+                gpus_in_use += demand.gpu
+                cpus_in_use += demand.cpu
+                _advance(state, time, end, node_specs, node_shape, config)
+            if state.finish is None:
+                still_active.append(state)
+            else:
+                finished += 1
+        rounds.append(Round(time, running, len(active) - running, gpus_in_use, cpus_in_use,
+                            peak))
+        previous = Placement({state.trace.job: state.placement for state in still_active
+                              if state.placement is not None})
+        active = still_active
+        time = end
+        if on_round is not None:
+            on_round(time, finished, len(states))
+    outcomes = tuple(
+        JobOutcome(s.trace.job, s.trace.arrival, s.first_start, s.finish, s.resizes, s.starts,
+                   s.gpu_seconds)
+        for s in states)
+    return SimulationResult(config.policy, config, cluster.total, outcomes, tuple(rounds))
+
+
+def _new_job(job: TraceJob, index: int, surface: SpeedSurface,
+             config: SimulationConfig) -> _Job:
+    min_ps, max_ps, _, max_workers = job_bounds(job, surface)
+    ps_request, worker_request = job_requests(job)
+    mode = parse_mode(job.mode)
+    batch = job.batch_size or DEFAULT_BATCH_SIZE
+    rule = ConvergenceRule(config.rule.loss_delta, config.rule.window,
+                           max(config.rule.max_epochs, math.ceil(job.epochs)))
+    loss = job.loss or curve_for_epochs(job.epochs, rule.loss_delta, rule.window)
+    learned = None if config.oracle else LearnedJob(mode, float(batch), job.dataset_size, rule)
+    return _Job(job, surface, loss, mode, batch, min_ps, max_ps, max_workers, ps_request,
+                worker_request, np.random.default_rng([config.seed, index]), learned)
+
+
+def _view(state: _Job, now: float, config: SimulationConfig, learning: bool) -> JobView:
+    job = state.trace
+    min_ps, max_ps = state.min_ps, state.max_ps
+    min_workers, max_workers = job.min_workers, state.max_workers
+    learned = state.learned
+    if learning and learned is not None and learned.needs_probes():
+        probe = _next_probe(state, config)
+        if probe is not None:
+            min_ps = max_ps = probe[0]
+            min_workers = max_workers = probe[1]
+    if learned is None:
+        remaining_epochs = max(0.0, job.epochs - state.done)
+        progress = state.done / job.epochs
+
+        def remaining_time(ps: int, workers: int) -> float:
+            return remaining_seconds(remaining_epochs, job.dataset_size,
+                                     state.surface.samples_per_sec(ps, workers))
+    else:
+        remaining_epochs = learned.remaining_epochs(state.done)
+        progress = state.done / (state.done + remaining_epochs)
+        samples_per_sec = learned.samples_per_sec
+
+        def remaining_time(ps: int, workers: int) -> float:
+            return remaining_seconds(remaining_epochs, job.dataset_size,
+                                     samples_per_sec(ps, workers))
+    current = None
+    if state.placement is not None:
+        current = Allocation(len(state.placement.ps_nodes), len(state.placement.worker_nodes))
+    requested = Allocation(job.ps or 0, job.workers) if job.workers is not None else None
+    return JobView(
+        id=job.job, arrival=job.arrival, ps_request=state.ps_request,
+        worker_request=state.worker_request, min_ps=min_ps, max_ps=max_ps,
+        min_workers=min_workers, max_workers=max_workers, remaining_time=remaining_time,
+        current=current, mode=job.mode, progress=progress, attained_service=state.attained,
+        requested=requested)
+
+
+def _next_probe(state: _Job, config: SimulationConfig) -> tuple[int, int] | None:
+    assert state.learned is not None
+    seen = state.learned.configurations
+    boxes = ((min(state.max_ps, max(state.min_ps, config.probe_max_ps)),
+              min(state.max_workers, max(state.trace.min_workers, config.probe_max_workers))),
+             (state.max_ps, state.max_workers))
+    for max_ps, max_workers in boxes:
+        probes = propose_probes(state.min_ps, max_ps, state.trace.min_workers, max_workers,
+                                seen, 1, state.mode)
+        if probes:
+            return probes[0]
+    return None
+
+
+def _demand(state: _Job) -> Resources:
+    assert state.placement is not None
+    return (state.ps_request.scale(len(state.placement.ps_nodes))
+            + state.worker_request.scale(len(state.placement.worker_nodes)))
+
+
+def _check_conservation(placement: Placement, active: Sequence[_Job], cluster: Cluster) -> float:
+    by_id = {state.trace.job: state for state in active}
+    used: dict[str, Resources] = {}
+    for job_id, job_placement in placement.jobs.items():
+        state = by_id.get(job_id)
+        if state is None:
+            raise SimulationError(f"the placement names job {job_id}, which is not running")
+        for node in job_placement.ps_nodes:
+            used[node] = used.get(node, Resources()) + state.ps_request
+        for node in job_placement.worker_nodes:
+            used[node] = used.get(node, Resources()) + state.worker_request
+    peak = 0.0
+    for spec in cluster.nodes:
+        load = used.pop(spec.name, Resources())
+        if not load.fits_in(spec.allocatable):
+            raise SimulationError(
+                f"node {spec.name} over-committed: {_show(load)} placed on "
+                f"{_show(spec.allocatable)}")
+        peak = max(peak, load.dominant_share(spec.allocatable))
+    if used:
+        raise SimulationError(f"the placement uses unknown nodes {sorted(used)}")
+    return peak
+
+
+def _same_configuration(a: JobPlacement, b: JobPlacement) -> bool:
+    return (sorted(a.ps_nodes) == sorted(b.ps_nodes)
+            and sorted(a.worker_nodes) == sorted(b.worker_nodes))
+
+
+def _apply_placement(state: _Job, new: JobPlacement | None, now: float,
+                     restart_cost: float) -> None:
+    if new is not None and not new.worker_nodes:
+        new = None
+    old = state.placement
+    if old is None and new is None:
+        return
+    if old is not None and new is not None and _same_configuration(old, new):
+        state.placement = new
+        return
+    if old is not None:
+        state.resizes += 1
+    if new is not None:
+        state.starts += 1
+        state.blocked_until = now + restart_cost
+        if state.first_start is None:
+            state.first_start = now
+    state.placement = new
+
+
+def _advance(state: _Job, start: float, end: float, nodes: Mapping[str, NodeSpec],
+             node_shape: Resources, config: SimulationConfig) -> None:
+    """Run a placed job over [start, end): progress, observations, attained service."""
+    placement = state.placement
+    assert placement is not None
+    ps, workers = len(placement.ps_nodes), len(placement.worker_nodes)
+    key = (ps, workers)
+    if key not in state.c_min:
+        state.c_min[key] = fewest_nodes_cross_fraction(
+            ps, workers, state.ps_request, state.worker_request, node_shape)
+    bandwidth = min(nodes[name].bandwidth_gbps for name in placement.nodes)
+    speed = (state.surface.samples_per_sec(ps, workers)
+             * network_factor(placement, bandwidth, state.c_min[key]))
+    job = state.trace
+    run_from = min(max(start, state.blocked_until), end)
+    run_time = end - run_from
+    held_until = end
+    before = state.done
+    if speed > 0 and run_time > 0:
+        need = (job.epochs - state.done) * job.dataset_size / speed
+        if need <= run_time:
+            state.finish = run_from + need
+            state.done = job.epochs
+            run_time = need
+            held_until = state.finish
+        else:
+            state.done += run_time * speed / job.dataset_size
+    gpus = _demand(state).gpu
+    state.gpu_seconds += gpus * (held_until - start)
+    state.attained += (gpus or _demand(state).cpu) * (held_until - start)
+    learned = state.learned
+    if learned is None or state.finish is not None:
+        return
+    if run_time > 0 and speed > 0:
+        noise = math.exp(config.speed_noise * float(state.rng.standard_normal()))
+        learned.observe_speed(ps if state.mode != "allreduce" else 0, workers,
+                              speed / state.batch_size * noise)
+    while state.next_loss_epoch <= state.done:
+        epoch = state.next_loss_epoch
+        loss = loss_at(state.loss, epoch) * (
+            1.0 + config.loss_noise * float(state.rng.standard_normal()))
+        learned.observe_loss(float(epoch), max(0.0, loss))
+        state.next_loss_epoch += 1
+    if state.done > before or run_time > 0:
+        learned.refit(state.done)
