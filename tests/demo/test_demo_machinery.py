@@ -116,3 +116,12 @@ def test_demo_arguments(tmp_path: Path) -> None:
     assert full.timeout == 60 and full.max_epochs is None and full.interval == 10
     with pytest.raises(SystemExit):
         parse_args(["--timeout", "-1"])
+
+
+@pytest.mark.parametrize("name", DEMO_SAMPLES)
+def test_the_samples_parse_with_the_operators_own_parser(name: str, tmp_path: Path) -> None:
+    from optimus.api import parse_training_job
+
+    job = parse_training_job(prepared(load_sample(name), tmp_path))
+    assert job.spec.workers.max > job.spec.workers.min >= 1
+    assert job.spec.checkpoint.mount_path == str(tmp_path)
