@@ -1,0 +1,128 @@
+"""Scenario 5: ten malformed TrainingJobs, each refused by the schema (kubectl apply fails
+naming the field) or marked Invalid by the operator (a condition naming the field), while a
+running job is not disturbed: same pods, same generation, no restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from e2e.scenarios.checks import names_field
+from e2e.scenarios.conftest import MakeStack
+from e2e.scenarios.helpers import (
+    apply_job,
+    describe,
+    generation,
+    job_manifest,
+    phase,
+    running_pods,
+    wait_job,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def mutate(manifest: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        target = manifest
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+    return mutate
+
+
+def _delete(path: str) -> Mutation:
+    def mutate(manifest: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        target = manifest
+        for key in parents:
+            target = target[key]
+        del target[leaf]
+    return mutate
+
+
+def _gpus(count: int) -> Mutation:
+    def mutate(manifest: dict[str, Any]) -> None:
+        container = manifest["spec"]["workers"]["template"]["spec"]["containers"][0]
+        container["resources"]["limits"]["nvidia.com/gpu"] = count
+    return mutate
+
+
+def _rename(name: str) -> Mutation:
+    return _set("metadata.name", name)
+
+
+#: (job name, what is wrong, the field a message must name, the change)
+MALFORMED: list[tuple[str, str, str, Mutation]] = [
+    ("bad-type", "globalBatchSize is a string", "spec.globalBatchSize",
+     _set("spec.globalBatchSize", "sixty-four")),
+    ("bad-minmax", "workers min > max", "spec.workers", _set("spec.workers.min", 5)),
+    ("bad-batch", "negative batch", "spec.globalBatchSize", _set("spec.globalBatchSize", -8)),
+    ("bad-mode", "unknown mode", "spec.mode", _set("spec.mode", "ring")),
+    ("bad-template", "workers without a template", "spec.workers.template",
+     _delete("spec.workers.template")),
+    ("bad-gpus", "1000 GPUs per worker", "nvidia.com/gpu", _gpus(1000)),
+    ("bad-name-" + "x" * 60, "a name over 63 characters", "metadata.name", lambda m: None),
+    ("bad-epochs", "maxEpochs 0", "spec.convergence.maxEpochs",
+     _set("spec.convergence.maxEpochs", 0)),
+    ("bad-allreduce-ps", "allreduce with parameter servers", "spec.parameterServers",
+     _set("spec.mode", "allreduce")),
+    ("bad-priority", "priority out of range", "spec.priority", _set("spec.priority", 5000)),
+]
+
+
+def test_malformed_jobs_are_refused_or_invalid_and_never_disturb_a_running_job(
+        make_stack: MakeStack) -> None:
+    stack = make_stack(nodes=1, gpus_per_node=4)
+    checkpoints = stack.workdir / "checkpoints"
+    # A running job that cannot be resized (min == max): its pods must stay as they are.
+    steady = job_manifest("steady", checkpoints, max_epochs=50, ps=(1, 1), workers=(1, 1))
+    apply_job(stack.kubectl, steady)
+    wait_job(stack, "steady", ("Running",), timeout=120)
+    before = {p["metadata"]["uid"] for p in running_pods(stack.kubectl, "steady")}
+    generation_before = generation(stack.kubectl.trainingjob("steady"))
+    assert before
+
+    outcomes: dict[str, str] = {}
+    invalid_expected: dict[str, str] = {}
+    for name, what, field, mutate in MALFORMED:
+        manifest = job_manifest(name, checkpoints)
+        mutate(manifest)
+        done = apply_job(stack.kubectl, manifest, check=False)
+        if done.returncode != 0:
+            assert names_field(done.stderr, field), (
+                f"{what}: kubectl refused it but its message does not name {field}: "
+                f"{done.stderr}")
+            outcomes[name] = f"refused by the API server: {done.stderr.strip()[:160]}"
+        else:
+            invalid_expected[name] = field
+
+    for name, field in invalid_expected.items():
+        what = next(w for n, w, _, _ in MALFORMED if n == name)
+        obj = wait_job(stack, name, ("Invalid",), timeout=60)
+        messages = " ".join(f"{c.get('reason')}: {c.get('message')}"
+                            for c in obj["status"].get("conditions", []))
+        assert names_field(messages, field), (
+            f"{what}: marked Invalid but no condition names {field}: {messages}")
+        assert not running_pods(stack.kubectl, name), f"{name} is Invalid but has pods"
+        outcomes[name] = f"Invalid: {messages[:160]}"
+
+    assert len(outcomes) == len(MALFORMED)
+    steady_now = stack.kubectl.trainingjob("steady")
+    assert phase(steady_now) in ("Running", "Succeeded"), describe(stack, "steady")
+    assert generation(steady_now) == generation_before
+    after = {p["metadata"]["uid"] for p in running_pods(stack.kubectl, "steady")}
+    assert after == before or phase(steady_now) == "Succeeded", "the running job was disturbed"
+    # Still making progress with the invalid jobs around.
+    epoch = (steady_now["status"].get("progress") or {}).get("epoch") or 0
+    wait_until(stack, "the steady job to keep training", lambda: (
+        (stack.kubectl.trainingjob("steady")["status"].get("progress") or {}).get("epoch")
+        or 0) > epoch, timeout=90)
+    for name, outcome in outcomes.items():
+        print(f"{name[:24]:24} {outcome}")
