@@ -266,3 +266,35 @@ def process_tree_rss_mib(pid: int) -> float:
             pass
         todo.extend(children.get(current, []))
     return total_kib / 1024
+
+
+def checkpoint_dir(stack: Stack, name: str) -> Path:
+    """Where the job's pods write checkpoints: <mountPath>/<job> (notes/trainingjob.md)."""
+    return stack.workdir / "checkpoints" / name
+
+
+def checkpoint_problems(directory: Path) -> tuple[list[int], list[str]]:
+    """The steps of the complete checkpoints in `directory`, and what is wrong with them:
+    one that does not load, or whose own sample ledger shows a sample skipped or trained
+    twice (every epoch before the checkpoint's must have visited each sample exactly once,
+    the current one each sample at most once)."""
+    from optimus_worker.checkpoint import complete_checkpoints, load_checkpoint
+
+    steps, problems = [], []
+    for path in complete_checkpoints(directory):
+        try:
+            ckpt = load_checkpoint(path)
+        except Exception as error:  # a complete-marked checkpoint must load
+            problems.append(f"{path.name} does not load: {error}")
+            continue
+        steps.append(ckpt.step)
+        current = int(ckpt.epoch)
+        for epoch, visits in ckpt.ledger.items():
+            if epoch < current and not bool((visits == 1).all()):
+                problems.append(f"{path.name}: epoch {epoch} visited samples "
+                                f"{int((visits == 0).sum())} x0 and {int((visits > 1).sum())} "
+                                f"x2+ times (each should be visited once)")
+            if epoch >= current and bool((visits > 1).any()):
+                problems.append(f"{path.name}: epoch {epoch} repeats "
+                                f"{int((visits > 1).sum())} samples")
+    return steps, problems
