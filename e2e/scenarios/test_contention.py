@@ -1,0 +1,122 @@
+"""Scenario 2: contention. Two jobs compete for a 3-GPU node: the first grows while alone,
+the operator shrinks it when the second arrives so that the second can run and grow, and
+both finish. Then the same two jobs run again in the same harness with a fixed allocation
+(min == max == their initial size, so nothing is resized), and the elastic run's total and
+average JCT must beat the fixed run's: measured, not assumed.
+
+The comparison doubles the scenario's time, so CI runs the elastic part (shrink-to-grow,
+both finish) and the fixed-allocation comparison runs with E2E_CONTENTION_FULL=1 (the
+README's end-to-end section says so).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+from e2e.demo.stack import Stack
+from e2e.demo.summary import completion_seconds
+from e2e.scenarios.checks import JctComparison
+from e2e.scenarios.conftest import MakeStack
+from e2e.scenarios.helpers import (
+    allocation,
+    apply_job,
+    describe,
+    job_manifest,
+    phase,
+    wait_until,
+)
+
+FULL = os.environ.get("E2E_CONTENTION_FULL") == "1"
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900 if FULL else 420)]
+
+GPUS = 3
+EPOCHS = 6
+#: The second job arrives once the first has grown, or after this many seconds.
+SECOND_AFTER_SECONDS = 60.0
+
+
+def _manifests(stack: Stack, suffix: str, workers: tuple[int, int]) -> list[dict[str, Any]]:
+    return [job_manifest(f"{job}{suffix}", stack.workdir / "checkpoints", task="mlp",
+                         max_epochs=EPOCHS, ps=(1, 1), workers=workers, batch=64,
+                         interval_steps=10)
+            for job in ("first", "second")]
+
+
+def _run_pair(stack: Stack, suffix: str, workers: tuple[int, int]
+              ) -> tuple[list[float], dict[str, list[tuple[float, tuple[int, int] | None]]]]:
+    """Apply the first job, then the second once the first has grown (or a minute has
+    passed); poll both until they finish. Returns their JCTs and allocation timelines."""
+    first, second = _manifests(stack, suffix, workers)
+    names = [first["metadata"]["name"], second["metadata"]["name"]]
+    timelines: dict[str, list[tuple[float, tuple[int, int] | None]]] = {n: [] for n in names}
+    began = time.monotonic()
+    apply_job(stack.kubectl, first)
+    applied_second = False
+    deadline = began + (360 if FULL else 300)
+    final: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        now = time.monotonic() - began
+        for obj in stack.kubectl.trainingjobs():
+            name = obj["metadata"]["name"]
+            if name in timelines:
+                timelines[name].append((now, allocation(obj)))
+                final[name] = obj
+        grown = any(a is not None and a[1] > workers[0] for _, a in timelines[names[0]])
+        if not applied_second and (grown or now > SECOND_AFTER_SECONDS):
+            apply_job(stack.kubectl, second)
+            applied_second = True
+        if applied_second and len(final) == 2 and all(
+                phase(o) in ("Succeeded", "Failed") for o in final.values()):
+            break
+        time.sleep(1)
+    assert [phase(final.get(n, {})) for n in names] == ["Succeeded", "Succeeded"], (
+        f"not both Succeeded in time\n{describe(stack)}")
+    jcts = [completion_seconds(final[n]) for n in names]
+    assert all(j is not None for j in jcts)
+    return [j for j in jcts if j is not None], timelines
+
+
+@pytest.fixture(scope="module")
+def elastic(make_stack: MakeStack) -> tuple[Stack, list[float], dict[str, Any]]:
+    stack = make_stack(nodes=1, gpus_per_node=GPUS)
+    jcts, timelines = _run_pair(stack, "", workers=(1, GPUS))
+    return stack, jcts, timelines
+
+
+def test_the_operator_shrinks_the_first_job_to_grow_the_second(
+        elastic: tuple[Stack, list[float], dict[str, Any]]) -> None:
+    stack, jcts, timelines = elastic
+    first = [(t, a) for t, a in timelines["first"] if a is not None]
+    second = [(t, a) for t, a in timelines["second"] if a is not None]
+    peak_first = max(a[1] for _, a in first)
+    assert peak_first >= 2, f"the first job never grew: {first}\n{describe(stack)}"
+    second_start = second[0][0]
+    shrunk = [a[1] for t, a in first if t >= second_start and a[1] < peak_first]
+    assert shrunk, f"the first job was never shrunk for the second: {first}"
+    assert max(a[1] for _, a in second) >= 1
+    # Never more workers than GPUs at any moment seen.
+    by_time: dict[float, int] = {}
+    for timeline in (first, second):
+        for t, a in timeline:
+            by_time[t] = by_time.get(t, 0) + a[1]
+    assert max(by_time.values()) <= GPUS
+    print(f"contention: elastic JCTs {jcts}; first job peaked at {peak_first} workers and "
+          f"was shrunk to {min(shrunk)} when the second arrived")
+
+
+@pytest.mark.skipif(not FULL, reason="the fixed-allocation comparison doubles the run time: "
+                                     "set E2E_CONTENTION_FULL=1")
+def test_elastic_beats_a_fixed_allocation_of_the_same_jobs(
+        elastic: tuple[Stack, list[float], dict[str, Any]]) -> None:
+    stack, elastic_jcts, _ = elastic
+    fixed_jcts, timelines = _run_pair(stack, "-fixed", workers=(1, 1))
+    for name, timeline in timelines.items():
+        assert {a for _, a in timeline if a is not None} <= {(1, 1)}, (name, timeline)
+    comparison = JctComparison(tuple(elastic_jcts), tuple(fixed_jcts))
+    print(f"contention: {comparison.describe()}")
+    assert comparison.elastic_total < comparison.fixed_total, comparison.describe()
+    assert comparison.elastic_average < comparison.fixed_average, comparison.describe()
