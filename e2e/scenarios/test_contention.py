@@ -27,7 +27,6 @@ from e2e.scenarios.helpers import (
     describe,
     job_manifest,
     phase,
-    wait_until,
 )
 
 FULL = os.environ.get("E2E_CONTENTION_FULL") == "1"
