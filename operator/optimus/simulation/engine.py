@@ -121,6 +121,8 @@ class JobOutcome:
     resizes: int
     starts: int
     gpu_seconds: float
+    #: wall time spent starting and restarting (resources held, no progress)
+    restart_seconds: float
 
     @property
     def jct(self) -> float:
@@ -173,6 +175,7 @@ class _Job:
     first_start: float | None = None
     finish: float | None = None
     gpu_seconds: float = 0.0
+    restart_seconds: float = 0.0
     attained: float = 0.0
     next_loss_epoch: int = 1
     c_min: dict[tuple[int, int], float] = field(default_factory=dict)
@@ -255,6 +258,8 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
     node_specs = {node.name: node for node in cluster.nodes}
     node_shape = max((node.allocatable for node in cluster.nodes), key=lambda r: (r.gpu, r.cpu))
     options = dict(config.policy_options)
+    if config.policy == "optimus":  # the operator knows what a restart costs: tell the policy
+        options.setdefault("restart_cost_seconds", config.restart_cost)
     interval = config.interval
     pending = list(states)
     pending.reverse()  # pop() from the end = next arrival
@@ -305,7 +310,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
             on_round(time, finished, len(states))
     outcomes = tuple(
         JobOutcome(s.trace.job, s.trace.arrival, s.first_start, s.finish, s.resizes, s.starts,
-                   s.gpu_seconds)
+                   s.gpu_seconds, s.restart_seconds)
         for s in states)
     return SimulationResult(config.policy, config, cluster.total, outcomes, tuple(rounds))
 
@@ -445,6 +450,7 @@ def _advance(state: _Job, start: float, end: float, nodes: Mapping[str, NodeSpec
              * network_factor(placement, bandwidth, state.c_min[key]))
     job = state.trace
     run_from = min(max(start, state.blocked_until), end)
+    state.restart_seconds += run_from - start
     run_time = end - run_from
     held_until = end
     before = state.done

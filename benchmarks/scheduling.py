@@ -1,0 +1,221 @@
+"""Benchmark: Optimus against DRF, Tetris, Tiresias and fixed allocation on a realistic trace.
+
+Method
+------
+* Job physics from real measurements: ../shared/data/ps-speed/measured.csv (402 MXNet
+  dist_sync runs of four models over PS and worker counts; read at run time from
+  $OPTIMUS_SHARED_DATA or ../shared/data next to the repository), failing runs dropped
+  explicitly, interpolated between measured configurations (optimus.simulation.speeds).
+* Trace (optimus.simulation.generator.generate_trace): N jobs, Poisson arrivals, a model
+  drawn uniformly, 20-80 epochs to converge, a run time of 0.5-4 h at the job's requested
+  configuration (1, 2, 4 or 8 workers and as many PS; what the `fixed`, Tetris, Tiresias
+  baselines run and the ratio DRF keeps). The arrival rate is set so that the offered load
+  (GPU-hours at the requested sizes per GPU-hour of the cluster, over the arrival window)
+  is `--load`: the cluster is contended.
+* Cluster: `--nodes` nodes x 8 GPUs, 64 CPUs, 512 GiB, 10 Gb/s; a PS asks for 2 CPUs, a
+  worker for 1 GPU and 4 CPUs.
+* Every policy runs through the operator's own allocate/place (optimus.scheduling); the
+  Optimus policies learn their speed and loss models online from noisy observations
+  (5% speed noise, 1% loss noise), probing new jobs first; `oracle` rows give them the
+  true models instead. A start or resize costs `restart cost` seconds without progress.
+* Ratios are a baseline's metric over optimus's, measured in the same run on the same
+  trace, then summarised over seeds (geometric mean, with the range); > 1 means optimus
+  is better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from optimus.cli_simulate import plot_jct_cdf
+from optimus.simulation.engine import Cluster, SimulationConfig, simulate
+from optimus.simulation.generator import generate_trace
+from optimus.simulation.inputs import SpeedTable, TraceJob, parse_speed_table
+from optimus.simulation.metrics import PolicyMetrics, summarise
+from optimus.simulation.speeds import SpeedSurface, surface_from_rows
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "benchmarks" / "out"
+POLICIES = ("optimus", "optimus-paper", "drf", "tetris", "tiresias", "fixed")
+BASELINES = ("drf", "tetris", "tiresias", "fixed", "optimus-paper")
+console = Console()
+
+
+def shared_data() -> Path:
+    env = os.environ.get("OPTIMUS_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def load_table() -> SpeedTable | None:
+    path = shared_data() / "ps-speed" / "measured.csv"
+    if not path.is_file():
+        console.print(f"[red]{path} is missing: this benchmark needs the real measurements. "
+                      "Set OPTIMUS_SHARED_DATA to the folder holding ps-speed/measured.csv.")
+        return None
+    return parse_speed_table(path.read_text(), str(path))
+
+
+def make_trace(table: SpeedTable, surfaces: dict[str, SpeedSurface], jobs: int, seed: int,
+               load: float, gpus: float) -> tuple[tuple[TraceJob, ...], float]:
+    """A trace whose offered load at the requested sizes is `load` (module docstring)."""
+    unit = generate_trace(table, jobs=jobs, mean_interarrival=1.0, seed=seed)
+    gpu_seconds = sum(
+        (job.workers or 1) * job.epochs * job.dataset_size
+        / surfaces[job.model].samples_per_sec(job.ps or 1, job.workers or 1) for job in unit)
+    span = max(job.arrival for job in unit) or 1.0
+    scale = gpu_seconds / (load * gpus * span)
+    trace = tuple(replace(job, arrival=round(job.arrival * scale, 3)) for job in unit)
+    return trace, scale
+
+
+def run(trace: Sequence[TraceJob], surfaces: dict[str, SpeedSurface], cluster: Cluster,
+        policy: str, seed: int, *, interval: float = 60.0, restart_cost: float = 30.0,
+        oracle: bool = False) -> tuple[PolicyMetrics, list[float]]:
+    config = SimulationConfig(policy=policy, interval=interval, restart_cost=restart_cost,
+                              seed=seed, oracle=oracle)
+    result = simulate(trace, surfaces, cluster, config)
+    return summarise(result), [o.jct for o in result.outcomes]
+
+
+def geomean(values: Sequence[float]) -> float:
+    return float(math.exp(np.mean(np.log(values))))
+
+
+def ratio_cell(values: Sequence[float]) -> str:
+    return f"{geomean(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=120)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--load", type=float, default=1.5,
+                        help="offered GPU load at the requested sizes (default 1.5)")
+    parser.add_argument("--quick", action="store_true", help="main comparison only")
+    args = parser.parse_args(argv)
+    table = load_table()
+    if table is None:
+        return 1
+    for dropped in table.dropped:
+        console.print(f"dropped {table.source} line {dropped.row.line}: {dropped.reason}")
+    surfaces = {model: surface_from_rows(rows) for model, rows in table.rows.items()}
+    cluster = Cluster.uniform(args.nodes, 8, 64)
+    gpus = cluster.total.gpu
+    seeds = list(range(args.seeds))
+    traces = {seed: make_trace(table, surfaces, args.jobs, seed, args.load, gpus)
+              for seed in seeds}
+    started = time.perf_counter()
+    record: dict[str, object] = {"jobs": args.jobs, "nodes": args.nodes, "load": args.load,
+                                 "seeds": seeds}
+
+    # ---- the main comparison: every policy, learned models, interval 60 s, restart 30 s
+    main_runs: dict[str, list[PolicyMetrics]] = {name: [] for name in POLICIES}
+    cdf: dict[str, list[float]] = {}
+    for seed in seeds:
+        for name in POLICIES:
+            metrics, jcts = run(traces[seed][0], surfaces, cluster, name, seed)
+            main_runs[name].append(metrics)
+            if seed == seeds[0]:
+                cdf[name] = jcts
+            console.print(f"  seed {seed} {name:<14} avg JCT {metrics.avg_jct / 3600:6.2f} h"
+                          f"  makespan {metrics.makespan / 3600:6.2f} h", style="dim")
+    report = Table(title=(
+        f"{args.jobs} jobs (measured.csv models), {args.nodes} nodes x 8 GPUs, load "
+        f"{args.load:g}, interval 60 s, restart 30 s, learned models, {len(seeds)} seeds"))
+    for column in ("policy", "avg JCT (h)", "makespan (h)", "GPU util", "resizes",
+                   "avg JCT / optimus", "makespan / optimus"):
+        report.add_column(column, justify="left" if column == "policy" else "right")
+    summary: dict[str, dict[str, float]] = {}
+    for name in POLICIES:
+        runs = main_runs[name]
+        jct_ratio = [r.avg_jct / o.avg_jct for r, o in zip(runs, main_runs["optimus"],
+                                                            strict=True)]
+        span_ratio = [r.makespan / o.makespan for r, o in zip(runs, main_runs["optimus"],
+                                                               strict=True)]
+        summary[name] = {"avg_jct_h": float(np.mean([r.avg_jct for r in runs])) / 3600,
+                         "makespan_h": float(np.mean([r.makespan for r in runs])) / 3600,
+                         "avg_jct_ratio": geomean(jct_ratio),
+                         "makespan_ratio": geomean(span_ratio)}
+        report.add_row(name, f"{summary[name]['avg_jct_h']:.2f}",
+                       f"{summary[name]['makespan_h']:.2f}",
+                       f"{np.mean([r.utilization for r in runs]):.0%}",
+                       f"{np.mean([r.resizes for r in runs]):.0f}",
+                       ratio_cell(jct_ratio), ratio_cell(span_ratio))
+    console.print(report)
+    record["main"] = summary
+    drf = summary["drf"]
+    console.print(
+        f"target (paper): DRF/optimus avg JCT >= 2.4x: {drf['avg_jct_ratio']:.2f}x "
+        f"{'met' if drf['avg_jct_ratio'] >= 2.4 else 'NOT met'}; makespan >= 1.6x: "
+        f"{drf['makespan_ratio']:.2f}x {'met' if drf['makespan_ratio'] >= 1.6 else 'NOT met'};"
+        f" better than tetris and tiresias: "
+        f"{all(summary[n]['avg_jct_ratio'] > 1 for n in ('tetris', 'tiresias'))}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    plot_jct_cdf(cdf, OUT / "scheduling-jct-cdf.png",
+                 title=f"JCT CDF, {args.jobs} jobs on {args.nodes} nodes (seed {seeds[0]})")
+
+    if not args.quick:
+        record["sweeps"] = sweeps(traces, surfaces, cluster, seeds)
+    elapsed = time.perf_counter() - started
+    console.print(f"machine: {platform.machine()} {platform.processor() or ''} "
+                  f"{os.cpu_count()} cpus, python {platform.python_version()}; "
+                  f"{elapsed:.0f} s of simulation")
+    record["seconds"] = elapsed
+    (OUT / "scheduling.json").write_text(json.dumps(record, indent=2))
+    console.print(f"plots and numbers in {OUT}")
+    return 0
+
+
+def sweeps(traces: dict[int, tuple[tuple[TraceJob, ...], float]],
+           surfaces: dict[str, SpeedSurface], cluster: Cluster,
+           seeds: Sequence[int]) -> dict[str, object]:
+    """How the ratio to DRF moves with the interval and the restart cost; oracle vs learned;
+    optimus (JCT-aware) vs optimus-paper."""
+    out: dict[str, object] = {}
+    grid = Table(title="avg JCT and makespan of DRF over optimus (and optimus-paper over "
+                       "optimus) as the setting changes; geometric mean over seeds")
+    for column in ("setting", "drf / optimus JCT", "drf / optimus makespan",
+                   "paper / optimus JCT", "optimus avg JCT (h)"):
+        grid.add_column(column, justify="left" if column == "setting" else "right")
+    settings = [("interval 60 s, restart 30 s", 60.0, 30.0, False),
+                ("interval 600 s, restart 30 s", 600.0, 30.0, False),
+                ("interval 60 s, restart 0 s", 60.0, 0.0, False),
+                ("interval 60 s, restart 120 s", 60.0, 120.0, False),
+                ("interval 60 s, restart 300 s", 60.0, 300.0, False),
+                ("interval 60 s, restart 30 s, oracle", 60.0, 30.0, True)]
+    for label, interval, cost, oracle in settings:
+        rows: dict[str, list[PolicyMetrics]] = {"optimus": [], "optimus-paper": [], "drf": []}
+        for seed in seeds:
+            for name in rows:
+                metrics, _ = run(traces[seed][0], surfaces, cluster, name, seed,
+                                 interval=interval, restart_cost=cost, oracle=oracle)
+                rows[name].append(metrics)
+        opt = rows["optimus"]
+        jct = [d.avg_jct / o.avg_jct for d, o in zip(rows["drf"], opt, strict=True)]
+        span = [d.makespan / o.makespan for d, o in zip(rows["drf"], opt, strict=True)]
+        paper = [p.avg_jct / o.avg_jct for p, o in zip(rows["optimus-paper"], opt, strict=True)]
+        grid.add_row(label, ratio_cell(jct), ratio_cell(span), ratio_cell(paper),
+                     f"{np.mean([o.avg_jct for o in opt]) / 3600:.2f}")
+        out[label] = {"drf_jct_ratio": geomean(jct), "drf_makespan_ratio": geomean(span),
+                      "paper_jct_ratio": geomean(paper),
+                      "optimus_avg_jct_h": float(np.mean([o.avg_jct for o in opt])) / 3600}
+    console.print(grid)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
