@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -72,6 +72,8 @@ class StackConfig:
     operator: OperatorSettings = field(default_factory=OperatorSettings)
     kubeconfig: Path | None = None  # a real cluster's kubeconfig: start no local cluster
     start_timeout: float = 120.0
+    install_crd: bool = True  # False when something else installs it (helm's crds/)
+    run_operator: bool = True  # False: the caller starts it (start_operator) when ready
 
 
 def python_env() -> dict[str, str]:
@@ -213,13 +215,18 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._operator_metrics_port = free_port()
         try:
-            for name, step in (
+            steps: list[tuple[str, Callable[[], object]]] = [
                 ("cluster", self.start_cluster),
                 ("crd", self.install_crd),
                 ("prometheus",
                  lambda: self.start_prometheus([f"127.0.0.1:{self._operator_metrics_port}"])),
                 ("operator", self.start_operator),
-            ):
+            ]
+            skipped = {"crd": not self.config.install_crd,
+                       "operator": not self.config.run_operator}
+            for name, step in steps:
+                if skipped.get(name):
+                    continue
                 began = time.monotonic()
                 step()
                 self.timings[name] = time.monotonic() - began
