@@ -228,3 +228,36 @@ def test_bad_rule_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         ["fit", "loss", "--csv", str(_curve_csv(tmp_path)), "--window", "0"], capsys
     )
     assert code == 2 and "window" in err
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_MEASURED = SHARED_DATA / "ps-speed" / "measured.csv"
+
+
+@pytest.mark.skipif(not SHARED_MEASURED.is_file(), reason="needs ../shared/data (real data)")
+def test_fit_speed_on_real_measurements_predicts_held_out_configurations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The outside check's use: 10 real resnet-50 configurations in, the rest predicted."""
+    import csv
+
+    with SHARED_MEASURED.open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["model"] == "resnet-50"]
+    speeds = {(int(r["ps"]), int(r["workers"])): float(r["samples_per_sec"]) / 32 for r in rows}
+    configs = sorted(speeds)
+    train = configs[::21]  # 10 configurations spread over the grid
+    held_out = [c for c in configs if c not in train]
+    train_csv = _write(tmp_path, "train.csv", SPEED_HEADER + "".join(
+        f"{p},{w},{speeds[(p, w)]}\n" for p, w in train))
+    pred_csv = _write(tmp_path, "pred.csv", "ps,workers\n" + "".join(
+        f"{p},{w}\n" for p, w in held_out))
+    code, out, _ = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train", str(train_csv),
+         "--predict", str(pred_csv), "--json"],
+        capsys,
+    )
+    assert code == 0
+    predictions = json.loads(out)["predictions"]
+    errors = [abs(e["speed"] / speeds[(e["ps"], e["workers"])] - 1) for e in predictions]
+    assert len(errors) == len(held_out)
+    assert sum(errors) / len(errors) < 0.15

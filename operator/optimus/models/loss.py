@@ -203,10 +203,12 @@ def fit_loss(
     max_rejected = len(k) // 3
     b = _fit_normalised(k, y_norm, weight, robust=True)
     for _ in range(3):
-        residual = np.abs(_curve(b, k) - y_norm)
-        kept_residual = residual[keep]
-        sigma = 1.4826 * float(np.median(np.abs(kept_residual - np.median(kept_residual))))
-        threshold = max(SPIKE_SIGMAS * max(sigma, float(np.median(kept_residual))), SPIKE_FLOOR)
+        signed = _curve(b, k) - y_norm
+        kept_signed = signed[keep]
+        # Robust standard deviation of the residuals (1.4826 * MAD is sigma for Gaussians).
+        sigma = 1.4826 * float(np.median(np.abs(kept_signed - np.median(kept_signed))))
+        residual = np.abs(signed - np.median(kept_signed))
+        threshold = max(SPIKE_SIGMAS * sigma, SPIKE_FLOOR)
         spikes = keep & (residual > threshold)
         room = max_rejected - int(np.sum(~keep))
         if not spikes.any() or room <= 0:
