@@ -8,7 +8,7 @@ would. `LocalPrometheus` runs the `prometheus` binary on 127.0.0.1 with two scra
   second from the cluster's pods (kubernetes client, the given kubeconfig): every running
   pod's container port named `metrics` becomes `podIP:port`, labelled `pod` and
   `kubernetes_namespace` (the same target labels as the chart's PodMonitor produces);
-- `optimus-static`: `extra_targets` (e.g. the operator's own metrics endpoint).
+- `optimus-operator`: `extra_targets` (e.g. the operator's own metrics endpoint).
 
 Both keep the scraped series' own labels (`honor_labels: true`): the workers' `job` label
 (the TrainingJob) must win over Prometheus's scrape-job label. The TSDB lives under
@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 PROMETHEUS_BINARY = "prometheus"
 POD_SCRAPE_JOB = "optimus-pods"
-STATIC_SCRAPE_JOB = "optimus-static"
+# The chart's ServiceMonitor labels the operator's scrape job so; extra targets are usually the
+# operator's endpoint, so the OptimusOperatorDown alert and the dashboards' `up` panel match.
+STATIC_SCRAPE_JOB = "optimus-operator"
 METRICS_PORT_NAME = "metrics"  # optimus_worker.contract.METRICS_PORT_NAME, the PodMonitor's port
 RETENTION_TIME = "2h"  # bounded: an e2e run is minutes long
 RETENTION_SIZE = "512MB"
