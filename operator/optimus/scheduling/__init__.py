@@ -1,3 +1,41 @@
 """Steps 4 and 5 of a scheduling round (pure): allocation of PS and worker counts by
 marginal gain, placement of tasks on nodes, and the baseline policies behind one interface.
+
+    allocations = allocate(jobs, nodes, "optimus", now=t)     # step 4
+    placement = place(allocations, jobs, nodes, previous)      # step 5
 """
+
+from optimus.scheduling.greedy import PAPER_CONFIG, OptimusConfig, marginal_gain
+from optimus.scheduling.placement import even_spread, place
+from optimus.scheduling.policies import POLICY_NAMES, allocate, get_policy
+from optimus.scheduling.types import (
+    Allocation,
+    JobPlacement,
+    JobView,
+    NodeView,
+    Placement,
+    Policy,
+    Resources,
+    Taint,
+    Toleration,
+)
+
+__all__ = [
+    "PAPER_CONFIG",
+    "POLICY_NAMES",
+    "Allocation",
+    "JobPlacement",
+    "JobView",
+    "NodeView",
+    "OptimusConfig",
+    "Placement",
+    "Policy",
+    "Resources",
+    "Taint",
+    "Toleration",
+    "allocate",
+    "even_spread",
+    "get_policy",
+    "marginal_gain",
+    "place",
+]

@@ -1,0 +1,306 @@
+"""What every policy and the placer share about the cluster (steps 4 and 5, pure).
+
+- which nodes a job may run on (node selector, taints and tolerations, `unschedulable`),
+  computed once per distinct node shape and job signature so that 16,000 nodes cost one
+  pass, not one pass per job;
+- the budget a policy spends while it hands out tasks: the cluster's free capacity and the
+  capacity of the nodes each kind of job may use;
+- input checks that name the job, the field and the fix;
+- admission of jobs at their minimum, all or nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from optimus.scheduling.types import Allocation, JobView, NodeView, Resources, Taint, Toleration
+
+#: Tolerance for float comparisons of resource amounts (bytes of memory are large numbers,
+#: fractional CPUs small: a relative-plus-absolute slack keeps both honest).
+EPS = 1e-9
+
+#: A job's signature for eligibility: its node selector (sorted items) and tolerations.
+JobSignature = tuple[tuple[tuple[str, str], ...], tuple[Toleration, ...]]
+
+NOT_ADMITTED = Allocation(0, 0)
+
+#: Taint effects that keep pods off a node; PreferNoSchedule is only a preference.
+_HARD_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+
+
+def tolerates(tolerations: Iterable[Toleration], taint: Taint) -> bool:
+    """Kubernetes semantics: a toleration matches a taint when the keys match (an empty key
+    with operator Exists matches every key), the values match (or the operator is Exists)
+    and the effects match (an empty effect matches every effect)."""
+    for toleration in tolerations:
+        if toleration.key and toleration.key != taint.key:
+            continue
+        if not toleration.key and toleration.operator != "Exists":
+            continue
+        if toleration.operator != "Exists" and toleration.value != taint.value:
+            continue
+        if toleration.effect and toleration.effect != taint.effect:
+            continue
+        return True
+    return False
+
+
+def node_accepts(
+    labels: Mapping[str, str],
+    taints: Iterable[Taint],
+    unschedulable: bool,
+    selector: Mapping[str, str],
+    tolerations: Iterable[Toleration],
+) -> bool:
+    """True when a new pod with this selector and these tolerations may go on the node."""
+    if unschedulable:
+        return False
+    if any(labels.get(key) != value for key, value in selector.items()):
+        return False
+    tolerations = tuple(tolerations)
+    return all(
+        tolerates(tolerations, taint) for taint in taints if taint.effect in _HARD_EFFECTS
+    )
+
+
+def job_signature(job: JobView) -> JobSignature:
+    return tuple(sorted(job.node_selector.items())), tuple(job.tolerations)
+
+
+def free_triple(node: NodeView) -> tuple[float, float, float]:
+    """The node's free (gpu, cpu, memory), never negative (over-used nodes have none)."""
+    a, u = node.allocatable, node.used
+    return max(a.gpu - u.gpu, 0.0), max(a.cpu - u.cpu, 0.0), max(a.memory - u.memory, 0.0)
+
+
+def triple(resources: Resources) -> tuple[float, float, float]:
+    return resources.gpu, resources.cpu, resources.memory
+
+
+def fits(need: Sequence[float], have: Sequence[float]) -> bool:
+    return all(n <= h + EPS * max(1.0, abs(h)) for n, h in zip(need, have, strict=True))
+
+
+@dataclass
+class _NodeShape:
+    """Nodes that look alike to every job: same labels, hard taints and schedulability."""
+
+    labels: Mapping[str, str]
+    taints: tuple[Taint, ...]
+    unschedulable: bool
+    members: list[int]
+    free: list[float]
+
+
+class ClusterIndex:
+    """Nodes grouped by shape, with the eligibility of each job signature cached."""
+
+    def __init__(self, nodes: Sequence[NodeView]) -> None:
+        self.nodes = nodes
+        self.shapes: list[_NodeShape] = []
+        self.shape_of_node: list[int] = []
+        by_key: dict[object, int] = {}
+        total = [0.0, 0.0, 0.0]
+        seen: set[str] = set()
+        for position, node in enumerate(nodes):
+            if node.name in seen:
+                raise ValueError(f"node {node.name!r} is listed twice; give each node once")
+            seen.add(node.name)
+            key = (
+                frozenset(node.labels.items()) if node.labels else None,
+                node.taints,
+                node.unschedulable,
+            )
+            shape_id = by_key.get(key)
+            if shape_id is None:
+                shape_id = by_key[key] = len(self.shapes)
+                self.shapes.append(
+                    _NodeShape(node.labels, node.taints, node.unschedulable, [], [0.0, 0.0, 0.0])
+                )
+            shape = self.shapes[shape_id]
+            shape.members.append(position)
+            self.shape_of_node.append(shape_id)
+            free = free_triple(node)
+            for r in range(3):
+                shape.free[r] += free[r]
+                if not node.unschedulable:
+                    total[r] += free[r]
+        #: free capacity of all schedulable nodes: the denominator of dominant shares
+        self.total_free = Resources(*total)
+        self._eligible: dict[JobSignature, tuple[bool, ...]] = {}
+
+    def eligible_shapes(self, signature: JobSignature) -> tuple[bool, ...]:
+        cached = self._eligible.get(signature)
+        if cached is None:
+            selector, tolerations = dict(signature[0]), signature[1]
+            cached = tuple(
+                node_accepts(s.labels, s.taints, s.unschedulable, selector, tolerations)
+                for s in self.shapes
+            )
+            self._eligible[signature] = cached
+        return cached
+
+    def eligible_free(self, signature: JobSignature) -> list[float]:
+        """The free capacity summed over the nodes a job with this signature may use."""
+        total = [0.0, 0.0, 0.0]
+        for shape, ok in zip(self.shapes, self.eligible_shapes(signature), strict=True):
+            if ok:
+                for r in range(3):
+                    total[r] += shape.free[r]
+        return total
+
+    def node_eligible(self, signature: JobSignature, position: int) -> bool:
+        return self.eligible_shapes(signature)[self.shape_of_node[position]]
+
+
+class Budget:
+    """Capacity left while a policy hands out tasks.
+
+    Two limits hold at once: the whole cluster's free capacity, and for each job signature
+    the free capacity of the nodes that signature may use (so that jobs pinned to a small
+    pool by their node selector don't get allocated the whole cluster; a signature that
+    may use every node needs no limit of its own). Placement still decides the final fit
+    per node; this keeps the allocator's counts honest in aggregate.
+    """
+
+    def __init__(self, index: ClusterIndex, jobs: Sequence[JobView]) -> None:
+        total = triple(index.total_free)
+        self.left = list(total)
+        self.tolerance = [EPS * max(1.0, abs(v)) for v in total]
+        self.signature_left: dict[JobSignature, list[float] | None] = {}
+        self._own: dict[str, list[float] | None] = {}
+        for job in jobs:
+            signature = job_signature(job)
+            if signature not in self.signature_left:
+                pool = index.eligible_free(signature)
+                everywhere = all(p >= t - tol for p, t, tol in zip(pool, total, self.tolerance,
+                                                                    strict=True))
+                self.signature_left[signature] = None if everywhere else pool
+            self._own[job.id] = self.signature_left[signature]
+
+    def fits(self, job_id: str, need: Sequence[float]) -> bool:
+        left, tol = self.left, self.tolerance
+        if need[0] > left[0] + tol[0] or need[1] > left[1] + tol[1] or need[2] > left[2] + tol[2]:
+            return False
+        own = self._own[job_id]
+        return own is None or not (
+            need[0] > own[0] + tol[0] or need[1] > own[1] + tol[1] or need[2] > own[2] + tol[2]
+        )
+
+    def take(self, job_id: str, need: Sequence[float]) -> None:
+        left = self.left
+        left[0] -= need[0]
+        left[1] -= need[1]
+        left[2] -= need[2]
+        own = self._own[job_id]
+        if own is not None:
+            own[0] -= need[0]
+            own[1] -= need[1]
+            own[2] -= need[2]
+
+    def try_take(self, job_id: str, need: Sequence[float]) -> bool:
+        if not self.fits(job_id, need):
+            return False
+        self.take(job_id, need)
+        return True
+
+
+def validate_jobs(jobs: Sequence[JobView]) -> None:
+    """Raise ValueError naming the job and the field for inputs no policy can work with."""
+    seen: set[str] = set()
+    for job in jobs:
+        if job.id in seen:
+            raise ValueError(f"job {job.id!r} is listed twice; job ids must be unique")
+        seen.add(job.id)
+        for role, low, high in (
+            ("ps", job.min_ps, job.max_ps),
+            ("workers", job.min_workers, job.max_workers),
+        ):
+            if low < 0 or high < low:
+                raise ValueError(
+                    f"job {job.id!r}: min_{role}={low}, max_{role}={high}; "
+                    f"need 0 <= min_{role} <= max_{role}"
+                )
+        if job.max_ps + job.max_workers == 0:
+            raise ValueError(f"job {job.id!r}: max_ps + max_workers is 0; allow at least one task")
+        requests = (("ps_request", job.ps_request), ("worker_request", job.worker_request))
+        for role, request in requests:
+            values = triple(request)
+            if any(v < 0 or not math.isfinite(v) for v in values):
+                raise ValueError(
+                    f"job {job.id!r}: {role}={request} has a negative or non-finite amount; "
+                    "requests must be finite and >= 0"
+                )
+
+
+def clip(allocation: Allocation, job: JobView) -> Allocation:
+    """The allocation moved inside the job's bounds."""
+    return Allocation(
+        min(max(allocation.ps, job.min_ps), job.max_ps),
+        min(max(allocation.workers, job.min_workers), job.max_workers),
+    )
+
+
+def in_bounds(allocation: Allocation, job: JobView) -> bool:
+    return (
+        job.min_ps <= allocation.ps <= job.max_ps
+        and job.min_workers <= allocation.workers <= job.max_workers
+    )
+
+
+def is_running(job: JobView) -> bool:
+    return job.current is not None and job.current.ps + job.current.workers > 0
+
+
+def demand_triple(job: JobView, ps: int, workers: int) -> tuple[float, float, float]:
+    p, w = job.ps_request, job.worker_request
+    return (
+        p.gpu * ps + w.gpu * workers,
+        p.cpu * ps + w.cpu * workers,
+        p.memory * ps + w.memory * workers,
+    )
+
+
+def arrival_order(jobs: Sequence[JobView]) -> list[JobView]:
+    """Higher priority first, then first come first served (ties by id, for determinism)."""
+    return sorted(jobs, key=lambda job: (-job.priority, job.arrival, job.id))
+
+
+def minimum(job: JobView) -> Allocation:
+    """The smallest allocation a job runs with: its min counts, or one worker (one PS for a
+    job without workers) when both minimums are 0, since an empty job is a queued job."""
+    if job.min_ps + job.min_workers > 0:
+        return Allocation(job.min_ps, job.min_workers)
+    return Allocation(0, 1) if job.max_workers > 0 else Allocation(1, 0)
+
+
+def admit(
+    jobs_in_order: Iterable[JobView],
+    budget: Budget,
+    size: Mapping[str, Allocation] | None = None,
+) -> dict[str, Allocation]:
+    """Give each job, in the given order, its size (default: its minimum) whole or not at
+    all; a job that does not fit is skipped (Allocation(0, 0)) and later jobs still get a
+    chance, as the Kubernetes scheduler would do."""
+    result: dict[str, Allocation] = {}
+    for job in jobs_in_order:
+        want = size[job.id] if size is not None else minimum(job)
+        if want.ps + want.workers > 0 and budget.try_take(
+            job.id, demand_triple(job, want.ps, want.workers)
+        ):
+            result[job.id] = want
+        else:
+            result[job.id] = NOT_ADMITTED
+    return result
+
+
+def requested_size(job: JobView) -> Allocation:
+    """What the user asked for (the fixed-size baselines' size), within bounds; the minimum
+    when nothing (or nothing non-empty) was asked."""
+    if job.requested is not None:
+        size = clip(job.requested, job)
+        if size.ps + size.workers > 0:
+            return size
+    return minimum(job)

@@ -1,0 +1,312 @@
+"""Step 5, placement: a node for every PS and worker of every allocated job (pure).
+
+The rule, after the Optimus paper's theorem: a job goes on the fewest nodes that can hold
+it with its PS and its workers each spread evenly over them (node i of k gets p//k or
+p//k + 1 PS and w//k or w//k + 1 workers; the +1s go to different nodes where possible,
+so that no node holds more than one task above the others). No node's GPUs, CPUs or
+memory are ever over-committed; node selectors, NoSchedule/NoExecute taints (unless
+tolerated) and cordoned nodes are respected.
+
+Order, chosen for packing and stability:
+1. jobs whose allocation is unchanged keep their previous nodes when these are still
+   valid (no pod moves);
+2. the rest go largest first (dominant share of the job's demand, then task count), each
+   on the first nodes that fit in a fixed node order (bigger nodes first): first-fit
+   decreasing, a good bin-packing heuristic;
+3. a job that cannot be placed whole keeps its previous placement (then with its previous
+   counts) when that is still valid, or is reported in `unplaceable`; never half-placed.
+
+Scale: the free resources live in numpy arrays; each kind of job (node selector and
+tolerations) has a pool of candidate nodes from which full nodes are dropped, and a job is
+first tried on the pool's first `WINDOW` nodes, then on the whole pool, so that the
+common case costs a few vector operations over a small window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from optimus.scheduling.cluster import (
+    ClusterIndex,
+    JobSignature,
+    demand_triple,
+    free_triple,
+    job_signature,
+    triple,
+)
+from optimus.scheduling.types import (
+    Allocation,
+    JobPlacement,
+    JobView,
+    NodeView,
+    Placement,
+    Resources,
+)
+
+#: How many candidate nodes a job is tried on before the whole pool is scanned.
+WINDOW = 256
+_EPS = 1e-9
+
+#: (number of nodes, PS per node, workers per node)
+_Bundle = tuple[int, int, int]
+
+
+def even_spread(ps: int, workers: int, k: int) -> list[_Bundle]:
+    """The PS and workers per node when a job is spread evenly over k nodes: the extra PS
+    go to the first nodes, the extra workers to the last ones, so they share a node only
+    when there are more extras than nodes. Largest bundle first; no empty bundle when
+    k <= ps + workers."""
+    qp, rp = divmod(ps, k)
+    qw, rw = divmod(workers, k)
+    both = max(0, rp + rw - k)
+    ps_only, workers_only = rp - both, rw - both
+    rest = k - both - ps_only - workers_only
+    bundles = [
+        (both, qp + 1, qw + 1),
+        (ps_only, qp + 1, qw),
+        (workers_only, qp, qw + 1),
+        (rest, qp, qw),
+    ]
+    return [b for b in bundles if b[0] > 0]
+
+
+class _Pool:
+    """The candidate nodes of one job signature, in first-fit order, full ones dropped.
+
+    `cursors` remember, per demand, how many leading members cannot hold it: free
+    resources only shrink, so those nodes never will, and the next search starts there.
+    """
+
+    def __init__(self, members: np.ndarray, free: np.ndarray, deaths: int) -> None:
+        self.members = members
+        #: the most of each resource any member had at the start (free only shrinks)
+        self.most = free[:, members].max(axis=1) if members.size else np.zeros(3)
+        self.deaths_seen = deaths
+        self.cursors: dict[tuple[float, float, float], int] = {}
+
+    def compact(self, alive: np.ndarray, deaths: int) -> None:
+        keep = alive[self.members]
+        before = np.concatenate(([0], np.cumsum(keep)))
+        self.cursors = {need: int(before[c]) for need, c in self.cursors.items()}
+        self.members = self.members[keep]
+        self.deaths_seen = deaths
+
+
+class _Placer:
+    def __init__(self, nodes: Sequence[NodeView], min_task: np.ndarray) -> None:
+        self.nodes = nodes
+        self.index = ClusterIndex(nodes)
+        n = len(nodes)
+        self.free = np.array([free_triple(node) for node in nodes], dtype=float).reshape(n, 3).T
+        self.free = np.ascontiguousarray(self.free)
+        allocatable = np.array(
+            [triple(node.allocatable) for node in nodes], dtype=float
+        ).reshape(n, 3).T
+        biggest = allocatable.max(axis=1) if n else np.zeros(3)
+        self.tolerance = _EPS * np.maximum(biggest, 1.0)
+        self.position = {node.name: i for i, node in enumerate(nodes)}
+        self.names = [node.name for node in nodes]
+        # first-fit order: bigger nodes first (GPUs, then CPUs, then memory), input order
+        self.order = np.lexsort((np.arange(n), -allocatable[2], -allocatable[1], -allocatable[0]))
+        self.min_task = min_task.tolist()
+        self.alive = self.fit_mask(np.arange(n), min_task)
+        self.deaths = 0
+        self.pools: dict[JobSignature, _Pool] = {}
+
+    def fit_mask(self, positions: np.ndarray, need: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Which of these nodes have room for `need` (one bundle of tasks)."""
+        f, t = self.free, self.tolerance
+        return (
+            (f[0, positions] >= need[0] - t[0])
+            & (f[1, positions] >= need[1] - t[1])
+            & (f[2, positions] >= need[2] - t[2])
+        )
+
+    def pool(self, signature: JobSignature) -> _Pool:
+        pool = self.pools.get(signature)
+        if pool is None:
+            shapes = np.array(self.index.eligible_shapes(signature), dtype=bool)
+            shape_of = np.array(self.index.shape_of_node, dtype=np.int64)
+            eligible = shapes[shape_of] if shapes.size else np.zeros(0, dtype=bool)
+            members = self.order[eligible[self.order] & self.alive[self.order]]
+            pool = self.pools[signature] = _Pool(members, self.free, self.deaths)
+        elif self.deaths - pool.deaths_seen >= WINDOW // 4:
+            pool.compact(self.alive, self.deaths)
+        return pool
+
+    def commit(self, job: JobView, counts: Mapping[int, tuple[int, int]]) -> None:
+        free_gpu, free_cpu, free_memory = self.free
+        for position, (ps, workers) in counts.items():
+            gpu, cpu, memory = demand_triple(job, ps, workers)
+            free_gpu[position] -= gpu
+            free_cpu[position] -= cpu
+            free_memory[position] -= memory
+        positions = np.fromiter(counts, dtype=np.int64)
+        died = positions[self.alive[positions] & ~self.fit_mask(positions, self.min_task)]
+        self.alive[died] = False
+        self.deaths += died.size
+
+    def keep(self, job: JobView, old: JobPlacement) -> bool:
+        """Reserve a previous placement if all its nodes exist, still accept the job and
+        have room for its tasks."""
+        ps_on = Counter(old.ps_nodes)
+        workers_on = Counter(old.worker_nodes)
+        counts: dict[int, tuple[int, int]] = {}
+        signature = job_signature(job)
+        for name in set(ps_on) | set(workers_on):
+            position = self.position.get(name)
+            if position is None or not self.index.node_eligible(signature, position):
+                return False
+            need = demand_triple(job, ps_on[name], workers_on[name])
+            if not self.fit_mask(np.array([position]), need)[0]:
+                return False
+            counts[position] = (ps_on[name], workers_on[name])
+        self.commit(job, counts)
+        return True
+
+    def place_new(self, job: JobView, allocation: Allocation) -> JobPlacement | None:
+        """The fewest nodes that hold the job evenly spread, first fit; None if none do.
+
+        The first try is the smallest k the pool's biggest node allows, on a window of the
+        pool; only if that fails is the whole pool searched, for each k in turn. The
+        per-demand cursors make repeated searches cheap: a demand that fitted nowhere
+        starts past the end next time."""
+        ps, workers = allocation.ps, allocation.workers
+        pool = self.pool(job_signature(job))
+        demand = demand_triple(job, ps, workers)
+        k_low = 1
+        for r in range(3):
+            if demand[r] > self.tolerance[r]:
+                if pool.most[r] <= 0:
+                    return None
+                k_low = max(k_low, math.ceil(demand[r] / pool.most[r] - 1e-9))
+        if k_low > ps + workers:
+            return None
+        chosen = self._search(job, pool, even_spread(ps, workers, k_low), WINDOW)
+        k = k_low
+        while chosen is None and k <= ps + workers:
+            chosen = self._search(job, pool, even_spread(ps, workers, k), None)
+            k += 1
+        if chosen is None:
+            return None
+        self.commit(job, {position: (p, w) for position, p, w in chosen})
+        return JobPlacement(
+            tuple(self.names[pos] for pos, p_here, _ in chosen for _ in range(p_here)),
+            tuple(self.names[pos] for pos, _, w_here in chosen for _ in range(w_here)),
+        )
+
+    def _first_fits(
+        self, pool: _Pool, need: tuple[float, float, float], count: int, taken: set[int],
+        window: int | None,
+    ) -> list[int] | None:
+        """The first `count` pool members outside `taken` with room for `need`, searched
+        from need's cursor in growing chunks (at most `window` members when given)."""
+        members = pool.members
+        start = pool.cursors.get(need, 0)
+        stop = members.size if window is None else min(members.size, start + window)
+        found: list[int] = []
+        position, chunk, leading = start, WINDOW, True
+        while position < stop and len(found) < count:
+            candidates = members[position:min(stop, position + chunk)]
+            hits = np.flatnonzero(self.fit_mask(candidates, need))
+            if leading:  # members before the first fit will never fit: move the cursor
+                pool.cursors[need] = position + (int(hits[0]) if hits.size else candidates.size)
+                leading = hits.size == 0
+            for node in candidates[hits[: count + len(taken)]].tolist():
+                if node not in taken:
+                    found.append(node)
+                    if len(found) == count:
+                        break
+            position += candidates.size
+            chunk *= 2
+        return found if len(found) == count else None
+
+    def _search(
+        self, job: JobView, pool: _Pool, bundles: list[_Bundle], window: int | None
+    ) -> list[tuple[int, int, int]] | None:
+        """First-fit nodes for each bundle of an even spread, largest bundle first, or
+        None. The two middle bundles (an extra PS, an extra worker) do not contain each
+        other, so both orders of them are tried."""
+        orders = [list(range(len(bundles)))]
+        if len(bundles) >= 3 and bundles[1][1] > bundles[2][1] and bundles[1][2] < bundles[2][2]:
+            orders.append([0, 2, 1, *range(3, len(bundles))])
+        for order in orders:
+            taken: set[int] = set()
+            picked: list[tuple[int, int, int]] = []
+            for b in order:
+                count, p, w = bundles[b]
+                nodes = self._first_fits(pool, demand_triple(job, p, w), count, taken, window)
+                if nodes is None:
+                    break
+                taken.update(nodes)
+                picked.extend((node, p, w) for node in nodes)
+            else:
+                return picked
+        return None
+
+
+def _size_key(job: JobView, allocation: Allocation, total: Resources) -> tuple[float, int, str]:
+    share = job.demand(allocation).dominant_share(total)
+    return (-share, -(allocation.ps + allocation.workers), job.id)
+
+
+def place(
+    allocations: Mapping[str, Allocation],
+    jobs: Sequence[JobView],
+    nodes: Sequence[NodeView],
+    previous: Placement | None = None,
+) -> Placement:
+    """Place every job with a non-empty allocation whole, or list it as unplaceable.
+
+    A job absent from `allocations` or allocated Allocation(0, 0) is not placed. A job that
+    keeps its previous placement because the new allocation did not fit is placed with its
+    previous counts, which then differ from its allocation."""
+    by_id = {job.id: job for job in jobs}
+    todo: list[tuple[JobView, Allocation]] = []
+    for job_id, allocation in allocations.items():
+        job = by_id.get(job_id)
+        if job is None:
+            raise ValueError(f"allocation for unknown job {job_id!r}; pass its JobView in jobs")
+        if allocation.ps < 0 or allocation.workers < 0:
+            raise ValueError(f"job {job_id!r}: negative allocation {allocation}")
+        if allocation.ps + allocation.workers > 0:
+            todo.append((job, allocation))
+    old_jobs: Mapping[str, JobPlacement] = previous.jobs if previous is not None else {}
+    tasks = [
+        triple(request)
+        for job, a in todo
+        for request, n in ((job.ps_request, a.ps), (job.worker_request, a.workers))
+        if n
+    ]
+    min_task = np.min(np.array(tasks), axis=0) if tasks else np.zeros(3)
+    placer = _Placer(nodes, min_task)
+    placed: dict[str, JobPlacement] = {}
+    fresh: list[tuple[JobView, Allocation]] = []
+    for job, allocation in todo:
+        old = old_jobs.get(job.id)
+        if (
+            old is not None
+            and (len(old.ps_nodes), len(old.worker_nodes)) == (allocation.ps, allocation.workers)
+            and placer.keep(job, old)
+        ):
+            placed[job.id] = old
+        else:
+            fresh.append((job, allocation))
+    total = placer.index.total_free
+    fresh.sort(key=lambda item: _size_key(item[0], item[1], total))
+    unplaceable: list[str] = []
+    for job, allocation in fresh:
+        placement = placer.place_new(job, allocation)
+        if placement is not None:
+            placed[job.id] = placement
+            continue
+        old = old_jobs.get(job.id)
+        if old is not None and placer.keep(job, old):
+            placed[job.id] = old
+        else:
+            unplaceable.append(job.id)
+    return Placement(placed, tuple(sorted(unplaceable)))
