@@ -37,15 +37,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
-
 from optimus.cli_simulate import plot_jct_cdf
 from optimus.simulation.engine import Cluster, SimulationConfig, simulate
 from optimus.simulation.generator import generate_trace
 from optimus.simulation.inputs import SpeedTable, TraceJob, parse_speed_table
 from optimus.simulation.metrics import PolicyMetrics, summarise
 from optimus.simulation.speeds import SpeedSurface, surface_from_rows
+from rich.console import Console
+from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "out"

@@ -44,7 +44,7 @@ from optimus.scheduling.types import (
     Resources,
 )
 from optimus.simulation.inputs import SimulationInputError, TraceJob
-from optimus.simulation.knowledge import LearnedJob, remaining_seconds
+from optimus.simulation.knowledge import LearnedJob
 from optimus.simulation.physics import (
     curve_for_epochs,
     fewest_nodes_cross_fraction,
@@ -339,21 +339,14 @@ def _view(state: _Job, now: float, config: SimulationConfig, learning: bool) -> 
         if probe is not None:
             min_ps = max_ps = probe[0]
             min_workers = max_workers = probe[1]
+    remaining_time: Callable[[int, int], float]
     if learned is None:
-        remaining_epochs = max(0.0, job.epochs - state.done)
+        remaining_time = _true_remaining_time(state)
         progress = state.done / job.epochs
-
-        def remaining_time(ps: int, workers: int) -> float:
-            return remaining_seconds(remaining_epochs, job.dataset_size,
-                                     state.surface.samples_per_sec(ps, workers))
     else:
-        remaining_epochs = learned.remaining_epochs(state.done)
-        progress = state.done / (state.done + remaining_epochs)
-        samples_per_sec = learned.samples_per_sec
-
-        def remaining_time(ps: int, workers: int) -> float:
-            return remaining_seconds(remaining_epochs, job.dataset_size,
-                                     samples_per_sec(ps, workers))
+        remaining_time = _learned_remaining_time(learned, state.done, job.dataset_size)
+        # the latest estimate; remaining_time refits first, so this may lag one round
+        progress = state.done / (state.done + learned.remaining_epochs(state.done))
     current = None
     if state.placement is not None:
         current = Allocation(len(state.placement.ps_nodes), len(state.placement.worker_nodes))
@@ -364,6 +357,33 @@ def _view(state: _Job, now: float, config: SimulationConfig, learning: bool) -> 
         min_workers=min_workers, max_workers=max_workers, remaining_time=remaining_time,
         current=current, mode=job.mode, progress=progress, attained_service=state.attained,
         requested=requested)
+
+
+def _true_remaining_time(state: _Job) -> Callable[[int, int], float]:
+    work = max(0.0, state.trace.epochs - state.done) * state.trace.dataset_size  # samples left
+    speed = state.surface.samples_per_sec
+
+    def remaining_time(ps: int, workers: int) -> float:
+        rate = speed(ps, workers)
+        return work / rate if rate > 0 else math.inf
+
+    return remaining_time
+
+
+def _learned_remaining_time(learned: LearnedJob, done: float,
+                            dataset_size: float) -> Callable[[int, int], float]:
+    """The remaining time from the job's learned models, refitted on first use in a round:
+    policies that never ask (DRF, fixed, Tiresias) cost no model fits."""
+    work: list[float] = []
+
+    def remaining_time(ps: int, workers: int) -> float:
+        if not work:
+            learned.refit(done)
+            work.append(learned.remaining_epochs(done) * dataset_size)
+        rate = learned.samples_per_sec(ps, workers)
+        return work[0] / rate if rate > 0 else math.inf
+
+    return remaining_time
 
 
 def _next_probe(state: _Job, config: SimulationConfig) -> tuple[int, int] | None:
@@ -388,18 +408,22 @@ def _demand(state: _Job) -> Resources:
 
 def _check_conservation(placement: Placement, active: Sequence[_Job], cluster: Cluster) -> float:
     by_id = {state.trace.job: state for state in active}
-    used: dict[str, Resources] = {}
+    used: dict[str, list[float]] = {}
     for job_id, job_placement in placement.jobs.items():
         state = by_id.get(job_id)
         if state is None:
             raise SimulationError(f"the placement names job {job_id}, which is not running")
-        for node in job_placement.ps_nodes:
-            used[node] = used.get(node, Resources()) + state.ps_request
-        for node in job_placement.worker_nodes:
-            used[node] = used.get(node, Resources()) + state.worker_request
+        for nodes, request in ((job_placement.ps_nodes, state.ps_request),
+                               (job_placement.worker_nodes, state.worker_request)):
+            for node in nodes:
+                total = used.setdefault(node, [0.0, 0.0, 0.0])
+                total[0] += request.gpu
+                total[1] += request.cpu
+                total[2] += request.memory
     peak = 0.0
     for spec in cluster.nodes:
-        load = used.pop(spec.name, Resources())
+        gpu, cpu, memory = used.pop(spec.name, (0.0, 0.0, 0.0))
+        load = Resources(gpu, cpu, memory)
         if not load.fits_in(spec.allocatable):
             raise SimulationError(
                 f"node {spec.name} over-committed: {_show(load)} placed on "
@@ -453,7 +477,6 @@ def _advance(state: _Job, start: float, end: float, nodes: Mapping[str, NodeSpec
     state.restart_seconds += run_from - start
     run_time = end - run_from
     held_until = end
-    before = state.done
     if speed > 0 and run_time > 0:
         need = (job.epochs - state.done) * job.dataset_size / speed
         if need <= run_time:
@@ -479,5 +502,3 @@ def _advance(state: _Job, start: float, end: float, nodes: Mapping[str, NodeSpec
             1.0 + config.loss_noise * float(state.rng.standard_normal()))
         learned.observe_loss(float(epoch), max(0.0, loss))
         state.next_loss_epoch += 1
-    if state.done > before or run_time > 0:
-        learned.refit(state.done)

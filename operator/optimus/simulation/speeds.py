@@ -33,12 +33,19 @@ class SpeedSurface:
     workers_max: int
     grid: NDArray[np.float64]  # shape (ps_max - ps_min + 1, workers_max - workers_min + 1)
 
+    def __post_init__(self) -> None:
+        # plain nested lists: indexing them is several times faster than numpy scalars, and
+        # the allocator asks for speeds millions of times in a long simulation
+        object.__setattr__(self, "_rows", [[float(v) for v in row] for row in self.grid])
+
     def samples_per_sec(self, ps: int, workers: int) -> float:
         if workers <= 0:
             return 0.0
-        p = min(max(ps, self.ps_min), self.ps_max) - self.ps_min
-        w = min(max(workers, self.workers_min), self.workers_max) - self.workers_min
-        return float(self.grid[p, w])
+        p = self.ps_min if ps < self.ps_min else self.ps_max if ps > self.ps_max else ps
+        w = (self.workers_min if workers < self.workers_min
+             else self.workers_max if workers > self.workers_max else workers)
+        rows: list[list[float]] = self._rows  # type: ignore[attr-defined]
+        return rows[p - self.ps_min][w - self.workers_min]
 
     @property
     def best(self) -> tuple[int, int, float]:
