@@ -79,7 +79,7 @@ class Api:
     def get(self, rt: ResourceType, version: str, namespace: str, name: str) -> Obj:
         return self.output(rt, version, self._current(rt, namespace, name))
 
-    def list(self, rt: ResourceType, version: str, namespace: str | None,
+    def list_objects(self, rt: ResourceType, version: str, namespace: str | None,
              labels: list[meta.Requirement], fields: list[meta.FieldRequirement]) -> list[Obj]:
         items = []
         for obj in self.store.items(rt.key, namespace if rt.namespaced else None):
@@ -571,7 +571,7 @@ class Api:
             self._cluster_ips.discard((gone.get("spec") or {}).get("clusterIP", ""))
 
     def _orphan(self, uid: str) -> None:
-        for key in self.store:
+        for key in self.store.resource_keys():
             rt = self.registry.by_key(key)
             if rt is None:
                 continue

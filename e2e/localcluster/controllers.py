@@ -46,7 +46,7 @@ class Controllers:
 
     def collect_garbage(self) -> None:
         store = self.api.store
-        for key in store:
+        for key in store.resource_keys():
             rt = self.api.registry.by_key(key)
             if rt is None:
                 continue
@@ -70,7 +70,7 @@ class Controllers:
                 continue
             name = namespace["metadata"]["name"]
             left = 0
-            for key in store:
+            for key in store.resource_keys():
                 rt = self.api.registry.by_key(key)
                 if rt is None or not rt.namespaced:
                     continue
@@ -92,7 +92,7 @@ class Controllers:
             if not selector:
                 continue
             md = service["metadata"]
-            reqs = [(k, "=", (v,)) for k, v in selector.items()]
+            reqs: list[meta.Requirement] = [(k, "=", (v,)) for k, v in selector.items()]
             ready: list[dict[str, Any]] = []
             not_ready: list[dict[str, Any]] = []
             for pod in store.items(("", "pods"), md["namespace"]):

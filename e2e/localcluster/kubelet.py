@@ -272,7 +272,7 @@ class Kubelet:
                 path = source["fieldRef"]["fieldPath"]
                 env[name] = self._field(pod, run, path)
             elif "configMapKeyRef" in source or "secretKeyRef" in source:
-                ref = source.get("configMapKeyRef") or source.get("secretKeyRef")
+                ref = source.get("configMapKeyRef") or source.get("secretKeyRef") or {}
                 plural = "configmaps" if "configMapKeyRef" in source else "secrets"
                 obj = self.api.store.peek(("", plural), run.namespace, ref["name"])
                 value = ((obj or {}).get("data") or {}).get(ref["key"])

@@ -209,17 +209,17 @@ def strategic_merge_patch(target: JSON, patch: JSON, field: str = "") -> JSON:
         key = _merge_key(field, [p for p in patch if not (isinstance(p, dict) and "$patch" in p
                                                          and len(p) == 1)])
         if key and all(isinstance(t, dict) and key in t for t in target):
-            result = copy.deepcopy(target)
+            items: list[Any] = copy.deepcopy(target)
             for item in patch:
-                index = next((i for i, t in enumerate(result) if t.get(key) == item.get(key)), None)
+                index = next((i for i, t in enumerate(items) if t.get(key) == item.get(key)), None)
                 if item.get("$patch") == "delete":
                     if index is not None:
-                        result.pop(index)
+                        items.pop(index)
                 elif index is None:
-                    result.append(_strip_directives(item))
+                    items.append(_strip_directives(item))
                 else:
-                    result[index] = strategic_merge_patch(result[index], item, "")
-            return result
+                    items[index] = strategic_merge_patch(items[index], item, "")
+            return items
     return _strip_directives(patch)
 
 

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -232,7 +233,7 @@ class Server:
             options = await self._body(request) if request.can_read_body else {}
             labels = meta.parse_label_selector(q.get("labelSelector", ""))
             fields = meta.parse_field_selector(q.get("fieldSelector", ""), rt.plural)
-            items = api.list(rt, version, namespace, labels, fields)
+            items = api.list_objects(rt, version, namespace, labels, fields)
             deleted = []
             for item in items:
                 md = item["metadata"]
@@ -260,7 +261,7 @@ class Server:
                            {"causes": [{"reason": "ResourceVersionTooLarge",
                                         "message": "Too large resource version"}],
                             "retryAfterSeconds": 1})
-        items = self.api.list(rt, version, namespace, labels, fields)
+        items = self.api.list_objects(rt, version, namespace, labels, fields)
         if as_table:
             return _json(tables.table(rt, version, items, str(self.api.store.revision), include))
         return _json(self._list_body(rt, version, items))
@@ -279,7 +280,7 @@ class Server:
         backlog: list[tuple[str, dict[str, Any]]] = []
         expired = False
         if since in ("", "0") or send_initial:
-            for obj in self.api.list(rt, version, namespace, labels, fields):
+            for obj in self.api.list_objects(rt, version, namespace, labels, fields):
                 backlog.append(("ADDED", obj))
         else:
             if not since.isdigit():
@@ -288,8 +289,8 @@ class Server:
             if changes is None:
                 expired = True
             else:
-                for change in changes:
-                    translated = watcher.translate(change)
+                for past in changes:
+                    translated = watcher.translate(past)
                     if translated:
                         backlog.append(translated)
         horizon = store.revision
@@ -314,8 +315,8 @@ class Server:
                 if remaining <= 0:
                     break
                 try:
-                    change = await asyncio.wait_for(watcher.queue.get(),
-                                                    min(remaining, BOOKMARK_INTERVAL_S))
+                    getter: Awaitable[Change | None] = watcher.queue.get()
+                    change = await asyncio.wait_for(getter, min(remaining, BOOKMARK_INTERVAL_S))
                 except TimeoutError:
                     if bookmarks:
                         await self._send(response, "BOOKMARK", self._bookmark(

@@ -90,7 +90,7 @@ class Store:
             if namespace is None or ns == namespace:
                 yield obj
 
-    def keys(self) -> list[Key]:
+    def resource_keys(self) -> list[Key]:
         return list(self._data)
 
     def exists_uid(self, uid: str) -> bool:

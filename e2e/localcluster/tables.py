@@ -177,6 +177,10 @@ def _cell(column: dict[str, Any], obj: Obj) -> Any:
     return value
 
 
+def _cell_of(column: dict[str, Any]) -> Callable[[Obj], Any]:
+    return lambda obj: _cell(column, obj)
+
+
 def columns_for(rt: ResourceType, version: str) -> list[Column]:
     if rt.custom:
         printer = rt.printer_columns.get(version) or []
@@ -185,8 +189,7 @@ def columns_for(rt: ResourceType, version: str) -> list[Column]:
         cols: list[Column] = [("Name", "string", 0, _name)]
         for column in printer:
             cols.append((column["name"], column.get("type", "string"),
-                         int(column.get("priority", 0)),
-                         lambda o, c=column: _cell(c, o)))
+                         int(column.get("priority", 0)), _cell_of(column)))
         return cols
     return BUILTIN_COLUMNS.get(rt.key, [("Name", "string", 0, _name), ("Age", "string", 0, _age)])
 
