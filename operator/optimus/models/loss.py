@@ -44,7 +44,7 @@ SPIKE_SIGMAS = 4.0
 #: ... and beyond this fraction of the loss scale (so near-perfect fits reject nothing).
 SPIKE_FLOOR = 0.02
 #: Default weight of the newest point relative to the oldest.
-DEFAULT_RECENCY_WEIGHT = 10.0
+DEFAULT_RECENCY_WEIGHT = 100.0
 _B2_GRID = 48
 
 #: A history: a sequence of numbers or a 1-D numpy array.
@@ -202,27 +202,28 @@ def fit_loss(
     keep = np.ones(len(k), dtype=bool)
     max_rejected = len(k) // 3
     b = _fit_normalised(k, y_norm, weight, robust=True)
-    for _ in range(3):
+    refitted = False
+    for _ in range(4):
+        # Judge every point against the current curve, so that a point rejected under an
+        # early, spike-pulled fit comes back once the curve is right.
         signed = _curve(b, k) - y_norm
-        kept_signed = signed[keep]
+        centre = float(np.median(signed[keep]))
         # Robust standard deviation of the residuals (1.4826 * MAD is sigma for Gaussians).
-        sigma = 1.4826 * float(np.median(np.abs(kept_signed - np.median(kept_signed))))
-        residual = np.abs(signed - np.median(kept_signed))
+        sigma = 1.4826 * float(np.median(np.abs(signed[keep] - centre)))
+        residual = np.abs(signed - centre)
         threshold = max(SPIKE_SIGMAS * sigma, SPIKE_FLOOR)
-        spikes = keep & (residual > threshold)
-        room = max_rejected - int(np.sum(~keep))
-        if not spikes.any() or room <= 0:
-            break
-        worst_first = np.argsort(-np.where(spikes, residual, -np.inf))[: min(room, spikes.sum())]
-        candidate_keep = keep.copy()
-        candidate_keep[worst_first] = False
-        if len(np.unique(k[candidate_keep])) < 3:
+        worst_first = np.argsort(-residual, kind="stable")
+        outliers = [int(i) for i in worst_first[:max_rejected] if residual[i] > threshold]
+        candidate_keep = np.ones(len(k), dtype=bool)
+        candidate_keep[outliers] = False
+        if len(np.unique(k[candidate_keep])) < 3 or np.array_equal(candidate_keep, keep):
             break
         keep = candidate_keep
         b = _fit_normalised(k[keep], y_norm[keep], weight[keep])
+        refitted = True
 
-    if keep.all():  # the robust start was never replaced by a plain refit
-        b = _fit_normalised(k, y_norm, weight)
+    if not refitted:  # the robust start was never replaced by a plain fit
+        b = _fit_normalised(k[keep], y_norm[keep], weight[keep])
     residual = _curve(b, k[keep]) - y_norm[keep]
     rmse = float(np.sqrt(np.mean(residual**2)))
     params = LossParams(b0=float(b[0]) / scale, b1=float(b[1]) / scale, b2=float(b[2]) * scale)
