@@ -1,0 +1,257 @@
+"""The Helm chart: lint, render, the CRD copies, RBAC, the operator Deployment, the monitoring
+objects and the generated README, with the default values and every CI values file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from optimus.metrics.names import DEFAULT_OPERATOR_METRICS_PORT
+from optimus_worker.contract import METRICS_PORT_NAME, POD_LABEL_MANAGED, POD_LABEL_MANAGED_VALUE
+
+from e2e.dashboards import ALERTS_FILE, DASHBOARDS_DIR
+
+from .support import CHART, ROOT, VARIANTS, load_file, load_hack_script
+
+Render = Callable[..., list[dict[str, Any]]]
+VARIANT_IDS = [name for name, _ in VARIANTS]
+VARIANT_ARGS = [args for _, args in VARIANTS]
+STANDARD_LABELS = ("helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
+                   "app.kubernetes.io/version", "app.kubernetes.io/managed-by")
+# The operator's configuration, agreed with the operator (python -m optimus.kube).
+OPERATOR_ENV = {"OPTIMUS_PROMETHEUS_URL", "OPTIMUS_INTERVAL_SECONDS",
+                "OPTIMUS_RESTART_COST_SECONDS", "OPTIMUS_POLICY", "OPTIMUS_NAMESPACES",
+                "OPTIMUS_METRICS_PORT", "OPTIMUS_HEALTH_PORT", "OPTIMUS_PEERING"}
+
+
+def _of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (doc,) = _of_kind(docs, kind)
+    return doc
+
+
+# ---- CRDs: identical copies of manifests/ ------------------------------------------------
+def test_chart_crds_are_identical_copies_of_the_manifests() -> None:
+    sources = {path.name: path for pattern in ("manifests/crd/*.yaml", "manifests/peering/*.yaml")
+               for path in ROOT.glob(pattern)}
+    copies = {path.name: path for path in (CHART / "crds").glob("*.yaml")}
+    assert "trainingjobs.optimus.dev.yaml" in sources
+    assert set(copies) == set(sources), "run hack/sync-crd.sh"
+    stale = [name for name in sources if copies[name].read_bytes() != sources[name].read_bytes()]
+    assert not stale, f"charts/optimus/crds/ differs from manifests/ for {stale}: run hack/sync-crd.sh"
+
+
+def test_chart_carries_the_kopf_peering_crds() -> None:
+    crds = [doc for path in (CHART / "crds").glob("*.yaml") for doc in load_file(path)]
+    kinds = {(doc["spec"]["names"]["kind"], doc["spec"]["scope"]) for doc in crds}
+    assert {("TrainingJob", "Namespaced"), ("ClusterKopfPeering", "Cluster"),
+            ("KopfPeering", "Namespaced")} <= kinds
+    for doc in crds:
+        if doc["spec"]["group"] == "kopf.dev":
+            # kopf patches `status` on the object itself: a status subresource would drop it.
+            assert all("subresources" not in version for version in doc["spec"]["versions"])
+
+
+# ---- lint and render -----------------------------------------------------------------------
+@pytest.mark.parametrize("args", VARIANT_ARGS, ids=VARIANT_IDS)
+def test_helm_lint_strict(helm: str, args: list[str]) -> None:
+    result = subprocess.run([helm, "lint", "--strict", str(CHART), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("args", VARIANT_ARGS, ids=VARIANT_IDS)
+def test_every_object_has_standard_labels_and_a_short_name(render: Render,
+                                                           args: list[str]) -> None:
+    docs = render(*args)
+    assert docs
+    for doc in docs:
+        meta = doc["metadata"]
+        assert len(meta["name"]) <= 63, meta["name"]
+        missing = [label for label in STANDARD_LABELS if label not in meta.get("labels", {})]
+        assert not missing, f"{doc['kind']}/{meta['name']} lacks {missing}"
+
+
+@pytest.mark.parametrize("args", VARIANT_ARGS, ids=VARIANT_IDS)
+def test_operator_deployment_is_hardened_and_probed(render: Render, args: list[str]) -> None:
+    deployment = _one(render(*args), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "optimus.kube"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert {"requests", "limits"} <= set(container["resources"])
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert OPERATOR_ENV <= set(env)
+    assert ports["health"] == int(env["OPTIMUS_HEALTH_PORT"])
+    assert ports["metrics"] == int(env["OPTIMUS_METRICS_PORT"])
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_defaults_run_two_peered_replicas_watching_all_namespaces(render: Render) -> None:
+    docs = render()
+    deployment = _one(docs, "Deployment")
+    env = {item["name"]: item.get("value")
+           for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert deployment["spec"]["replicas"] == 2
+    assert env["OPTIMUS_NAMESPACES"] == ""
+    assert env["OPTIMUS_METRICS_PORT"] == str(DEFAULT_OPERATOR_METRICS_PORT)
+    peering = _one(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == env["OPTIMUS_PEERING"] == "optimus"
+    assert _one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert not _of_kind(docs, "ServiceMonitor") and not _of_kind(docs, "PodMonitor")
+
+
+def test_namespaced_peering_gets_a_peering_object_per_namespace(render: Render) -> None:
+    docs = render("--set", "rbac.scope=namespaced", "--set", "operator.watchNamespaces={a,b}")
+    assert {(doc["metadata"]["namespace"], doc["metadata"]["name"])
+            for doc in _of_kind(docs, "KopfPeering")} == {("a", "optimus"), ("b", "optimus")}
+    assert not _of_kind(docs, "ClusterKopfPeering")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (["--set", "rbac.scope=namespaced"], "needs operator.watchNamespaces"),
+    (["--set", "rbac.scope=everything"], 'use "cluster" or "namespaced"'),
+    (["--set", "operator.peering=", "--set", "replicaCount=3"], "needs operator.peering"),
+])
+def test_broken_value_combinations_fail_with_the_fix(helm: str, values: list[str],
+                                                     message: str) -> None:
+    result = subprocess.run([helm, "template", "optimus", str(CHART), *values],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+# ---- RBAC: exactly what the operator does ----------------------------------------------------
+def _rules(role: dict[str, Any]) -> set[tuple[str, str, frozenset[str]]]:
+    return {(group, resource, frozenset(rule["verbs"]))
+            for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"]}
+
+
+READ = frozenset({"get", "list", "watch"})
+NAMESPACED_RULES = {
+    ("optimus.dev", "trainingjobs", READ | {"patch"}),
+    ("optimus.dev", "trainingjobs/status", frozenset({"patch"})),
+    ("optimus.dev", "trainingjobs/scale", frozenset({"patch"})),
+    ("", "pods", READ | {"create", "delete", "patch"}),
+    ("", "services", READ | {"create", "delete"}),
+    ("", "events", frozenset({"create", "patch"})),
+}
+CLUSTER_READS = {("", "nodes", READ), ("apiextensions.k8s.io", "customresourcedefinitions", READ)}
+PEERING = frozenset(READ | {"patch", "create"})
+
+
+def test_cluster_rbac_grants_exactly_what_the_operator_uses(render: Render) -> None:
+    docs = render()
+    role = _one(docs, "ClusterRole")
+    assert _rules(role) == NAMESPACED_RULES | CLUSTER_READS | {
+        ("", "namespaces", frozenset({"list", "watch"})),
+        ("kopf.dev", "clusterkopfpeerings", PEERING)}
+    binding = _one(docs, "ClusterRoleBinding")
+    account = _one(docs, "ServiceAccount")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": account["metadata"]["namespace"]}]
+    assert not _of_kind(docs, "Role")
+
+
+def test_namespaced_rbac_reads_only_nodes_and_crds_cluster_wide(render: Render) -> None:
+    docs = render("--set", "rbac.scope=namespaced", "--set", "operator.watchNamespaces={a,b}")
+    (cluster_role,) = _of_kind(docs, "ClusterRole")
+    assert _rules(cluster_role) == CLUSTER_READS
+    roles = _of_kind(docs, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == ["a", "b"]
+    for role in roles:
+        assert _rules(role) == NAMESPACED_RULES | {("kopf.dev", "kopfpeerings", PEERING)}
+    bindings = _of_kind(docs, "RoleBinding")
+    assert sorted(binding["metadata"]["namespace"] for binding in bindings) == ["a", "b"]
+
+
+def test_every_rbac_rule_is_justified_by_a_comment() -> None:
+    lines = (CHART / "templates" / "rbac.yaml").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("- apiGroups:"):
+            assert lines[number - 1].startswith("#"), f"rbac.yaml:{number + 1} has no comment"
+
+
+# ---- monitoring --------------------------------------------------------------------------
+def test_monitors_select_the_training_pods_and_the_operator(render: Render) -> None:
+    docs = render("--set", "monitoring.podMonitor.enabled=true",
+                  "--set", "monitoring.serviceMonitor.enabled=true")
+    pod_monitor = _one(docs, "PodMonitor")
+    assert pod_monitor["spec"]["selector"]["matchLabels"] == {
+        POD_LABEL_MANAGED: POD_LABEL_MANAGED_VALUE}
+    assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == METRICS_PORT_NAME and endpoint["honorLabels"] is True
+    service_monitor = _one(docs, "ServiceMonitor")
+    service = _one(docs, "Service")
+    assert service_monitor["spec"]["selector"]["matchLabels"].items() <= \
+        service["metadata"]["labels"].items()
+    (endpoint,) = service_monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    assert endpoint["honorLabels"] is True
+    # The OptimusOperatorDown alert matches this scrape job label.
+    assert {"targetLabel": "job", "replacement": "optimus-operator"} in endpoint["relabelings"]
+    assert 'up{job="optimus-operator"}' in ALERTS_FILE.read_text()
+
+
+def test_prometheus_rule_embeds_the_alerts_file(render: Render) -> None:
+    rule = _one(render("--set", "monitoring.prometheusRule.enabled=true"), "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(ALERTS_FILE.read_text())
+
+
+@pytest.mark.parametrize("args", VARIANT_ARGS, ids=VARIANT_IDS)
+def test_dashboard_configmaps_carry_each_json_for_the_sidecar(render: Render,
+                                                              args: list[str]) -> None:
+    configmaps = _of_kind(render(*args), "ConfigMap")
+    overrides = yaml.safe_load(Path(args[1]).read_text()) if args else {}
+    if not overrides.get("dashboards", {}).get("enabled", True):
+        assert not configmaps
+        return
+    shipped = {}
+    for configmap in configmaps:
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        shipped.update(configmap["data"])
+    sources = {path.name: path for path in DASHBOARDS_DIR.glob("*.json")}
+    assert set(shipped) == set(sources)
+    for name, text in shipped.items():
+        assert json.loads(text) == json.loads(sources[name].read_text())
+
+
+# ---- the generated README ------------------------------------------------------------------
+def test_chart_readme_is_generated_from_the_values() -> None:
+    chart_readme = load_hack_script("chart_readme")
+    assert chart_readme.main(["--check"]) == 0, "run .venv/bin/python hack/chart_readme.py"
+    documented = {value.key for value in chart_readme.parse_values(
+        (CHART / "values.yaml").read_text())}
+    assert {"replicaCount", "operator.prometheusUrl", "rbac.scope",
+            "monitoring.podMonitor.enabled", "dashboards.labels"} <= documented
+
+
+def test_chart_readme_generator_rejects_an_undocumented_value() -> None:
+    chart_readme = load_hack_script("chart_readme")
+    text = "# -- documented\na: 1\nsection:\n  # -- fine\n  b: 2\n  c: 3\n"
+    with pytest.raises(chart_readme.UndocumentedValue, match=r"section\.c"):
+        chart_readme.parse_values(text)
+    values = chart_readme.parse_values(text.replace("  c: 3\n", "  # -- also fine\n  c: 3\n"))
+    assert [(v.key, v.default, v.description) for v in values] == [
+        ("a", 1, "documented"), ("section.b", 2, "fine"), ("section.c", 3, "also fine")]
