@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "optimus"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 # (id, extra helm arguments): the default values and every CI values file.
-VARIANTS = [("default", [])] + [(path.stem, ["-f", str(path)]) for path in CI_VALUES]
+VARIANTS: list[tuple[str, list[str]]] = [("default", [])] + [
+    (path.stem, ["-f", str(path)]) for path in CI_VALUES]
 NAMESPACE = "optimus-system"
 
 

@@ -52,7 +52,7 @@ def test_dashboard_shape(name: str) -> None:
     assert len(ids) == len(set(ids)), "panel ids are unique"
     for panel in panels(dashboard):
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         assert panel["datasource"] == DATASOURCE, panel["title"]
         assert panel.get("description"), f"{panel['title']} explains itself"
         assert panel["targets"], panel["title"]
