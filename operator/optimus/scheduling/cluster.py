@@ -158,47 +158,52 @@ class ClusterIndex:
 class Budget:
     """Capacity left while a policy hands out tasks.
 
-    Two limits hold at once: the whole cluster's free capacity, and for each job signature
-    the free capacity of the nodes that signature may use (so that jobs pinned to a small
-    pool by their node selector don't get allocated the whole cluster; a signature that
-    may use every node needs no limit of its own). Placement still decides the final fit
-    per node; this keeps the allocator's counts honest in aggregate.
+    A job may only use the nodes its signature accepts (its pool). Every pool keeps its own
+    budget, and a job's tasks count against its pool and against every pool that contains
+    it (the whole cluster is one of them): a job pinned to the A100 nodes uses up capacity
+    that the jobs allowed everywhere can no longer have. For nested pools this is exactly
+    what aggregate capacity can promise; placement still decides the fit on each node.
     """
 
     def __init__(self, index: ClusterIndex, jobs: Sequence[JobView]) -> None:
         total = triple(index.total_free)
         self.left = list(total)
         self.tolerance = [EPS * max(1.0, abs(v)) for v in total]
-        self.signature_left: dict[JobSignature, list[float] | None] = {}
-        self._own: dict[str, list[float] | None] = {}
+        schedulable = frozenset(
+            i for i, shape in enumerate(index.shapes) if not shape.unschedulable
+        )
+        pools: dict[frozenset[int], list[float]] = {schedulable: self.left}
+        pool_of: dict[JobSignature, frozenset[int]] = {}
         for job in jobs:
             signature = job_signature(job)
-            if signature not in self.signature_left:
-                pool = index.eligible_free(signature)
-                everywhere = all(p >= t - tol for p, t, tol in zip(pool, total, self.tolerance,
-                                                                    strict=True))
-                self.signature_left[signature] = None if everywhere else pool
-            self._own[job.id] = self.signature_left[signature]
+            if signature not in pool_of:
+                eligible = index.eligible_shapes(signature)
+                pool = frozenset(i for i, ok in enumerate(eligible) if ok)
+                pool_of[signature] = pool
+                if pool not in pools:
+                    pools[pool] = index.eligible_free(signature)
+        # the budgets each signature's tasks count against: its pool and all that contain it
+        by_signature = {
+            signature: [left for other, left in pools.items() if pool <= other]
+            for signature, pool in pool_of.items()
+        }
+        self._budgets: dict[str, list[list[float]]] = {
+            job.id: by_signature[job_signature(job)] for job in jobs
+        }
 
     def fits(self, job_id: str, need: Sequence[float]) -> bool:
-        left, tol = self.left, self.tolerance
-        if need[0] > left[0] + tol[0] or need[1] > left[1] + tol[1] or need[2] > left[2] + tol[2]:
-            return False
-        own = self._own[job_id]
-        return own is None or not (
-            need[0] > own[0] + tol[0] or need[1] > own[1] + tol[1] or need[2] > own[2] + tol[2]
-        )
+        tol = self.tolerance
+        n0, n1, n2 = need[0] - tol[0], need[1] - tol[1], need[2] - tol[2]
+        for left in self._budgets[job_id]:
+            if n0 > left[0] or n1 > left[1] or n2 > left[2]:
+                return False
+        return True
 
     def take(self, job_id: str, need: Sequence[float]) -> None:
-        left = self.left
-        left[0] -= need[0]
-        left[1] -= need[1]
-        left[2] -= need[2]
-        own = self._own[job_id]
-        if own is not None:
-            own[0] -= need[0]
-            own[1] -= need[1]
-            own[2] -= need[2]
+        for left in self._budgets[job_id]:
+            left[0] -= need[0]
+            left[1] -= need[1]
+            left[2] -= need[2]
 
     def try_take(self, job_id: str, need: Sequence[float]) -> bool:
         if not self.fits(job_id, need):

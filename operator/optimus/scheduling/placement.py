@@ -10,9 +10,10 @@ tolerated) and cordoned nodes are respected.
 Order, chosen for packing and stability:
 1. jobs whose allocation is unchanged keep their previous nodes when these are still
    valid (no pod moves);
-2. the rest go largest first (dominant share of the job's demand, then task count), each
-   on the first nodes that fit in a fixed node order (bigger nodes first): first-fit
-   decreasing, a good bin-packing heuristic;
+2. the rest go most constrained first (fewest eligible nodes), then largest first
+   (dominant share of the job's demand, then task count), each on the first nodes that
+   fit in a fixed node order (bigger nodes first): first-fit decreasing, a good
+   bin-packing heuristic;
 3. a job that cannot be placed whole keeps its previous placement (then with its previous
    counts) when that is still valid, or is reported in `unplaceable`; never half-placed.
 
@@ -249,9 +250,14 @@ class _Placer:
         return None
 
 
-def _size_key(job: JobView, allocation: Allocation, total: Resources) -> tuple[float, int, str]:
+def _order_key(
+    placer: _Placer, job: JobView, allocation: Allocation, total: Resources
+) -> tuple[int, float, int, str]:
+    """Most constrained first (fewest eligible nodes: a job pinned to a few nodes by its
+    selector goes before jobs that may go anywhere), then largest first."""
+    pool_size = placer.pool(job_signature(job)).members.size
     share = job.demand(allocation).dominant_share(total)
-    return (-share, -(allocation.ps + allocation.workers), job.id)
+    return (pool_size, -share, -(allocation.ps + allocation.workers), job.id)
 
 
 def place(
@@ -297,7 +303,7 @@ def place(
         else:
             fresh.append((job, allocation))
     total = placer.index.total_free
-    fresh.sort(key=lambda item: _size_key(item[0], item[1], total))
+    fresh.sort(key=lambda item: _order_key(placer, item[0], item[1], total))
     unplaceable: list[str] = []
     for job, allocation in fresh:
         placement = placer.place_new(job, allocation)
