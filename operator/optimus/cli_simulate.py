@@ -218,9 +218,9 @@ def print_report(metrics: Mapping[str, PolicyMetrics], table: SpeedTable, jobs: 
     for dropped in table.dropped:
         console.print(f"[dim]dropped {table.source} line {dropped.row.line} "
                       f"({dropped.row.model} ps={dropped.row.ps} workers={dropped.row.workers})"
-                      f": {dropped.reason}[/dim]")
+                      f": {dropped.reason}[/dim]", soft_wrap=True)
     if args.plot:
-        console.print(f"JCT CDF written to {args.plot}")
+        console.print(f"JCT CDF written to {args.plot}", soft_wrap=True)
 
 
 def plot_jct_cdf(jcts: Mapping[str, Sequence[float]], path: Path, *, title: str) -> None:

@@ -4,7 +4,6 @@ errors that name the source, the line and the fix."""
 from __future__ import annotations
 
 import pytest
-
 from optimus.simulation.inputs import (
     SimulationInputError,
     parse_speed_table,
@@ -106,7 +105,7 @@ def test_trace_errors_name_file_line_and_fix(row: str, needle: str) -> None:
 
 def test_trace_missing_column_and_bad_bounds() -> None:
     speeds = parse_speed_table(SPEEDS)
-    with pytest.raises(SimulationInputError, match="line 1: missing column.*dataset_size"):
+    with pytest.raises(SimulationInputError, match=r"line 1: missing column.*dataset_size"):
         parse_trace("job,arrival,model,epochs\nx,0,m,3\n", speeds, "t.csv")
     with pytest.raises(SimulationInputError, match="min_workers 4 > max_workers 2"):
         parse_trace("job,arrival,model,epochs,dataset_size,min_workers,max_workers\n"

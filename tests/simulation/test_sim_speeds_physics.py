@@ -6,7 +6,6 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from optimus.models.loss import ConvergenceRule, converged_epoch
 from optimus.scheduling.types import JobPlacement, Resources
 from optimus.simulation.inputs import SpeedRow
