@@ -18,6 +18,7 @@ from optimus_worker.contract import DEFAULT_CHECKPOINT_INTERVAL_STEPS, MODES, Mo
 
 from optimus.api.quantity import QuantityError, parse_quantity
 from optimus.api.status import TrainingJobStatus, parse_status
+from optimus.models.loss import ConvergenceRule
 from optimus.scheduling.types import Resources
 
 GROUP: Final = "optimus.dev"
@@ -33,9 +34,10 @@ MAX_GLOBAL_BATCH: Final = 1_048_576
 MAX_PS: Final = 1000
 MAX_WORKERS: Final = 10000
 DEFAULT_TASK: Final = "mlp"
-DEFAULT_LOSS_DELTA: Final = 0.01
-DEFAULT_WINDOW: Final = 5
-DEFAULT_MAX_EPOCHS: Final = 100
+# the convergence defaults are the loss model's (optimus.models.ConvergenceRule)
+DEFAULT_LOSS_DELTA: Final = ConvergenceRule.loss_delta
+DEFAULT_WINDOW: Final = ConvergenceRule.window
+DEFAULT_MAX_EPOCHS: Final = ConvergenceRule.max_epochs
 DEFAULT_MOUNT_PATH: Final = "/checkpoints"
 DEFAULT_RESTART_LIMIT: Final = 3
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -65,6 +67,9 @@ class SpecError(ValueError):
 class Convergence:
     """Converged when the fitted loss drops less than loss_delta over `window` epochs, or
     after max_epochs, whichever comes first."""
+
+    def rule(self) -> ConvergenceRule:
+        return ConvergenceRule(self.loss_delta, self.window, self.max_epochs)
 
     loss_delta: float = DEFAULT_LOSS_DELTA
     window: int = DEFAULT_WINDOW
@@ -237,6 +242,12 @@ def pod_request(template: Mapping[str, Any], path: str, reader: _Reader) -> Reso
                         "request whole GPUs (0, 1, 2, ...)")
         total = total + Resources(gpu, amounts.get("cpu", 0.0), amounts.get("memory", 0.0))
     return total
+
+
+def template_request(template: Mapping[str, Any]) -> Resources:
+    """What one pod from a (pod or template) spec requests, leniently: unreadable amounts
+    count as 0 (the snapshot reads pods the operator did not write)."""
+    return pod_request(template, "", _Reader())
 
 
 def _task_group(raw: Any, path: str, reader: _Reader, *, min_low: int, max_high: int,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from optimus.api.conditions import (
@@ -319,3 +320,18 @@ def status_patch(old: Mapping[str, Any] | None, new: TrainingJobStatus) -> dict[
 _OWNED_FIELDS: Final = frozenset(
     {"phase", "conditions", "allocation", "model", "progress", "restarts"}
 )
+
+
+def iso(timestamp: float) -> str:
+    """RFC 3339 UTC with whole seconds, as Kubernetes writes times."""
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time, or None for "" or garbage."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

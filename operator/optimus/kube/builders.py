@@ -1,0 +1,215 @@
+"""Step 6 of a scheduling round, the pure half: the pods and the headless Service of one
+generation of a job, as plain dicts ready for the API server.
+
+Every pod gets its environment from optimus_worker.contract.PodEnv (nothing is spelt
+twice), its own IP from the downward API, a required node affinity to the node the placer
+chose, the job's checkpoint volume, the labels selectors and PodMonitors use, and an
+ownerReference to its TrainingJob, so deleting the job deletes its pods and Service while
+the checkpoint volume stays.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Final
+
+from optimus_worker import contract
+
+from optimus.api.spec import API_VERSION, KIND, TrainingJob
+from optimus.api.status import AllocationStatus
+
+CHECKPOINT_VOLUME: Final = "optimus-checkpoints"
+RENDEZVOUS_PORT_NAME: Final = "rendezvous"
+#: the operator's pods are replaced by the operator (from a checkpoint), never by the kubelet
+RESTART_POLICY: Final = "Never"
+
+
+def owner_reference(job: TrainingJob) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": job.meta.name,
+        "uid": job.meta.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def job_selector(name: str) -> dict[str, str]:
+    """The labels that select every pod of a job, across generations."""
+    return {
+        contract.POD_LABEL_JOB: name,
+        contract.POD_LABEL_MANAGED: contract.POD_LABEL_MANAGED_VALUE,
+    }
+
+
+def pod_labels(name: str, role: contract.Role, rank: int, generation: int) -> dict[str, str]:
+    return {
+        **job_selector(name),
+        contract.POD_LABEL_ROLE: role,
+        contract.POD_LABEL_RANK: str(rank),
+        contract.POD_LABEL_GENERATION: str(generation),
+    }
+
+
+def checkpoint_dir(job: TrainingJob) -> str:
+    """Where the job's checkpoints live inside the pods: <mountPath>/<job>."""
+    return f"{job.spec.checkpoint.mount_path.rstrip('/')}/{job.meta.name}"
+
+
+def rendezvous(job: TrainingJob, generation: int) -> str:
+    host = contract.pod_hostname(job.meta.name, "worker", 0, generation, job.meta.namespace)
+    return f"{host}:{contract.DEFAULT_RENDEZVOUS_PORT}"
+
+
+def pod_env(job: TrainingJob, role: contract.Role, rank: int,
+            allocation: AllocationStatus) -> contract.PodEnv:
+    return contract.PodEnv(
+        job=job.meta.name,
+        namespace=job.meta.namespace,
+        role=role,
+        rank=rank,
+        num_ps=allocation.ps,
+        num_workers=allocation.workers,
+        mode=job.spec.mode,
+        rendezvous=rendezvous(job, allocation.generation),
+        checkpoint_dir=checkpoint_dir(job),
+        generation=allocation.generation,
+        metrics_port=contract.DEFAULT_METRICS_PORT,
+        control_port=contract.DEFAULT_CONTROL_PORT,
+        checkpoint_interval_steps=job.spec.checkpoint.interval_steps,
+        task=job.spec.task,
+        global_batch_size=job.spec.global_batch_size,
+        max_epochs=job.spec.convergence.max_epochs,
+    )
+
+
+def _node_affinity(node: str) -> dict[str, Any]:
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "In",
+                                      "values": [node]}]}
+                ]
+            }
+        }
+    }
+
+
+def _ports(role: contract.Role, rank: int) -> list[dict[str, Any]]:
+    ports = [{"name": contract.METRICS_PORT_NAME, "containerPort": contract.DEFAULT_METRICS_PORT,
+              "protocol": "TCP"}]
+    if role == "worker" and rank == 0:
+        ports += [
+            {"name": contract.CONTROL_PORT_NAME, "containerPort": contract.DEFAULT_CONTROL_PORT,
+             "protocol": "TCP"},
+            {"name": RENDEZVOUS_PORT_NAME, "containerPort": contract.DEFAULT_RENDEZVOUS_PORT,
+             "protocol": "TCP"},
+        ]
+    return ports
+
+
+def _training_container(
+    container: Mapping[str, Any], env: contract.PodEnv, mount_path: str, first: bool
+) -> dict[str, Any]:
+    """A template container with the contract's environment (ours win over the template's),
+    the pod IP from the downward API and the checkpoint mount; the first container also
+    declares the metrics/control ports."""
+    out = copy.deepcopy(dict(container))
+    ours = env.to_env()
+    kept = [e for e in out.get("env") or [] if e.get("name") not in ours
+            and e.get("name") != contract.ENV_POD_IP]
+    out["env"] = [
+        *kept,
+        *({"name": k, "value": v} for k, v in ours.items()),
+        {"name": contract.ENV_POD_IP,
+         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
+    ]
+    mounts = [m for m in out.get("volumeMounts") or [] if m.get("name") != CHECKPOINT_VOLUME]
+    out["volumeMounts"] = [*mounts, {"name": CHECKPOINT_VOLUME, "mountPath": mount_path}]
+    if first:
+        names = {p["name"] for p in _ports(env.role, env.rank)}
+        kept_ports = [p for p in out.get("ports") or [] if p.get("name") not in names]
+        out["ports"] = [*kept_ports, *_ports(env.role, env.rank)]
+    return out
+
+
+def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
+              allocation: AllocationStatus) -> dict[str, Any]:
+    """One pod of `allocation`'s generation, bound by required affinity to `node`."""
+    group = job.spec.parameter_servers if role == "ps" else job.spec.workers
+    template = copy.deepcopy(dict(group.template))
+    template_meta = template.get("metadata") or {}
+    spec: dict[str, Any] = dict(template.get("spec") or {})
+    env = pod_env(job, role, rank, allocation)
+    name = contract.pod_name(job.meta.name, role, rank, allocation.generation)
+    spec["containers"] = [
+        _training_container(c, env, job.spec.checkpoint.mount_path, i == 0)
+        for i, c in enumerate(spec.get("containers") or [])
+    ]
+    volumes = [v for v in spec.get("volumes") or [] if v.get("name") != CHECKPOINT_VOLUME]
+    spec["volumes"] = [*volumes, {"name": CHECKPOINT_VOLUME, **dict(job.spec.checkpoint.volume)}]
+    spec["hostname"] = name
+    spec["subdomain"] = contract.service_name(job.meta.name)
+    spec["restartPolicy"] = RESTART_POLICY
+    spec["affinity"] = {**(spec.get("affinity") or {}), **_node_affinity(node)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": job.meta.namespace,
+            "labels": {**(template_meta.get("labels") or {}),
+                       **pod_labels(job.meta.name, role, rank, allocation.generation)},
+            "annotations": dict(template_meta.get("annotations") or {}),
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": spec,
+    }
+
+
+def build_pods(job: TrainingJob, allocation: AllocationStatus) -> list[dict[str, Any]]:
+    """Every pod of the allocation's generation: PS 0..p-1 then workers 0..w-1, each on the
+    node the placement gave its rank."""
+    if len(allocation.ps_nodes) != allocation.ps or (
+        len(allocation.worker_nodes) != allocation.workers
+    ):
+        raise ValueError(
+            f"allocation of {job.meta.key} places {len(allocation.ps_nodes)} PS and "
+            f"{len(allocation.worker_nodes)} workers but asks for {allocation.ps} and "
+            f"{allocation.workers}; place every task before building pods"
+        )
+    return [
+        *(build_pod(job, "ps", rank, node, allocation)
+          for rank, node in enumerate(allocation.ps_nodes)),
+        *(build_pod(job, "worker", rank, node, allocation)
+          for rank, node in enumerate(allocation.worker_nodes)),
+    ]
+
+
+def build_service(job: TrainingJob) -> dict[str, Any]:
+    """The headless Service that gives every pod of the job a DNS name
+    (<pod>.<service>.<namespace>.svc), published before the pods are ready."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": contract.service_name(job.meta.name),
+            "namespace": job.meta.namespace,
+            "labels": job_selector(job.meta.name),
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": job_selector(job.meta.name),
+            "ports": [
+                {"name": contract.METRICS_PORT_NAME, "port": contract.DEFAULT_METRICS_PORT,
+                 "targetPort": contract.DEFAULT_METRICS_PORT},
+                {"name": RENDEZVOUS_PORT_NAME, "port": contract.DEFAULT_RENDEZVOUS_PORT,
+                 "targetPort": contract.DEFAULT_RENDEZVOUS_PORT},
+            ],
+        },
+    }

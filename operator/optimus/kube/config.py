@@ -1,0 +1,120 @@
+"""The operator's configuration: environment variables (OPTIMUS_*), overridden by flags.
+Bad values raise ConfigError naming the variable or flag and the fix."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from optimus.metrics.names import DEFAULT_OPERATOR_METRICS_PORT
+from optimus.scheduling import POLICY_NAMES
+
+
+class ConfigError(ValueError):
+    """A configuration value the operator cannot run with."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    prometheus_url: str = "http://prometheus:9090"
+    interval_seconds: float = 60.0
+    restart_cost_seconds: float = 30.0
+    policy: str = "optimus"
+    namespaces: tuple[str, ...] = ()
+    metrics_port: int = DEFAULT_OPERATOR_METRICS_PORT
+    health_port: int = 8080
+    peering: str = "optimus"
+    speed_warmup_seconds: float = 10.0
+    speed_span_seconds: float = 20.0
+    checkpoint_timeout_seconds: float = 30.0
+    prometheus_timeout_seconds: float = 5.0
+    bind_address: str = "0.0.0.0"
+
+
+#: (field, environment variable, flag, help)
+_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("prometheus_url", "OPTIMUS_PROMETHEUS_URL", "--prometheus-url",
+     "base URL of the Prometheus that scrapes the workers"),
+    ("interval_seconds", "OPTIMUS_INTERVAL_SECONDS", "--interval",
+     "seconds between scheduling rounds"),
+    ("restart_cost_seconds", "OPTIMUS_RESTART_COST_SECONDS", "--restart-cost",
+     "what one resize costs a job, in seconds; a resize must gain more"),
+    ("policy", "OPTIMUS_POLICY", "--policy", f"allocation policy: {', '.join(POLICY_NAMES)}"),
+    ("namespaces", "OPTIMUS_NAMESPACES", "--namespaces",
+     "comma-separated namespaces to watch (empty: all)"),
+    ("metrics_port", "OPTIMUS_METRICS_PORT", "--metrics-port",
+     "port of the operator's own /metrics (0: off)"),
+    ("health_port", "OPTIMUS_HEALTH_PORT", "--health-port",
+     "port of the liveness endpoint /healthz (0: off)"),
+    ("peering", "OPTIMUS_PEERING", "--peering",
+     "kopf peering name, one active operator among replicas (empty: standalone)"),
+    ("speed_warmup_seconds", "OPTIMUS_SPEED_WARMUP_SECONDS", "--speed-warmup",
+     "seconds of a new generation ignored when measuring its speed"),
+    ("speed_span_seconds", "OPTIMUS_SPEED_SPAN_SECONDS", "--speed-span",
+     "a speed is measured over at least this many seconds"),
+    ("checkpoint_timeout_seconds", "OPTIMUS_CHECKPOINT_TIMEOUT_SECONDS",
+     "--checkpoint-timeout", "how long a resize waits for the chief's checkpoint"),
+    ("prometheus_timeout_seconds", "OPTIMUS_PROMETHEUS_TIMEOUT_SECONDS",
+     "--prometheus-timeout", "timeout of one Prometheus query"),
+    ("bind_address", "OPTIMUS_BIND_ADDRESS", "--bind-address",
+     "address the metrics and health endpoints listen on"),
+)
+
+
+def _convert(name: str, raw: str, source: str) -> Any:
+    default = getattr(OperatorConfig, name)
+    if name == "namespaces":
+        return tuple(n.strip() for n in raw.split(",") if n.strip())
+    if isinstance(default, str):
+        return raw.strip()
+    try:
+        value = type(default)(raw)
+    except ValueError:
+        raise ConfigError(f"{source}={raw!r} is not a {type(default).__name__}; "
+                          f"give e.g. {default}") from None
+    if value < 0 or (name == "interval_seconds" and value <= 0):
+        bound = "> 0" if name == "interval_seconds" else ">= 0"
+        raise ConfigError(f"{source}={raw!r} must be {bound}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m optimus.kube",
+        description="The Optimus operator: elastic scheduling of TrainingJobs. Every flag "
+                    "defaults to its environment variable.",
+    )
+    for name, env, flag, help_text in _OPTIONS:
+        p.add_argument(flag, dest=name, default=None, help=f"{help_text} (env {env}; "
+                       f"default {getattr(OperatorConfig, name) or repr('')})")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def load_config(argv: Sequence[str] | None = None,
+                env: Mapping[str, str] | None = None) -> tuple[OperatorConfig, bool]:
+    """The configuration from `env` (default os.environ) and `argv` flags; and --verbose."""
+    env = os.environ if env is None else env
+    args = parser().parse_args(argv)
+    values: dict[str, Any] = {}
+    for name, variable, flag, _ in _OPTIONS:
+        flag_value = getattr(args, name)
+        if flag_value is not None:
+            values[name] = _convert(name, flag_value, flag)
+        elif variable in env:
+            values[name] = _convert(name, env[variable], variable)
+    config = OperatorConfig(**values)
+    if config.policy not in POLICY_NAMES:
+        raise ConfigError(f"OPTIMUS_POLICY/--policy={config.policy!r}; choose one of "
+                          f"{', '.join(POLICY_NAMES)}")
+    if not config.prometheus_url.startswith(("http://", "https://")):
+        raise ConfigError(f"OPTIMUS_PROMETHEUS_URL/--prometheus-url={config.prometheus_url!r}"
+                          "; give an http(s) URL such as http://prometheus:9090")
+    return config, bool(args.verbose)
+
+
+def describe(config: OperatorConfig) -> str:
+    return ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in fields(config))

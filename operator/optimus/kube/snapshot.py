@@ -1,0 +1,182 @@
+"""Step 1 of a scheduling round, the pure half: raw nodes and pods as typed objects, and
+the translation into the scheduler's NodeView/JobView.
+
+A node's capacity for the scheduler is its allocatable GPUs (nvidia.com/gpu), CPUs and
+memory minus what the pods the operator does not manage request there; the operator's own
+pods are not subtracted, because the allocator re-divides exactly that share every round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from optimus_worker import contract
+
+from optimus.api.quantity import QuantityError, parse_quantity
+from optimus.api.spec import GPU_RESOURCE, TrainingJob, template_request
+from optimus.scheduling.types import (
+    Allocation,
+    JobView,
+    NodeView,
+    RemainingTime,
+    Resources,
+    Taint,
+    Toleration,
+)
+
+FINISHED_POD_PHASES: Final = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class PodSnapshot:
+    """What a round needs of one pod."""
+
+    namespace: str
+    name: str
+    node: str
+    phase: str  # Pending | Running | Succeeded | Failed | Unknown
+    request: Resources
+    labels: Mapping[str, str] = field(default_factory=dict)
+    deleting: bool = False
+    ip: str = ""
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(contract.POD_LABEL_MANAGED) == contract.POD_LABEL_MANAGED_VALUE
+
+    @property
+    def job(self) -> str | None:
+        return self.labels.get(contract.POD_LABEL_JOB) if self.managed else None
+
+    @property
+    def role(self) -> str:
+        return self.labels.get(contract.POD_LABEL_ROLE, "")
+
+    @property
+    def rank(self) -> int:
+        return _int(self.labels.get(contract.POD_LABEL_RANK))
+
+    @property
+    def generation(self) -> int:
+        return _int(self.labels.get(contract.POD_LABEL_GENERATION))
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED_POD_PHASES
+
+
+def _int(raw: str | None) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return -1
+
+
+def parse_pod(raw: Mapping[str, Any]) -> PodSnapshot:
+    metadata = raw.get("metadata") or {}
+    spec = raw.get("spec") or {}
+    status = raw.get("status") or {}
+    return PodSnapshot(
+        namespace=str(metadata.get("namespace") or "default"),
+        name=str(metadata.get("name") or ""),
+        node=str(spec.get("nodeName") or ""),
+        phase=str(status.get("phase") or "Pending"),
+        request=template_request({"spec": spec}),
+        labels=dict(metadata.get("labels") or {}),
+        deleting=bool(metadata.get("deletionTimestamp")),
+        ip=str(status.get("podIP") or ""),
+    )
+
+
+def _quantity(table: Mapping[str, Any], name: str) -> float:
+    try:
+        return parse_quantity(table.get(name, 0))
+    except QuantityError:
+        return 0.0
+
+
+def _node_ready(status: Mapping[str, Any]) -> bool:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("status") == "True"
+    return True  # a node that reports no conditions is taken as ready
+
+
+def node_views(raw_nodes: Iterable[Mapping[str, Any]],
+               pods: Iterable[PodSnapshot]) -> list[NodeView]:
+    """Nodes as the scheduler sees them: allocatable minus unmanaged pods' requests."""
+    used: dict[str, Resources] = {}
+    for pod in pods:
+        if pod.node and not pod.managed and not pod.finished:
+            used[pod.node] = used.get(pod.node, Resources()) + pod.request
+    views = []
+    for raw in raw_nodes:
+        metadata = raw.get("metadata") or {}
+        spec = raw.get("spec") or {}
+        status = raw.get("status") or {}
+        allocatable = status.get("allocatable") or status.get("capacity") or {}
+        name = str(metadata.get("name") or "")
+        views.append(NodeView(
+            name=name,
+            allocatable=Resources(
+                gpu=_quantity(allocatable, GPU_RESOURCE),
+                cpu=_quantity(allocatable, "cpu"),
+                memory=_quantity(allocatable, "memory"),
+            ),
+            used=used.get(name, Resources()),
+            labels=dict(metadata.get("labels") or {}),
+            taints=tuple(
+                Taint(str(t.get("key") or ""), str(t.get("value") or ""),
+                      str(t.get("effect") or "NoSchedule"))
+                for t in spec.get("taints") or []
+            ),
+            unschedulable=bool(spec.get("unschedulable")) or not _node_ready(status),
+        ))
+    return sorted(views, key=lambda n: n.name)
+
+
+def _template_spec(job: TrainingJob) -> Mapping[str, Any]:
+    return job.spec.workers.template.get("spec") or {}
+
+
+def job_view(
+    job: TrainingJob,
+    remaining_time: RemainingTime,
+    *,
+    current: Allocation | None,
+    arrival: float,
+    bounds: tuple[int, int, int, int] | None = None,
+    progress: float = 0.0,
+) -> JobView:
+    """The scheduler's view of a job; `bounds` (min_ps, max_ps, min_w, max_w) narrows the
+    spec's when the round pins the job (probing, resizing, no metrics)."""
+    spec = job.spec
+    min_ps, max_ps, min_w, max_w = bounds or (
+        spec.parameter_servers.min, spec.parameter_servers.max, spec.workers.min,
+        spec.workers.max,
+    )
+    pod_spec = _template_spec(job)
+    return JobView(
+        id=job.meta.key,
+        arrival=arrival,
+        ps_request=spec.parameter_servers.request,
+        worker_request=spec.workers.request,
+        min_ps=min_ps,
+        max_ps=max_ps,
+        min_workers=min_w,
+        max_workers=max_w,
+        remaining_time=remaining_time,
+        current=current,
+        mode=spec.mode,
+        priority=spec.priority,
+        progress=progress,
+        node_selector=dict(pod_spec.get("nodeSelector") or {}),
+        tolerations=tuple(
+            Toleration(str(t.get("key") or ""), str(t.get("operator") or "Equal"),
+                       str(t.get("value") or ""), str(t.get("effect") or ""))
+            for t in pod_spec.get("tolerations") or []
+        ),
+        requested=Allocation(spec.parameter_servers.min, spec.workers.min),
+    )

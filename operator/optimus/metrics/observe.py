@@ -1,0 +1,186 @@
+"""Step 2 of a scheduling round: what every running job did since the last rounds, from
+Prometheus, as typed observations (loss per epoch, progress, speed per generation).
+
+Four range queries cover all jobs at once, whatever their number (labels from
+optimus_worker.contract; every expression aggregates by namespace, job and generation):
+  steps   sum of the workers' step counters   -> speed (steps/s, the speed model's unit)
+  samples sum of the workers' sample counters -> samples per epoch
+  epoch   the chief's fractional epoch gauge  -> progress; pairs each loss with its epoch
+  loss    the chief's last-epoch loss gauge   -> loss per epoch
+The conversion from series to observations is pure (`observations_from_series`).
+A generation's pods never restart (a failed pod means a new generation), so its counters
+only grow, and a speed is the increase over the time its pods have run after a warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from optimus_worker import contract
+
+from optimus.metrics.prometheus import PrometheusClient, Series
+
+JobKey = tuple[str, str]  # (namespace, job)
+
+_BY: Final = f"{contract.LABEL_NAMESPACE}, {contract.LABEL_JOB}, {contract.LABEL_GENERATION}"
+_WORKERS: Final = f'{contract.LABEL_ROLE}="worker"'
+_CHIEF: Final = f'{contract.LABEL_ROLE}="worker", {contract.LABEL_RANK}="0"'
+QUERY_STEPS: Final = f"sum by ({_BY}) ({contract.METRIC_STEPS}_total{{{_WORKERS}}})"
+QUERY_SAMPLES: Final = f"sum by ({_BY}) ({contract.METRIC_SAMPLES}_total{{{_WORKERS}}})"
+QUERY_EPOCH: Final = f"max by ({_BY}) ({contract.METRIC_EPOCH}{{{_CHIEF}}})"
+QUERY_LOSS: Final = f"max by ({_BY}) ({contract.METRIC_LOSS}{{{_CHIEF}}})"
+QUERIES: Final = {"steps": QUERY_STEPS, "samples": QUERY_SAMPLES, "epoch": QUERY_EPOCH,
+                  "loss": QUERY_LOSS}
+
+
+@dataclass(frozen=True)
+class SpeedWindow:
+    """Which generation of a job to measure, and from when (its pods' start + warm-up)."""
+
+    generation: int
+    since: float
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """What Prometheus says about one job.
+
+    loss_points: (whole epochs done, mean loss of the last finished epoch), one per epoch.
+    epoch/step/loss: the newest values of the newest generation seen.
+    speed: steps/s summed over the workers of the measured generation, or None when it has
+        not run for `min_span` seconds since its warm-up.
+    samples_per_epoch: samples the job processes per epoch (None until measurable).
+    """
+
+    generation: int | None = None
+    loss_points: tuple[tuple[float, float], ...] = ()
+    epoch: float | None = None
+    step: float | None = None
+    loss: float | None = None
+    speed: float | None = None
+    speed_span: float = 0.0
+    samples_per_epoch: float | None = None
+    series: int = 0
+
+
+@dataclass(frozen=True)
+class ObservedSeries:
+    """The four range results, keyed by (namespace, job) then generation."""
+
+    steps: Mapping[JobKey, Mapping[int, Series]] = field(default_factory=dict)
+    samples: Mapping[JobKey, Mapping[int, Series]] = field(default_factory=dict)
+    epoch: Mapping[JobKey, Mapping[int, Series]] = field(default_factory=dict)
+    loss: Mapping[JobKey, Mapping[int, Series]] = field(default_factory=dict)
+
+
+def group_series(series: Sequence[Series]) -> dict[JobKey, dict[int, Series]]:
+    grouped: dict[JobKey, dict[int, Series]] = {}
+    for s in series:
+        key = (s.labels.get(contract.LABEL_NAMESPACE, ""), s.labels.get(contract.LABEL_JOB, ""))
+        try:
+            generation = int(s.labels.get(contract.LABEL_GENERATION, "0"))
+        except ValueError:
+            continue
+        if s.points:
+            grouped.setdefault(key, {})[generation] = s
+    return grouped
+
+
+def _increase(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(increase of a monotone series, seconds it spans)."""
+    if len(points) < 2:
+        return 0.0, 0.0
+    return points[-1][1] - points[0][1], points[-1][0] - points[0][0]
+
+
+def loss_per_epoch(epoch: Series, loss: Series) -> list[tuple[float, float]]:
+    """(k, loss) for every whole epoch k >= 1 seen: the last loss reported while the chief
+    had finished exactly k epochs (the loss gauge holds the mean of the last finished one)."""
+    epochs = dict(epoch.points)
+    by_epoch: dict[float, float] = {}
+    for t, value in loss.points:
+        done = epochs.get(t)
+        if done is None or not math.isfinite(done):
+            continue
+        k = float(math.floor(done + 1e-9))
+        if k >= 1 and value >= 0:
+            by_epoch[k] = value
+    return sorted(by_epoch.items())
+
+
+def observe_job(
+    key: JobKey, data: ObservedSeries, window: SpeedWindow | None, min_span: float
+) -> JobObservation:
+    """One job's observation from the grouped series (pure)."""
+    generations = set(data.epoch.get(key, {})) | set(data.steps.get(key, {}))
+    if not generations:
+        return JobObservation()
+    newest = max(generations)
+    loss_points: dict[float, float] = {}
+    for generation, epoch_series in sorted(data.epoch.get(key, {}).items()):
+        loss_series = data.loss.get(key, {}).get(generation)
+        if loss_series is not None:
+            loss_points.update(loss_per_epoch(epoch_series, loss_series))
+    epoch_s = data.epoch.get(key, {}).get(newest)
+    loss_s = data.loss.get(key, {}).get(newest)
+    steps_s = data.steps.get(key, {}).get(newest)
+    speed = None
+    span = 0.0
+    samples_per_epoch = None
+    if window is not None:
+        measured = data.steps.get(key, {}).get(window.generation)
+        if measured is not None:
+            points = [p for p in measured.points if p[0] >= window.since]
+            increase, span = _increase(points)
+            if span >= min_span and increase > 0:
+                speed = increase / span
+        samples = data.samples.get(key, {}).get(window.generation)
+        epochs = data.epoch.get(key, {}).get(window.generation)
+        if samples is not None and epochs is not None:
+            d_samples, _ = _increase([p for p in samples.points if p[0] >= window.since])
+            d_epochs, _ = _increase([p for p in epochs.points if p[0] >= window.since])
+            if d_samples > 0 and d_epochs > 0.05:
+                samples_per_epoch = d_samples / d_epochs
+    return JobObservation(
+        generation=newest,
+        loss_points=tuple(sorted(loss_points.items())),
+        epoch=epoch_s.last if epoch_s else None,
+        step=steps_s.last if steps_s else None,
+        loss=loss_s.last if loss_s else None,
+        speed=speed,
+        speed_span=span,
+        samples_per_epoch=samples_per_epoch,
+        series=sum(len(getattr(data, name).get(key, {})) for name in QUERIES),
+    )
+
+
+def observations_from_series(
+    results: Mapping[str, Sequence[Series]],
+    windows: Mapping[JobKey, SpeedWindow | None],
+    *,
+    min_span: float,
+) -> dict[JobKey, JobObservation]:
+    """Every job in `windows` with what the results say about it (pure)."""
+    data = ObservedSeries(**{name: group_series(results.get(name, ())) for name in QUERIES})
+    return {key: observe_job(key, data, window, min_span) for key, window in windows.items()}
+
+
+async def fetch_observations(
+    client: PrometheusClient,
+    windows: Mapping[JobKey, SpeedWindow | None],
+    *,
+    now: float,
+    lookback: float,
+    min_span: float,
+) -> dict[JobKey, JobObservation]:
+    """Run the four range queries over [now - lookback, now] and observe every job.
+    Raises PrometheusError when Prometheus cannot answer."""
+    step = min(15.0, max(1.0, lookback / 300.0))
+    results = {
+        name: await client.query_range(expr, start=now - lookback, end=now, step=step)
+        for name, expr in QUERIES.items()
+    }
+    return observations_from_series(results, windows, min_span=min_span)

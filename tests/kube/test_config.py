@@ -1,0 +1,40 @@
+"""Operator configuration: environment defaults, flags override, errors name the source."""
+
+from __future__ import annotations
+
+import pytest
+from optimus.kube.config import ConfigError, OperatorConfig, load_config
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    config, verbose = load_config([], {})
+    assert config == OperatorConfig()
+    assert (config.interval_seconds, config.restart_cost_seconds, config.metrics_port,
+            config.health_port, config.peering) == (60.0, 30.0, 9500, 8080, "optimus")
+    assert not verbose
+
+
+def test_environment_then_flags() -> None:
+    env = {"OPTIMUS_INTERVAL_SECONDS": "5", "OPTIMUS_NAMESPACES": "a, b,",
+           "OPTIMUS_PROMETHEUS_URL": "http://127.0.0.1:9090", "OPTIMUS_PEERING": ""}
+    config, _ = load_config(["--interval", "3", "--policy", "drf"], env)
+    assert config.interval_seconds == 3.0
+    assert config.namespaces == ("a", "b")
+    assert config.policy == "drf"
+    assert config.peering == ""
+    assert config.prometheus_url == "http://127.0.0.1:9090"
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "names"),
+    [
+        ({"OPTIMUS_INTERVAL_SECONDS": "soon"}, [], "OPTIMUS_INTERVAL_SECONDS"),
+        ({}, ["--interval", "0"], "--interval"),
+        ({"OPTIMUS_POLICY": "fifo"}, [], "OPTIMUS_POLICY"),
+        ({"OPTIMUS_PROMETHEUS_URL": "prometheus:9090"}, [], "OPTIMUS_PROMETHEUS_URL"),
+        ({"OPTIMUS_RESTART_COST_SECONDS": "-1"}, [], "OPTIMUS_RESTART_COST_SECONDS"),
+    ],
+)
+def test_bad_values_name_their_source(env: dict[str, str], argv: list[str], names: str) -> None:
+    with pytest.raises(ConfigError, match=names):
+        load_config(argv, env)

@@ -1,0 +1,247 @@
+"""The pure round (assess -> allocate -> place -> decide) on hand-made snapshots: new jobs
+start at their minimum, invalid ones are marked, probes step through configurations,
+fitted jobs grow into a free cluster and shrink for a newcomer, failures restart, missing
+metrics freeze allocations, and a round with nothing new writes nothing."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+from optimus.api import conditions as c
+from optimus.api import parse_training_job
+from optimus.api.spec import SpecError, parse_meta
+from optimus.api.status import (
+    AllocationStatus,
+    ModelStatus,
+    TrainingJobStatus,
+    iso,
+    parse_status,
+    with_condition,
+)
+from optimus.kube.plan import (
+    Decision,
+    JobState,
+    RoundSettings,
+    assess,
+    decide,
+    keep_running,
+    previous_placement,
+    views,
+)
+from optimus.kube.snapshot import PodSnapshot
+from optimus.metrics.observe import JobObservation
+from optimus.scheduling import NodeView, Resources, allocate, place
+from optimus_worker import contract
+
+from tests.api.conftest import RAW_JOB
+
+NOW = 1_800_000_000.0
+SETTINGS = RoundSettings(restart_cost_seconds=0.0, speed_warmup_seconds=1,
+                         speed_span_seconds=2, metrics_grace_seconds=30)
+NODES = [NodeView("n1", Resources(gpu=4, cpu=8, memory=32 * 2**30)),
+         NodeView("n2", Resources(gpu=4, cpu=8, memory=32 * 2**30))]
+
+
+def _raw(name: str = "mnist", **spec: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(RAW_JOB)
+    raw["metadata"].update(name=name, uid=f"uid-{name}")
+    raw["spec"].update(spec)
+    return raw
+
+
+Pods = tuple[PodSnapshot, ...]
+Observations = dict[tuple[str, str], JobObservation]
+
+
+def _pods(name: str, allocation: AllocationStatus, phase: str = "Running") -> Pods:
+    pods = []
+    for role, count in (("ps", allocation.ps), ("worker", allocation.workers)):
+        for rank in range(count):
+            pods.append(PodSnapshot(
+                namespace="ml", name=contract.pod_name(name, role, rank, allocation.generation),  # type: ignore[arg-type]
+                node="n1", phase=phase, request=Resources(),
+                labels={contract.POD_LABEL_MANAGED: contract.POD_LABEL_MANAGED_VALUE,
+                        contract.POD_LABEL_JOB: name, contract.POD_LABEL_ROLE: role,
+                        contract.POD_LABEL_RANK: str(rank),
+                        contract.POD_LABEL_GENERATION: str(allocation.generation)},
+                ip="127.0.0.9"))
+    return tuple(pods)
+
+
+def _state(raw: dict[str, Any], status: TrainingJobStatus | None = None,
+           pods: tuple[PodSnapshot, ...] = (), busy: bool = False) -> JobState:
+    raw_status = status.to_dict() if status else None
+    try:
+        job, error = parse_training_job(raw), None
+    except SpecError as err:
+        job, error = None, err
+    return JobState(parse_meta(raw), raw_status, parse_status(raw_status), job, error, pods,
+                    busy)
+
+
+def _round(states: list[JobState], observations: Observations | None = None,
+           metrics_error: str | None = None, now: float = NOW) -> list[Decision]:
+    observations = observations or {}
+    assessed = [assess(s, observations.get((s.meta.namespace, s.meta.name)),
+                       metrics_error=metrics_error, now=now, settings=SETTINGS) for s in states]
+    job_views = views(assessed)
+    allocations = keep_running(assessed, allocate(job_views, NODES, "optimus", now=now,
+                                                  restart_cost_seconds=0.0))
+    placement = place(allocations, job_views, NODES, previous_placement(assessed))
+    return decide(assessed, placement, NODES, now=now, settings=SETTINGS)
+
+
+def _running(allocation: AllocationStatus, model: ModelStatus | None = None) -> TrainingJobStatus:
+    status = TrainingJobStatus(allocation=replace(allocation, running_since=iso(NOW - 100)),
+                               model=model or ModelStatus())
+    for type_, reason in ((c.VALID, c.REASON_SPEC_VALID), (c.SCHEDULED, c.REASON_ALLOCATED)):
+        status, _ = with_condition(status, type_, "True", reason, "", now=iso(NOW - 100),
+                                   generation=2)
+    return status
+
+
+def test_new_job_starts_at_its_minimum() -> None:
+    (d,) = _round([_state(_raw())])
+    allocation = d.status.allocation
+    assert allocation is not None
+    assert (allocation.ps, allocation.workers, allocation.generation) == (1, 1, 0)
+    assert d.action == "roll"
+    assert d.status.phase == c.PROBING
+    assert [e.reason for e in d.events] == ["Started"]
+    assert d.patch is not None and "allocation" in d.patch
+
+
+def test_job_that_does_not_fit_is_queued() -> None:
+    big = _raw(workers={**RAW_JOB["spec"]["workers"], "min": 9, "max": 9}, globalBatchSize=64)
+    (d,) = _round([_state(big)])
+    assert d.status.allocation is None
+    assert d.status.phase == c.QUEUED
+    assert d.action == "none"
+
+
+def test_invalid_job_gets_a_condition_and_one_warning() -> None:
+    bad = _raw(globalBatchSize=2)
+    (d,) = _round([_state(bad)])
+    assert d.status.phase == c.INVALID
+    valid = c.find(d.status.conditions, c.VALID)
+    assert valid is not None and "spec.globalBatchSize" in valid.message and "fix:" in valid.message
+    assert [e.type for e in d.events] == ["Warning"]
+    (again,) = _round([_state(bad, d.status)])
+    assert again.events == () and again.patch is None  # no storm: nothing new, nothing written
+    (fixed,) = _round([_state(_raw(), d.status)])
+    assert fixed.status.phase == c.PROBING and fixed.action == "roll"
+
+
+def test_pods_running_settle_the_resize() -> None:
+    (first,) = _round([_state(_raw())])
+    allocation = first.status.allocation
+    assert allocation is not None
+    (second,) = _round([_state(_raw(), first.status, _pods("mnist", allocation))], now=NOW + 5)
+    assert second.status.allocation is not None
+    assert second.status.allocation.running_since == iso(NOW + 5)
+    assert second.action == "none"
+
+
+def test_probe_moves_to_the_next_configuration_once_measured() -> None:
+    allocation = AllocationStatus(1, 1, 0, ("n1",), ("n1",))
+    status = _running(allocation)
+    obs = JobObservation(generation=0, epoch=1.5, step=30, speed=10.0, speed_span=5.0,
+                         samples_per_epoch=640.0, series=4)
+    (d,) = _round([_state(_raw(), status, _pods("mnist", allocation))], {("ml", "mnist"): obs})
+    new = d.status.allocation
+    assert new is not None and new.generation == 1 and (new.ps, new.workers) != (1, 1)
+    assert new.ps != new.workers  # probes stay off the diagonal
+    assert d.status.model.speed_samples == ((1, 1, 10.0),)
+    assert d.status.phase == c.RESIZING_PHASE
+    assert d.action == "roll"
+
+
+def _fitted_model() -> ModelStatus:
+    def sync_speed(p: int, w: int) -> float:
+        return 1.0 / (0.002 * 64 / w + 0.01 + 0.002 * w / p + 0.001 * w + 0.001 * p)
+    configs = [(1, 1), (1, 2), (2, 1), (1, 4), (2, 3), (2, 4)]
+    return ModelStatus(
+        loss_samples=tuple((float(k), 1 / (0.3 * k + 1) + 0.05) for k in range(1, 6)),
+        speed_samples=tuple((p, w, sync_speed(p, w)) for p, w in configs),
+        samples_per_epoch=6400.0,
+    )
+
+
+def test_fitted_job_grows_into_a_free_cluster_then_shrinks_for_a_newcomer() -> None:
+    allocation = AllocationStatus(1, 1, 5, ("n1",), ("n1",))
+    status = _running(allocation, _fitted_model())
+    obs = JobObservation(generation=5, epoch=5.2, step=500, series=4)
+    (d,) = _round([_state(_raw(), status, _pods("mnist", allocation))], {("ml", "mnist"): obs})
+    grown = d.status.allocation
+    assert grown is not None and grown.workers > 1 and grown.generation == 6
+    assert d.status.model.speed_theta is not None and d.status.model.loss is not None
+    resized = [e for e in d.events if e.reason == "Resized"]
+    assert resized and "predicted remaining" in resized[0].message
+
+    # the job runs at its new size, and a second job arrives into a full cluster
+    full = AllocationStatus(2, 8, 6, ("n1", "n2"), ("n1",) * 4 + ("n2",) * 4)
+    workers = {**RAW_JOB["spec"]["workers"], "max": 8}
+    big = _raw(workers=workers, parameterServers={**RAW_JOB["spec"]["parameterServers"],
+                                                 "max": 2})
+    status = _running(full, d.status.model)
+    newcomer = _raw("second")
+    decisions = _round([_state(big, status, _pods("mnist", full)), _state(newcomer)],
+                       {("ml", "mnist"): obs})
+    first, second = decisions
+    assert second.status.allocation is not None, second.status
+    assert first.status.allocation is not None and first.status.allocation.workers < 8
+
+
+def test_prometheus_down_freezes_allocations() -> None:
+    allocation = AllocationStatus(1, 1, 5, ("n1",), ("n1",))
+    status = _running(allocation, _fitted_model())
+    (d,) = _round([_state(_raw(), status, _pods("mnist", allocation))],
+                  metrics_error="Prometheus is unavailable")
+    assert d.status.allocation == status.allocation
+    metrics = c.find(d.status.conditions, c.METRICS)
+    assert metrics is not None and metrics.status == "False"
+    assert metrics.reason == c.REASON_METRICS_UNAVAILABLE
+    assert d.action == "none"
+    # metrics return: the condition clears
+    obs = JobObservation(generation=5, epoch=5.2, step=500, series=4)
+    (back,) = _round([_state(_raw(), d.status, _pods("mnist", allocation))],
+                     {("ml", "mnist"): obs})
+    assert c.find(back.status.conditions, c.METRICS).status == "True"  # type: ignore[union-attr]
+
+
+def test_failed_pod_restarts_then_fails_at_the_limit() -> None:
+    allocation = AllocationStatus(1, 1, 5, ("n1",), ("n1",))
+    status = _running(allocation)
+    pods = tuple(replace(p, phase="Failed") if p.role == "worker" else p
+                 for p in _pods("mnist", allocation))
+    (d,) = _round([_state(_raw(), status, pods)])
+    assert d.status.restarts == 1
+    assert d.status.allocation is not None and d.status.allocation.generation == 6
+    assert (d.status.allocation.ps, d.status.allocation.workers) == (1, 1)
+    assert d.action == "roll"
+    exhausted = replace(status, restarts=3)
+    (dead,) = _round([_state(_raw(), exhausted, pods)])
+    assert dead.status.phase == c.FAILED_PHASE and dead.action == "delete"
+
+
+def test_max_epochs_succeeds_and_deletes_pods() -> None:
+    allocation = AllocationStatus(1, 1, 5, ("n1",), ("n1",))
+    obs = JobObservation(generation=5, epoch=12.0, step=900, series=4)
+    (d,) = _round([_state(_raw(), _running(allocation), _pods("mnist", allocation))],
+                  {("ml", "mnist"): obs})
+    assert d.status.phase == c.SUCCEEDED_PHASE
+    assert c.find(d.status.conditions, c.SUCCEEDED).reason == c.REASON_MAX_EPOCHS  # type: ignore[union-attr]
+    assert d.action == "delete"
+    (later,) = _round([_state(_raw(), d.status, ())])
+    assert later.action == "none" and later.patch is None
+
+
+def test_busy_job_is_not_touched() -> None:
+    allocation = AllocationStatus(1, 1, 5, ("n1",), ("n1",))
+    status = _running(allocation, _fitted_model())
+    obs = JobObservation(generation=5, epoch=5.2, step=500, series=4)
+    (d,) = _round([_state(_raw(), status, (), busy=True)], {("ml", "mnist"): obs})
+    assert d.status.allocation is not None and d.status.allocation.generation == 5
+    assert d.action == "none"

@@ -1,0 +1,82 @@
+"""Prometheus series into observations: loss per epoch, speed of the measured generation
+after its warm-up, samples per epoch, and the query names from the worker contract."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from optimus.metrics.observe import (
+    QUERIES,
+    SpeedWindow,
+    loss_per_epoch,
+    observations_from_series,
+)
+from optimus.metrics.prometheus import PrometheusError, Series, parse_result
+from optimus_worker import contract
+
+KEY = ("ml", "mnist")
+
+
+def _labels(generation: int) -> dict[str, str]:
+    return {"namespace": "ml", "job": "mnist", "generation": str(generation)}
+
+
+def _series(generation: int, points: list[tuple[float, float]]) -> Series:
+    return Series(_labels(generation), tuple(points))
+
+
+def test_queries_use_the_contract_names() -> None:
+    assert f"{contract.METRIC_STEPS}_total" in QUERIES["steps"]
+    assert f"{contract.METRIC_SAMPLES}_total" in QUERIES["samples"]
+    assert contract.METRIC_EPOCH in QUERIES["epoch"]
+    assert contract.METRIC_LOSS in QUERIES["loss"]
+    for expr in QUERIES.values():
+        assert "by (namespace, job, generation)" in expr
+
+
+def test_loss_is_paired_with_whole_epochs() -> None:
+    epoch = _series(0, [(t, t * 0.5) for t in range(10)])  # 0.0 .. 4.5 epochs
+    loss = _series(0, [(t, 9.0 if t < 2 else 1.0 / (t // 2)) for t in range(10)])
+    assert loss_per_epoch(epoch, loss) == [(1.0, 1.0), (2.0, 0.5), (3.0, 1 / 3), (4.0, 0.25)]
+
+
+def test_speed_counts_only_after_the_warm_up_of_the_measured_generation() -> None:
+    steps = [_series(1, [(t, 100.0 + 5 * t) for t in range(0, 50)]),
+             _series(2, [(t, 0.0 if t < 55 else 10.0 * (t - 55)) for t in range(50, 80)])]
+    samples = [_series(2, [(t, 0.0 if t < 55 else 640.0 * (t - 55)) for t in range(50, 80)])]
+    epoch = [_series(2, [(t, 0.0 if t < 55 else 0.1 * (t - 55)) for t in range(50, 80)])]
+    results = {"steps": steps, "samples": samples, "epoch": epoch, "loss": []}
+    obs = observations_from_series(results, {KEY: SpeedWindow(2, since=60.0)}, min_span=5)[KEY]
+    assert obs.generation == 2
+    assert obs.speed == pytest.approx(10.0)
+    assert obs.samples_per_epoch == pytest.approx(6400.0)
+    assert obs.epoch == pytest.approx(2.4)
+    short = observations_from_series(results, {KEY: SpeedWindow(2, since=76.0)}, min_span=5)
+    assert short[KEY].speed is None  # not measured long enough yet
+
+
+def test_unknown_jobs_observe_nothing() -> None:
+    obs = observations_from_series({}, {KEY: None}, min_span=1)[KEY]
+    assert obs.series == 0 and obs.epoch is None and obs.speed is None
+
+
+@given(st.lists(st.floats(min_value=0, max_value=50), min_size=1, max_size=60))
+def test_loss_points_have_unique_whole_epochs(progress: list[float]) -> None:
+    epochs = sorted(progress)
+    epoch = _series(0, [(float(t), e) for t, e in enumerate(epochs)])
+    loss = _series(0, [(float(t), 1.0) for t in range(len(epochs))])
+    points = loss_per_epoch(epoch, loss)
+    ks = [k for k, _ in points]
+    assert ks == sorted(set(ks)) and all(k >= 1 and k == int(k) for k in ks)
+
+
+def test_result_parsing() -> None:
+    vector = {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"job": "a"}, "value": [1.5, "2"]}]}}
+    assert parse_result(vector) == [Series({"job": "a"}, ((1.5, 2.0),))]
+    matrix = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {}, "values": [[1, "1"], [2, "NaN"], [3, "3"]]}]}}
+    assert parse_result(matrix)[0].points == ((1.0, 1.0), (3.0, 3.0))
+    with pytest.raises(PrometheusError, match="bad_data"):
+        parse_result({"status": "error", "errorType": "bad_data", "error": "parse error"})
