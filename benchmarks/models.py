@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import platform
 import sys
@@ -345,11 +346,13 @@ def uniform_fit(epochs: np.ndarray, losses: np.ndarray) -> LossParams:
 
 
 def predict_epoch(method: str, epochs: np.ndarray, losses: np.ndarray,
-                  rule: ConvergenceRule) -> float:
+                  rule: ConvergenceRule) -> tuple[float, float]:
+    """(predicted converged epoch, confidence; nan for the baseline, which gives none)."""
     if method == "optimus":
         fit = fit_loss(epochs, losses)
-        return estimate_convergence(fit, rule, float(epochs[-1])).converged_epoch
-    return float(converged_epoch(uniform_fit(epochs, losses), rule))
+        estimate = estimate_convergence(fit, rule, float(epochs[-1]))
+        return estimate.converged_epoch, estimate.confidence
+    return float(converged_epoch(uniform_fit(epochs, losses), rule)), math.nan
 
 
 def with_spikes(losses: np.ndarray, seed: int) -> np.ndarray:
@@ -363,11 +366,14 @@ def with_spikes(losses: np.ndarray, seed: int) -> np.ndarray:
 LOSS_METHODS = ("optimus", "uniform")
 
 
-def loss_benchmark(curves: list[Curve], rule: ConvergenceRule) -> LossResults:
-    """{variant: {method: {fraction: [relative errors]}}} for the clean and spiked curves."""
-    results: dict[str, dict[str, dict[float, list[float]]]] = {}
+def loss_benchmark(curves: list[Curve], rule: ConvergenceRule) -> tuple[LossResults, LossResults]:
+    """{variant: {method: {fraction: [relative errors]}}} for the clean and spiked curves,
+    and the confidences reported with them in the same shape."""
+    results: LossResults = {}
+    confidences: LossResults = {}
     for variant in ("clean", "2 spikes"):
         results[variant] = {m: {f: [] for f in FRACTIONS} for m in LOSS_METHODS}
+        confidences[variant] = {m: {f: [] for f in FRACTIONS} for m in LOSS_METHODS}
         for index, curve in enumerate(curves):
             truth = observed_convergence(curve.losses, rule)
             for fraction in FRACTIONS:
@@ -378,14 +384,15 @@ def loss_benchmark(curves: list[Curve], rule: ConvergenceRule) -> LossResults:
                     observed = with_spikes(observed, index)
                 for method in LOSS_METHODS:
                     try:
-                        predicted = predict_epoch(method, epochs, observed, rule)
+                        predicted, confidence = predict_epoch(method, epochs, observed, rule)
                     except (ModelError, ValueError):
-                        predicted = float(rule.max_epochs)
+                        predicted, confidence = float(rule.max_epochs), 0.0
                     results[variant][method][fraction].append(abs(predicted - truth) / truth)
-    return results
+                    confidences[variant][method][fraction].append(confidence)
+    return results, confidences
 
 
-def print_loss_tables(curves: list[Curve], results: dict[str, dict[str, dict[float, list[float]]]],
+def print_loss_tables(curves: list[Curve], results: LossResults, confidences: LossResults,
                       rule: ConvergenceRule, machine: str) -> None:
     runs = Table(title=f"recorded real training curves ({len(curves)} runs, CPU)")
     for header in ("run", "epochs", "first loss", "last loss", "true converged epoch", "seconds"):
@@ -400,14 +407,19 @@ def print_loss_tables(curves: list[Curve], results: dict[str, dict[str, dict[flo
               f"rule drop < {rule.loss_delta:g} over {rule.window} epochs, max "
               f"{rule.max_epochs}\n{machine}"
     )
-    for header in ("curves", "method", *(f"after {f:.0%}" for f in FRACTIONS), "vs uniform"):
+    headers = ("curves", "method", *(f"after {f:.0%}" for f in FRACTIONS), "vs uniform",
+               "mean confidence 25/50/75%")
+    for header in headers:
         table.add_column(header, justify="left" if header in ("curves", "method") else "right")
     for variant, by_method in results.items():
         for method, by_fraction in by_method.items():
             means = [float(np.mean(by_fraction[f])) for f in FRACTIONS]
             base = [float(np.mean(results[variant]["uniform"][f])) for f in FRACTIONS]
             ratio = float(np.mean(means)) / max(float(np.mean(base)), 1e-12)
-            table.add_row(variant, method, *(f"{100 * m:.1f}%" for m in means), f"{ratio:.2f}x")
+            reported = [float(np.mean(confidences[variant][method][f])) for f in FRACTIONS]
+            confidence = " / ".join("-" if math.isnan(c) else f"{c:.2f}" for c in reported)
+            table.add_row(variant, method, *(f"{100 * m:.1f}%" for m in means), f"{ratio:.2f}x",
+                          confidence)
     console.print(table)
 
 
@@ -498,8 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rule = ConvergenceRule()
     curves = record_curves(args.epochs)
-    loss = loss_benchmark(curves, rule)
-    print_loss_tables(curves, loss, rule, machine)
+    loss, confidences = loss_benchmark(curves, rule)
+    print_loss_tables(curves, loss, confidences, rule, machine)
 
     pngs = plot(speed, loss, curves, rule)
     summary = {

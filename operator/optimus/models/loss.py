@@ -43,6 +43,8 @@ from optimus.models.errors import ModelError
 SPIKE_SIGMAS = 4.0
 #: ... and beyond this fraction of the loss scale (so near-perfect fits reject nothing).
 SPIKE_FLOOR = 0.02
+#: The scale-free RMSE that halves an estimate's confidence (real curves: 1-3%).
+RMSE_HALF_CONFIDENCE = 0.05
 #: Default weight of the newest point relative to the oldest.
 DEFAULT_RECENCY_WEIGHT = 100.0
 _B2_GRID = 48
@@ -260,7 +262,7 @@ def estimate_convergence(
 
     confidence = seen * quality * support, each in [0, 1]:
     seen = epochs_done / converged_epoch (how much of the curve up to convergence has been
-    observed; 1 once there), quality = 1 / (1 + (rmse / 0.02)^2) (a 2% scale-free RMSE
+    observed; 1 once there), quality = 1 / (1 + (rmse / RMSE_HALF_CONFIDENCE)^2) (a 5% RMSE
     halves it), support = used / (used + 3) (3 points for 3 parameters give one half).
     """
     if not (math.isfinite(epochs_done) and epochs_done >= 0):
@@ -268,7 +270,7 @@ def estimate_convergence(
     epoch = float(converged_epoch(fit.params, rule))
     remaining = max(0.0, epoch - epochs_done)
     seen = 1.0 if epoch <= 0 else min(1.0, epochs_done / epoch)
-    quality = 1.0 / (1.0 + (fit.rmse / 0.02) ** 2)
+    quality = 1.0 / (1.0 + (fit.rmse / RMSE_HALF_CONFIDENCE) ** 2)
     support = fit.points_used / (fit.points_used + 3.0)
     confidence = min(1.0, max(0.0, seen * quality * support))
     return ConvergenceEstimate(epoch, remaining, confidence)
