@@ -18,7 +18,8 @@ pytestmark = pytest.mark.timeout(90)
 NS = "default"
 
 
-def core(cluster: LocalCluster) -> kubernetes.client.CoreV1Api:
+def core(cluster: LocalCluster) -> Any:
+    """The typed client, typed loosely: the tests pass plain dicts as bodies."""
     return kubernetes.client.CoreV1Api(api_client(cluster.kubeconfig))
 
 
@@ -31,7 +32,7 @@ def python_pod(name: str, script: str, **spec: Any) -> dict[str, Any]:
             "spec": {"containers": [container], **spec}}
 
 
-def phase(api: kubernetes.client.CoreV1Api, name: str) -> str:
+def phase(api: Any, name: str) -> str:
     return str(api.read_namespaced_pod(name, NS).status.phase)
 
 
