@@ -77,7 +77,7 @@ def _load(path: Path | None) -> tuple[PlanInput, str]:
             f"{source}: not valid YAML or JSON ({error}); fix the syntax"
         ) from error
     try:
-        return parse_plan_input(data, source), source
+        return parse_plan_input(data), source
     except PlanInputError as error:
         raise InputError(f"{source}: {error}") from error
 

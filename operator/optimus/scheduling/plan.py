@@ -232,10 +232,10 @@ def _job(data: object, where: str) -> PlannedJob:
     )
 
 
-def parse_plan_input(data: object, source: str = "plan input") -> PlanInput:
+def parse_plan_input(data: object) -> PlanInput:
     """Turn the parsed YAML/JSON document into nodes and jobs; PlanInputError names the
     field (e.g. `jobs[2].speed.t0`) and what to write instead."""
-    root = _mapping(data, source)
+    root = _mapping(data, "top level")
     nodes_data = root.get("nodes")
     jobs_data = root.get("jobs")
     if not isinstance(nodes_data, Sequence) or isinstance(nodes_data, str) or not nodes_data:
