@@ -17,6 +17,7 @@ from optimus.models import (
     fit_speed,
     parse_mode,
     predict_speed,
+    remaining_seconds,
     samples_per_second,
 )
 
@@ -229,3 +230,22 @@ def test_predictions_are_always_positive_and_finite(speeds: list[float], p: int,
     for mode in ("ps-sync", "ps-async"):
         speed = predict_speed(fit_speed(samples, mode, 32.0), p, w)
         assert math.isfinite(speed) and speed > 0
+
+
+def test_remaining_seconds_is_epochs_times_samples_over_throughput() -> None:
+    params = SpeedParams("ps-sync", 32.0, (0.01, 0.2, 0.5, 0.02, 0.03))
+    seconds = remaining_seconds(params, 2, 4, remaining_epochs=3, samples_per_epoch=6400)
+    assert seconds == pytest.approx(3 * 6400 / samples_per_second(params, 2, 4))
+    # More epochs or more samples per epoch never take less time.
+    assert remaining_seconds(params, 2, 4, 4, 6400) > seconds
+    assert remaining_seconds(params, 2, 4, 0, 6400) == 0.0
+
+
+def test_remaining_seconds_is_infinite_where_no_progress_is_possible() -> None:
+    params = SpeedParams("ps-sync", 32.0, (0.01, 0.2, 0.5, 0.02, 0.03))
+    assert remaining_seconds(params, 0, 4, 3, 6400) == math.inf
+    assert remaining_seconds(params, 2, 0, 3, 6400) == math.inf
+    with pytest.raises(ModelError, match="samples_per_epoch"):
+        remaining_seconds(params, 2, 4, 3, 0)
+    with pytest.raises(ModelError, match="remaining_epochs"):
+        remaining_seconds(params, 2, 4, math.nan, 6400)

@@ -24,6 +24,7 @@ from optimus.models.speed import (
     parse_mode,
     predict_speed,
     propose_probes,
+    remaining_seconds,
     samples_per_second,
 )
 
@@ -47,5 +48,6 @@ __all__ = [
     "parse_mode",
     "predict_speed",
     "propose_probes",
+    "remaining_seconds",
     "samples_per_second",
 ]

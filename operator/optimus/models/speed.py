@@ -236,6 +236,31 @@ def samples_per_second(params: SpeedParams, ps: int, workers: int) -> float:
     return predict_speed(params, ps, workers) * per_worker
 
 
+def remaining_seconds(
+    params: SpeedParams,
+    ps: int,
+    workers: int,
+    remaining_epochs: float,
+    samples_per_epoch: float,
+) -> float:
+    """Wall-clock seconds to train `remaining_epochs` more epochs at (ps, workers).
+
+    remaining_epochs * samples_per_epoch / samples_per_second: with the loss model's
+    ConvergenceEstimate.remaining_epochs this is the allocator's RemainingTime for one job.
+    A configuration that can make no progress (no worker, or no PS in a PS mode) takes
+    math.inf, as the allocator expects; 0 epochs take 0 s.
+    """
+    if not (math.isfinite(remaining_epochs) and remaining_epochs >= 0):
+        raise ModelError(f"remaining_epochs = {remaining_epochs}; it must be a number >= 0")
+    if not (math.isfinite(samples_per_epoch) and samples_per_epoch > 0):
+        raise ModelError(f"samples_per_epoch = {samples_per_epoch}; it must be a number > 0")
+    if remaining_epochs == 0:
+        return 0.0
+    if workers < 1 or (params.mode != "allreduce" and ps < 1):
+        return math.inf
+    return remaining_epochs * samples_per_epoch / samples_per_second(params, ps, workers)
+
+
 def _axis(low: int, high: int, limit: int) -> list[int]:
     """Integers in [low, high], thinned to at most `limit` roughly log-spaced values."""
     if high - low + 1 <= limit:
