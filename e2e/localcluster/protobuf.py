@@ -1,9 +1,10 @@
 """Decoding of the protobuf request bodies kubectl insists on sending.
 
-`kubectl create configmap|secret|namespace|serviceaccount` POST their objects as
-`application/vnd.kubernetes.protobuf` (they accept JSON answers). This decodes the
-Kubernetes envelope (magic `k8s\\0` + runtime.Unknown) and those few message types into
-the JSON shape the rest of the server handles; any other type is refused with 415.
+`kubectl create configmap|secret|namespace|serviceaccount` POST their objects, and helm
+sends its DeleteOptions, as `application/vnd.kubernetes.protobuf` (both accept JSON
+answers). This decodes the Kubernetes envelope (magic `k8s\\0` + runtime.Unknown) and
+those few message types into the JSON shape the rest of the server handles; any other type
+is refused with 415.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ TYPES: dict[str, Schema] = {
     "Secret": {1: ("metadata", OBJECT_META), 2: ("data", "bytesmap"), 3: ("type", "string"),
                4: ("stringData", "map"), 5: ("immutable", "bool")},
     "Namespace": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("finalizers", "strings")})},
+    "DeleteOptions": {1: ("gracePeriodSeconds", "int"),
+                      2: ("preconditions", {1: ("uid", "string"), 2: ("resourceVersion",
+                                                                      "string")}),
+                      3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "string"),
+                      5: ("dryRun", "strings")},
     "ServiceAccount": {1: ("metadata", OBJECT_META),
                        2: ("secrets", ("repeated", {1: ("kind", "string"),
                                                     2: ("namespace", "string"),

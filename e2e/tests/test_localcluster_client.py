@@ -82,7 +82,7 @@ def with_crd(clients: Clients) -> None:
 def error_of(call: Any, *args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
     with pytest.raises(kubernetes.client.ApiException) as info:
         call(*args, **kwargs)
-    return info.value.status, json.loads(info.value.body)
+    return int(info.value.status), json.loads(info.value.body or "{}")
 
 
 def test_configmap_crud_conflicts_and_patches(clients: Clients) -> None:
@@ -119,7 +119,7 @@ def test_custom_objects_validation_defaults_and_status(clients: Clients) -> None
     long_name = "w" * 100  # custom objects take DNS subdomains, up to 253 characters
     made = custom.create_namespaced_custom_object(*args, widget(long_name, size=3, port="http"))
     assert made["spec"]["color"] == "red" and made["metadata"]["generation"] == 1
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"size": 0}, "spec.size: Invalid value: 0: spec.size in body should be greater than or "
                       "equal to 1"),
         ({"size": 11}, "spec.size in body should be less than or equal to 10"),
