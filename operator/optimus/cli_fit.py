@@ -56,6 +56,7 @@ class Column:
     allow_non_finite: bool = False
     meaning: str = "a number"
     default: float | None = None  # used when the header lacks the column; None: required
+    below_minimum_hint: str = ""  # added to the fix when a value is under the minimum
 
 
 def read_csv(path: Path, columns: Sequence[Column]) -> list[tuple[int, dict[str, float]]]:
@@ -132,7 +133,8 @@ def _parse_cell(path: Path, line: int, column: Column, raw: str) -> float:
         value <= column.minimum if column.above_minimum else value < column.minimum
     ):
         bound = f"> {column.minimum:g}" if column.above_minimum else f">= {column.minimum:g}"
-        raise InputError(f"{where} is {raw!r}; fix: write {column.meaning} {bound}")
+        hint = f", or {column.below_minimum_hint}" if column.below_minimum_hint else ""
+        raise InputError(f"{where} is {raw!r}; fix: write {column.meaning} {bound}{hint}")
     return value
 
 
@@ -154,7 +156,8 @@ def _speed_columns(mode: str, with_speed: bool) -> list[Column]:
                 "speed",
                 minimum=0,
                 above_minimum=True,
-                meaning="the speed in steps/s (drop failing configurations with zero speed)",
+                meaning="the speed in steps/s",
+                below_minimum_hint="drop the rows of failing configurations (zero speed)",
             )
         )
     return columns
