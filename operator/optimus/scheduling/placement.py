@@ -202,13 +202,25 @@ class _Placer:
 
     def _first_fits(
         self, pool: _Pool, need: tuple[float, float, float], count: int, taken: set[int],
-        window: int | None,
+        window: int | None, spare: tuple[float, float, float] | None = None,
     ) -> list[int] | None:
         """The first `count` pool members outside `taken` with room for `need`, searched
-        from need's cursor in growing chunks (at most `window` members when given)."""
+        from need's cursor in growing chunks (at most `window` members when given). With
+        `spare`, nodes that could not hold `spare` go first, so that the nodes which can
+        are left for it."""
         members = pool.members
         start = pool.cursors.get(need, 0)
         stop = members.size if window is None else min(members.size, start + window)
+        if spare is not None:
+            candidates = members[start:stop]
+            fit = self.fit_mask(candidates, need)
+            spare_fit = self.fit_mask(candidates, spare)
+            ranked = np.concatenate(
+                (np.flatnonzero(fit & ~spare_fit), np.flatnonzero(fit & spare_fit))
+            )
+            nodes = [n for n in candidates[ranked[: count + len(taken)]].tolist()
+                     if n not in taken][:count]
+            return nodes if len(nodes) == count else None
         found: list[int] = []
         position, chunk, leading = start, WINDOW, True
         while position < stop and len(found) < count:
@@ -230,24 +242,25 @@ class _Placer:
         self, job: JobView, pool: _Pool, bundles: list[_Bundle], window: int | None
     ) -> list[tuple[int, int, int]] | None:
         """First-fit nodes for each bundle of an even spread, largest bundle first, or
-        None. The two middle bundles (an extra PS, an extra worker) do not contain each
-        other, so both orders of them are tried."""
-        orders = [list(range(len(bundles)))]
-        if len(bundles) >= 3 and bundles[1][1] > bundles[2][1] and bundles[1][2] < bundles[2][2]:
-            orders.append([0, 2, 1, *range(3, len(bundles))])
-        for order in orders:
-            taken: set[int] = set()
-            picked: list[tuple[int, int, int]] = []
-            for b in order:
-                count, p, w = bundles[b]
-                nodes = self._first_fits(pool, demand_triple(job, p, w), count, taken, window)
-                if nodes is None:
-                    break
-                taken.update(nodes)
-                picked.extend((node, p, w) for node in nodes)
-            else:
-                return picked
-        return None
+        None. The bundles are nested (each holds at least the tasks of the next) except
+        the one with an extra PS and the one with an extra worker: the first of those
+        two takes nodes that cannot hold the second before nodes that can. With that,
+        searching the whole pool (window None) finds nodes whenever any exist."""
+        needs = [demand_triple(job, p, w) for _, p, w in bundles]
+        picked: list[tuple[int, int, int]] = []
+        taken: set[int] = set()
+        for b, (count, p, w) in enumerate(bundles):
+            spare = None
+            if b + 1 < len(bundles) and not all(
+                x >= y for x, y in zip(needs[b], needs[b + 1], strict=True)
+            ):
+                spare = needs[b + 1]
+            nodes = self._first_fits(pool, needs[b], count, taken, window, spare)
+            if nodes is None:
+                return None
+            taken.update(nodes)
+            picked.extend((node, p, w) for node in nodes)
+        return picked
 
 
 def _order_key(

@@ -1,0 +1,262 @@
+"""Step 5: placement invariants (no over-commit, whole or nothing, fewest nodes, even
+spread, selectors and taints), stability of previous placements, and random clusters."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optimus.scheduling import (
+    Allocation,
+    JobPlacement,
+    Placement,
+    Taint,
+    Toleration,
+    allocate,
+    even_spread,
+    place,
+)
+from optimus.scheduling.cluster import tolerates
+
+from .support import (
+    PS,
+    TAINT,
+    TOLERATION,
+    WORKER,
+    check_placement,
+    job,
+    jobs_strategy,
+    node,
+    nodes_strategy,
+)
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize(
+    ("ps", "workers", "k", "expected"),
+    [
+        (4, 8, 2, [(2, 2, 4)]),
+        (1, 3, 2, [(1, 1, 1), (1, 0, 2)]),  # extra PS and extra worker on different nodes
+        (3, 3, 2, [(1, 2, 1), (1, 1, 2)]),
+        (2, 2, 3, [(1, 1, 1), (1, 1, 0), (1, 0, 1)]),  # more extras than nodes: one gets both
+        (0, 5, 3, [(2, 0, 2), (1, 0, 1)]),
+        (2, 1, 3, [(2, 1, 0), (1, 0, 1)]),
+    ],
+)
+def test_even_spread(ps: int, workers: int, k: int, expected: list[tuple[int, int, int]]) -> None:
+    bundles = even_spread(ps, workers, k)
+    assert bundles == expected
+    assert sum(n for n, _, _ in bundles) == k
+    assert sum(n * p for n, p, _ in bundles) == ps
+    assert sum(n * w for n, _, w in bundles) == workers
+
+
+@given(ps=st.integers(0, 30), workers=st.integers(0, 30), data=st.data())
+def test_even_spread_properties(ps: int, workers: int, data: st.DataObject) -> None:
+    if ps + workers == 0:
+        return
+    k = data.draw(st.integers(1, ps + workers))
+    bundles = even_spread(ps, workers, k)
+    assert sum(n for n, _, _ in bundles) == k
+    assert sum(n * p for n, p, _ in bundles) == ps
+    assert sum(n * w for n, _, w in bundles) == workers
+    assert all(p + w > 0 for _, p, w in bundles)  # no empty node
+    tasks = [p + w for _, p, w in bundles]
+    assert max(tasks) - min(tasks) <= 2
+    if ps % k + workers % k <= k:  # then no node holds more than one task above another
+        assert max(tasks) - min(tasks) <= 1
+
+
+@pytest.mark.parametrize(
+    ("workers", "ps", "node_gpus", "expected_nodes"),
+    [
+        (4, 0, 4, 1),  # fits one node
+        (5, 0, 4, 2),  # fewest nodes is 2, split 3 + 2
+        (8, 2, 4, 2),
+        (12, 0, 4, 3),
+        (3, 1, 8, 1),
+    ],
+)
+def test_fewest_nodes_on_an_empty_cluster(
+    workers: int, ps: int, node_gpus: int, expected_nodes: int
+) -> None:
+    nodes = [node(f"n{i}", gpu=node_gpus, cpu=64, memory=1e15) for i in range(6)]
+    j = job("j", min_ps=ps, max_ps=ps, min_workers=workers, max_workers=workers)
+    allocations = {"j": Allocation(ps, workers)}
+    placement = place(allocations, [j], nodes)
+    assert len(placement.jobs["j"].nodes) == expected_nodes
+    check_placement(placement, allocations, [j], nodes)
+
+
+def test_a_partly_used_cluster_takes_more_nodes_but_never_over_commits() -> None:
+    nodes = [
+        node("n0", gpu=4, cpu=64, memory=1e15, used=WORKER.scale(3)),
+        node("n1", gpu=4, cpu=64, memory=1e15, used=WORKER.scale(2)),
+        node("n2", gpu=4, cpu=64, memory=1e15, used=WORKER.scale(2)),
+    ]
+    j = job("j", min_workers=4, max_workers=4)
+    placement = place({"j": Allocation(0, 4)}, [j], nodes)
+    assert sorted(placement.jobs["j"].nodes) == ["n1", "n2"]  # 2 + 2, not 1 + 2 + 1
+    check_placement(placement, {"j": Allocation(0, 4)}, [j], nodes)
+
+
+def test_whole_or_nothing() -> None:
+    nodes = [node("n0", gpu=2, cpu=64, memory=1e15), node("n1", gpu=1, cpu=64, memory=1e15)]
+    big = job("big", min_workers=4, max_workers=4)
+    small = job("small", min_workers=3, max_workers=3)
+    allocations = {"big": Allocation(0, 4), "small": Allocation(0, 3)}
+    placement = place(allocations, [big, small], nodes)
+    assert placement.unplaceable == ("big",)
+    assert len(placement.jobs["small"].worker_nodes) == 3
+    check_placement(placement, allocations, [big, small], nodes)
+
+
+def test_selectors_taints_and_cordons() -> None:
+    nodes = [
+        node("a100", gpu=8, cpu=64, memory=1e15, labels={"acc": "a100"}),
+        node("tainted", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"}, taints=(TAINT,)),
+        node("cordoned", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"},
+             unschedulable=True),
+        node("soft", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"},
+             taints=(Taint("spot", "", "PreferNoSchedule"),)),
+    ]
+    jobs = [
+        job("pinned", min_workers=2, max_workers=2, node_selector={"acc": "v100"}),
+        job("tolerant", min_workers=8, max_workers=8, node_selector={"acc": "v100"},
+            tolerations=(TOLERATION,), arrival=1),
+        job("impossible", min_workers=1, max_workers=1, node_selector={"acc": "tpu"}),
+    ]
+    allocations = {"pinned": Allocation(0, 2), "tolerant": Allocation(0, 8),
+                   "impossible": Allocation(0, 1)}
+    placement = place(allocations, jobs, nodes)
+    assert placement.jobs["pinned"].nodes == ("soft",)
+    assert placement.jobs["tolerant"].nodes == ("tainted",)  # "soft" has only 6 GPUs left
+    assert placement.unplaceable == ("impossible",)
+    check_placement(placement, allocations, jobs, nodes)
+
+
+@pytest.mark.parametrize(
+    ("toleration", "taint", "expected"),
+    [
+        (Toleration("k", "Equal", "v", "NoSchedule"), Taint("k", "v", "NoSchedule"), True),
+        (Toleration("k", "Equal", "x", "NoSchedule"), Taint("k", "v", "NoSchedule"), False),
+        (Toleration("k", "Exists", "", ""), Taint("k", "v", "NoExecute"), True),
+        (Toleration("", "Exists", "", ""), Taint("any", "v", "NoSchedule"), True),
+        (Toleration("", "Equal", "", ""), Taint("any", "", "NoSchedule"), False),
+        (Toleration("k", "Equal", "v", "NoExecute"), Taint("k", "v", "NoSchedule"), False),
+        (Toleration("other", "Exists", "", ""), Taint("k", "", "NoSchedule"), False),
+    ],
+)
+def test_toleration_semantics(toleration: Toleration, taint: Taint, expected: bool) -> None:
+    assert tolerates([toleration], taint) is expected
+
+
+def test_unchanged_jobs_keep_their_nodes() -> None:
+    nodes = [node(f"n{i}", gpu=4, cpu=64, memory=1e15) for i in range(3)]
+    j = job("j", min_workers=2, max_workers=4)
+    previous = Placement({"j": JobPlacement((), ("n2", "n2"))})
+    placement = place({"j": Allocation(0, 2)}, [j], nodes, previous)
+    assert placement.jobs["j"] == previous.jobs["j"]  # not moved to n0 although first-fit
+    # a resize is placed afresh
+    resized = place({"j": Allocation(0, 3)}, [j], nodes, previous)
+    assert resized.jobs["j"] == JobPlacement((), ("n0", "n0", "n0"))
+
+
+def test_a_job_that_cannot_grow_keeps_its_previous_placement() -> None:
+    nodes = [node("n0", gpu=2, cpu=64, memory=1e15)]
+    j = job("j", min_workers=1, max_workers=8)
+    previous = Placement({"j": JobPlacement((), ("n0", "n0"))})
+    placement = place({"j": Allocation(0, 3)}, [j], nodes, previous)
+    assert placement.jobs["j"] == previous.jobs["j"]
+    assert placement.unplaceable == ()
+
+
+def test_a_previous_placement_on_a_gone_or_full_node_is_not_kept() -> None:
+    nodes = [node("n0", gpu=2, cpu=64, memory=1e15)]
+    j = job("j", min_workers=1, max_workers=8)
+    gone = Placement({"j": JobPlacement((), ("n9", "n9", "n9"))})
+    assert place({"j": Allocation(0, 3)}, [j], nodes, gone).unplaceable == ("j",)
+    full = [node("n0", gpu=2, cpu=64, memory=1e15, used=WORKER)]
+    kept = Placement({"j": JobPlacement((), ("n0", "n0"))})
+    assert place({"j": Allocation(0, 3)}, [j], full, kept).unplaceable == ("j",)
+
+
+def test_queued_jobs_are_not_placed_and_unknown_jobs_are_an_error() -> None:
+    nodes = [node("n0")]
+    j = job("j")
+    assert place({"j": Allocation(0, 0)}, [j], nodes) == Placement({}, ())
+    with pytest.raises(ValueError, match="unknown job 'ghost'"):
+        place({"ghost": Allocation(0, 1)}, [j], nodes)
+
+
+def test_ps_and_workers_spread_evenly_together() -> None:
+    nodes = [node(f"n{i}", gpu=4, cpu=14, memory=1e15) for i in range(4)]
+    j = job("j", min_ps=2, max_ps=2, min_workers=6, max_workers=6)
+    placement = place({"j": Allocation(2, 6)}, [j], nodes)
+    where = placement.jobs["j"]
+    # 6 workers * 4 CPUs + 2 PS * 2 CPUs = 28 CPUs: two nodes of 14, one PS and 3 workers each
+    assert len(where.nodes) == 2
+    for name in where.nodes:
+        assert (where.ps_nodes.count(name), where.worker_nodes.count(name)) == (1, 3)
+    assert PS.cpu == 2 and WORKER.cpu == 4
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nodes=nodes_strategy(), jobs=jobs_strategy(), policy=st.sampled_from(
+    ["optimus", "optimus-paper", "drf", "tetris", "tiresias", "fixed"]))
+def test_placement_invariants_on_random_clusters(nodes, jobs, policy: str) -> None:  # type: ignore[no-untyped-def]
+    allocations = allocate(jobs, nodes, policy)
+    placement = place(allocations, jobs, nodes)
+    check_placement(placement, allocations, jobs, nodes)
+    # placing again with the result as the previous placement keeps every placed job
+    again = place(allocations, jobs, nodes, placement)
+    check_placement(again, allocations, jobs, nodes, placement)
+    for job_id, where in placement.jobs.items():
+        assert again.jobs[job_id] == where
+
+
+@PROPERTY
+@given(nodes=nodes_strategy(plain=True, max_nodes=6), data=st.data())
+def test_fewest_nodes_for_a_single_job(nodes, data: st.DataObject) -> None:  # type: ignore[no-untyped-def]
+    workers = data.draw(st.integers(1, 12))
+    ps = data.draw(st.integers(0, 3))
+    j = job("j", min_ps=ps, max_ps=ps, min_workers=workers, max_workers=workers)
+    allocations = {"j": Allocation(ps, workers)}
+    placement = place(allocations, [j], nodes)
+    check_placement(placement, allocations, [j], nodes)
+    # brute force: the smallest k for which some k nodes hold an even spread (bundles
+    # assigned greedily, biggest bundles to the roomiest nodes) is what place() found
+    best = _fewest_by_brute_force(j, ps, workers, nodes)
+    if best is None:
+        assert placement.unplaceable == ("j",)
+    else:
+        assert len(placement.jobs["j"].nodes) == best
+
+
+def _fewest_by_brute_force(j, ps: int, workers: int, nodes) -> int | None:  # type: ignore[no-untyped-def]
+    from itertools import permutations
+
+    for k in range(1, min(len(nodes), ps + workers) + 1):
+        bundles = [
+            (p, w) for count, p, w in even_spread(ps, workers, k) for _ in range(count)
+        ]
+        for chosen in permutations(nodes, k):
+            if all(
+                j.demand(Allocation(p, w)).fits_in(n.free, eps=1e-6)
+                for (p, w), n in zip(bundles, chosen, strict=True)
+            ):
+                return k
+    return None
+
+
+def test_memory_bytes_never_over_commit_by_rounding() -> None:
+    gib = 2.0**30
+    nodes = [node("n0", gpu=8, cpu=64, memory=3 * 16 * gib)]
+    j = job("j", min_workers=3, max_workers=4)
+    placement = place({"j": Allocation(0, 4)}, [j], nodes)
+    assert placement.unplaceable == ("j",)  # 4 * 16 GiB > 48 GiB
+    assert not math.isnan(nodes[0].free.memory)
