@@ -143,8 +143,7 @@ GOOD_ROWS = "".join(f"{p},{w},{1 + p / w}\n" for p, w in TRAIN[:6])
         (SPEED_HEADER + GOOD_ROWS + "2,2.5,3\n", 8, "whole number"),
         (SPEED_HEADER + GOOD_ROWS + "0,2,3\n", 8, "parameter servers >= 1"),
         (SPEED_HEADER + GOOD_ROWS + "2,0,3\n", 8, "workers >= 1"),
-        (SPEED_HEADER + GOOD_ROWS + "2,3,0\n", 8, "zero speed"),
-        (SPEED_HEADER + GOOD_ROWS + "2,3,-4\n", 8, "> 0"),
+        (SPEED_HEADER + GOOD_ROWS + "2,3,-4\n", 8, ">= 0"),
         (SPEED_HEADER + GOOD_ROWS + "2,3,nan\n", 8, "finite"),
     ],
 )
@@ -159,6 +158,28 @@ def test_bad_train_files_exit_2_naming_file_line_and_fix(
     assert code == 2 and out == ""
     assert f"{train}:{line}:" in err
     assert needle in err and "fix:" in err
+
+
+def test_zero_speed_rows_are_left_out_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """measured.csv has a real failing configuration (speed 0): filtered, never hidden."""
+    train = _write(tmp_path, "train.csv", SPEED_HEADER + GOOD_ROWS + "2,3,0\n")
+    code, out, err = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train", str(train), "--json"],
+        capsys,
+    )
+    assert code == 0
+    assert f"{train}:8: speed 0 at (ps=2, workers=3)" in err
+    assert json.loads(out)["failing_left_out"] == [{"line": 8, "ps": 2, "workers": 3}]
+
+
+def test_only_failing_rows_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = _write(tmp_path, "train.csv", SPEED_HEADER + "1,2,0\n2,1,0\n")
+    code, _, err = _run(
+        ["fit", "speed", "--mode", "sync", "--batch-size", "32", "--train", str(train)], capsys
+    )
+    assert code == 2 and "left out of the fit" in err and "0 distinct" in err
 
 
 def test_too_few_configurations_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,9 @@ that outside checks use) or readable tables.
     optimus fit speed --mode sync|async|allreduce --batch-size M --train TRAIN.csv
                       [--predict PRED.csv] [--json]
         TRAIN.csv: ps,workers,speed (steps/s, a step = one mini-batch of one worker, i.e.
-        total samples/s divided by the per-worker batch size; extra columns ignored)
+        total samples/s divided by the per-worker batch size; extra columns ignored; rows
+        with speed 0, failing configurations, are left out of the fit and reported on
+        stderr and in "failing_left_out")
         PRED.csv:  ps,workers
         prints {"params": {...}, "predictions": [{"ps": p, "workers": w, "speed": s}, ...]}
     optimus fit loss --csv CURVE.csv [--loss-delta D --window W --max-epochs E] [--json]
@@ -23,6 +25,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,13 +155,9 @@ def _speed_columns(mode: str, with_speed: bool) -> list[Column]:
     ]
     if with_speed:
         columns.append(
-            Column(
-                "speed",
-                minimum=0,
-                above_minimum=True,
-                meaning="the speed in steps/s",
-                below_minimum_hint="drop the rows of failing configurations (zero speed)",
-            )
+            # 0 is allowed here: a real measurement of a failing configuration, which
+            # run_speed leaves out of the fit and reports (it is no speed to fit).
+            Column("speed", minimum=0, meaning="the speed in steps/s")
         )
     return columns
 
@@ -194,8 +193,17 @@ def run_speed(args: argparse.Namespace) -> int:
         )
     train = read_csv(args.train, _speed_columns(mode, with_speed=True))
     samples = [
-        SpeedSample(int(row["ps"]), int(row["workers"]), row["speed"]) for _, row in train
+        SpeedSample(int(row["ps"]), int(row["workers"]), row["speed"])
+        for _, row in train
+        if row["speed"] > 0
     ]
+    failing = [(line, row) for line, row in train if row["speed"] == 0]
+    for line, row in failing:
+        print(
+            f"optimus fit: {args.train}:{line}: speed 0 at (ps={int(row['ps'])}, "
+            f"workers={int(row['workers'])}) is a failing configuration; left out of the fit",
+            file=sys.stderr,
+        )
     try:
         params = fit_speed(samples, mode, args.batch_size)
     except ModelError as error:
@@ -210,6 +218,10 @@ def run_speed(args: argparse.Namespace) -> int:
         report = speed_report(params, configurations)
     except ModelError as error:
         raise InputError(f"{args.predict}: cannot predict: {error}") from None
+    report["failing_left_out"] = [
+        {"line": line, "ps": int(row["ps"]), "workers": int(row["workers"])}
+        for line, row in failing
+    ]
     if args.json:
         print(json.dumps(report))
         return 0
