@@ -42,6 +42,11 @@ def helm(kubeconfig: Path, *args: str) -> str:
     return result.stdout
 
 
+def api(name: str, client: Any) -> Any:
+    """A kubernetes client API, typed loosely: the tests read optional fields directly."""
+    return getattr(kubernetes.client, name)(client)
+
+
 def rendered(kind: str) -> list[dict[str, Any]]:
     out = subprocess.run([helm_binary(), "template", RELEASE, str(CHART), "-n", NAMESPACE],
                          capture_output=True, text=True, timeout=60, check=True).stdout
@@ -55,11 +60,11 @@ def test_helm_install_creates_crds_rbac_and_deployment(local_cluster: LocalClust
          "--create-namespace")
 
     crds = {crd.metadata.name for crd in
-            kubernetes.client.ApiextensionsV1Api(client).list_custom_resource_definition().items}
+            api("ApiextensionsV1Api", client).list_custom_resource_definition().items}
     assert {"trainingjobs.optimus.dev", "clusterkopfpeerings.kopf.dev",
             "kopfpeerings.kopf.dev"} <= crds
 
-    rbac = kubernetes.client.RbacAuthorizationV1Api(client)
+    rbac = api("RbacAuthorizationV1Api", client)
     role = rbac.read_cluster_role(RELEASE)
     (expected,) = rendered("ClusterRole")
     assert [client.sanitize_for_serialization(rule) for rule in role.rules] == [
@@ -68,10 +73,10 @@ def test_helm_install_creates_crds_rbac_and_deployment(local_cluster: LocalClust
     assert binding.role_ref.name == RELEASE
     assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [
         ("ServiceAccount", RELEASE, NAMESPACE)]
-    core = kubernetes.client.CoreV1Api(client)
+    core = api("CoreV1Api", client)
     assert core.read_namespaced_service_account(RELEASE, NAMESPACE).metadata.name == RELEASE
 
-    deployment = kubernetes.client.AppsV1Api(client).read_namespaced_deployment(RELEASE,
+    deployment = api("AppsV1Api", client).read_namespaced_deployment(RELEASE,
                                                                                 NAMESPACE)
     assert deployment.spec.replicas == 2
     (container,) = deployment.spec.template.spec.containers
@@ -82,7 +87,7 @@ def test_helm_install_creates_crds_rbac_and_deployment(local_cluster: LocalClust
     dashboards = core.list_namespaced_config_map(NAMESPACE, label_selector="grafana_dashboard=1")
     assert len(dashboards.items) == len(list((CHART / "dashboards").glob("*.json")))
 
-    custom = kubernetes.client.CustomObjectsApi(client)
+    custom = api("CustomObjectsApi", client)
     peering = custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings",
                                                "optimus")
     assert peering["metadata"]["name"] == "optimus"
@@ -94,11 +99,11 @@ def test_helm_install_creates_crds_rbac_and_deployment(local_cluster: LocalClust
     assert RELEASE in helm(kubeconfig, "list", "--namespace", NAMESPACE, "-q").split()
     helm(kubeconfig, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait",
          "--timeout", "60s")
-    names = {d.metadata.name for d in kubernetes.client.AppsV1Api(client)
+    names = {d.metadata.name for d in api("AppsV1Api", client)
              .list_namespaced_deployment(NAMESPACE).items}
     assert RELEASE not in names
     remaining = {crd.metadata.name for crd in
-                 kubernetes.client.ApiextensionsV1Api(client)
+                 api("ApiextensionsV1Api", client)
                  .list_custom_resource_definition().items}
     assert "trainingjobs.optimus.dev" in remaining, "helm keeps crds/ (and the jobs) installed"
     assert custom.get_namespaced_custom_object("optimus.dev", "v1alpha1", "default",
@@ -108,22 +113,22 @@ def test_helm_install_creates_crds_rbac_and_deployment(local_cluster: LocalClust
 def test_helm_install_namespaced_rbac(local_cluster: LocalCluster) -> None:
     kubeconfig = local_cluster.kubeconfig
     client = api_client(kubeconfig)
-    core = kubernetes.client.CoreV1Api(client)
+    core = api("CoreV1Api", client)
     core.create_namespace({"metadata": {"name": "team-a"}})
     helm(kubeconfig, "install", RELEASE, str(CHART), "--namespace", NAMESPACE,
          "--create-namespace", "--set", "rbac.scope=namespaced",
          "--set", "operator.watchNamespaces={team-a}", "--set", "dashboards.enabled=false")
-    rbac = kubernetes.client.RbacAuthorizationV1Api(client)
+    rbac = api("RbacAuthorizationV1Api", client)
     role = rbac.read_namespaced_role(RELEASE, "team-a")
     assert {resource for rule in role.rules for resource in rule.resources} >= {
         "trainingjobs", "pods", "services", "kopfpeerings"}
     cluster_role = rbac.read_cluster_role(f"{RELEASE}-cluster-reads")
     assert {resource for rule in cluster_role.rules for resource in rule.resources} == {
         "nodes", "customresourcedefinitions"}
-    peering = kubernetes.client.CustomObjectsApi(client).get_namespaced_custom_object(
+    peering = api("CustomObjectsApi", client).get_namespaced_custom_object(
         "kopf.dev", "v1", "team-a", "kopfpeerings", "optimus")
     assert peering["metadata"]["namespace"] == "team-a"
-    deployment = kubernetes.client.AppsV1Api(client).read_namespaced_deployment(RELEASE,
+    deployment = api("AppsV1Api", client).read_namespaced_deployment(RELEASE,
                                                                                 NAMESPACE)
     env = {item.name: item.value for item in deployment.spec.template.spec.containers[0].env}
     assert env["OPTIMUS_NAMESPACES"] == "team-a"

@@ -103,7 +103,7 @@ def _queries() -> list[tuple[PanelQuery, str]]:
 
 def test_every_panel_query_returns_series(local_cluster: LocalCluster, tmp_path: Path,
                                           operator_exporter: str) -> None:
-    core = kubernetes.client.CoreV1Api(api_client(local_cluster.kubeconfig))
+    core: Any = kubernetes.client.CoreV1Api(api_client(local_cluster.kubeconfig))
     pod = worker_pod(tmp_path / "checkpoints")
     core.create_namespaced_pod(NAMESPACE, pod)
     with LocalPrometheus(local_cluster.kubeconfig, tmp_path / "prometheus",
