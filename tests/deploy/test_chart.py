@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
+from optimus.kube.config import load_config
 from optimus.metrics.names import DEFAULT_OPERATOR_METRICS_PORT
+from optimus.scheduling import POLICY_NAMES
 from optimus_worker.contract import METRICS_PORT_NAME, POD_LABEL_MANAGED, POD_LABEL_MANAGED_VALUE
 
 from e2e.dashboards import ALERTS_FILE, DASHBOARDS_DIR
@@ -103,6 +105,27 @@ def test_operator_deployment_is_hardened_and_probed(render: Render, args: list[s
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("args", VARIANT_ARGS, ids=VARIANT_IDS)
+def test_the_operator_accepts_the_rendered_configuration(render: Render,
+                                                         args: list[str]) -> None:
+    (container,) = _one(render(*args), "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    config, _ = load_config([], env)  # optimus.kube's own parser: raises on a bad value
+    assert config.metrics_port == int(env["OPTIMUS_METRICS_PORT"])
+    assert config.health_port == int(env["OPTIMUS_HEALTH_PORT"])
+    assert ",".join(config.namespaces) == env["OPTIMUS_NAMESPACES"]
+    assert config.peering == env["OPTIMUS_PEERING"]
+
+
+def test_chart_policies_are_the_operators(helm: str) -> None:
+    result = subprocess.run(
+        [helm, "template", "optimus", str(CHART), "--set", "operator.policy=nonsense"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    listed = result.stderr.split("use one of ", 1)[1].split("\n")[0].strip().split(", ")
+    assert tuple(listed) == POLICY_NAMES
 
 
 def test_defaults_run_two_peered_replicas_watching_all_namespaces(render: Render) -> None:
