@@ -160,7 +160,8 @@ SPEED_METHODS = (
 BASELINE_SPEED = "diagonal"
 
 
-def held_out_mape(method: SpeedMethod, rows: list[Measured], n: int, seed: int) -> float:
+def held_out_errors(method: SpeedMethod, rows: list[Measured], n: int, seed: int) -> list[float]:
+    """|predicted / measured - 1| of every configuration not trained on, for one draw."""
     rng = np.random.default_rng(seed)
     chosen = set(method.choose(rows, n, rng))
     batch = rows[0].batch_size
@@ -177,31 +178,42 @@ def held_out_mape(method: SpeedMethod, rows: list[Measured], n: int, seed: int) 
         if method.literal_unit:
             predicted *= r.sample.workers
         errors.append(abs(predicted / r.sample.speed - 1))
-    return 100.0 * float(np.mean(errors))
+    return errors
 
 
 SpeedResults = dict[str, dict[int, dict[str, float]]]
 LossResults = dict[str, dict[str, dict[float, list[float]]]]
 
 
+#: The key of the MAPE over all models' held-out rows together (each row counts once).
+POOLED = "pooled"
+
+
 def speed_benchmark(data: dict[str, list[Measured]], seeds: int) -> SpeedResults:
-    """{method: {N: {model: mean MAPE %}}}."""
-    results: dict[str, dict[int, dict[str, float]]] = {}
+    """{method: {N: {model or POOLED: MAPE % averaged over the draws}}}."""
+    results: SpeedResults = {}
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(
-            "speed model: fits", total=len(SPEED_METHODS) * len(TRAINING_SIZES) * len(data)
-        )
+        total = len(SPEED_METHODS) * len(TRAINING_SIZES)
+        task = progress.add_task("speed model: fits", total=total)
         for method in SPEED_METHODS:
             results[method.name] = {}
             for n in TRAINING_SIZES:
-                per_model: dict[str, float] = {}
-                for model, rows in data.items():
-                    per_model[model] = float(
-                        np.mean([held_out_mape(method, rows, n, seed) for seed in range(seeds)])
-                    )
-                    progress.advance(task)
-                results[method.name][n] = per_model
+                per_model: dict[str, list[float]] = defaultdict(list)
+                for seed in range(seeds):
+                    pooled: list[float] = []
+                    for model, rows in data.items():
+                        errors = held_out_errors(method, rows, n, seed)
+                        per_model[model].append(100.0 * float(np.mean(errors)))
+                        pooled.extend(errors)
+                    per_model[POOLED].append(100.0 * float(np.mean(pooled)))
+                results[method.name][n] = {k: float(np.mean(v)) for k, v in per_model.items()}
+                progress.advance(task)
     return results
+
+
+def model_mean(per_model: dict[str, float]) -> float:
+    """The mean over the models (each model, i.e. each job, counts once)."""
+    return float(np.mean([v for k, v in per_model.items() if k != POOLED]))
 
 
 def print_speed_tables(
@@ -228,20 +240,23 @@ def print_speed_tables(
     table.add_column("N", justify="right")
     for model in models:
         table.add_column(f"{model} ({len(data[model])})", justify="right")
-    table.add_column("mean", justify="right")
+    table.add_column("mean of models", justify="right")
     table.add_column(f"vs {BASELINE_SPEED}", justify="right")
+    table.add_column("all rows pooled", justify="right")
     for name, by_n in results.items():
         for n, per_model in by_n.items():
-            mean = float(np.mean(list(per_model.values())))
-            base = float(np.mean(list(results[BASELINE_SPEED][n].values())))
+            mean = model_mean(per_model)
+            base = model_mean(results[BASELINE_SPEED][n])
             table.add_row(name, str(n), *(f"{per_model[m]:.1f}" for m in models),
-                          f"{mean:.1f}", f"{mean / base:.2f}x")
+                          f"{mean:.1f}", f"{mean / base:.2f}x", f"{per_model[POOLED]:.1f}")
     console.print(table)
-    at_10 = float(np.mean(list(results["random"][10].values())))
+    at_10 = model_mean(results["random"][10])
     verdict = "MET" if at_10 <= TARGET_MAPE_AT_10 else "MISSED"
     console.print(
-        f"target <= {TARGET_MAPE_AT_10:.0f}% MAPE at N = 10 (reference NNLS ~12%): "
-        f"{at_10:.1f}% -> {verdict}"
+        f"target <= {TARGET_MAPE_AT_10:.0f}% MAPE at N = 10 (reference NNLS ~12%), mean of "
+        f"models: {at_10:.1f}% -> {verdict}; pooled over all held-out rows (resnet-50 is "
+        f"{len(data['resnet-50']) if 'resnet-50' in data else '?'} of them): "
+        f"{results['random'][10][POOLED]:.1f}%"
     )
 
 
@@ -435,13 +450,13 @@ def plot(speed: dict[str, dict[int, dict[str, float]]],
     OUT.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, by_n in speed.items():
-        axes[0].plot(TRAINING_SIZES, [np.mean(list(by_n[n].values())) for n in TRAINING_SIZES],
+        axes[0].plot(TRAINING_SIZES, [model_mean(by_n[n]) for n in TRAINING_SIZES],
                      marker="o", label=name)
     axes[0].axhline(TARGET_MAPE_AT_10, color="grey", linestyle="--", label="target")
     axes[0].set(xlabel="training configurations N", ylabel="held-out MAPE % (mean of models)",
                 title="speed model on measured.csv")
     axes[0].legend()
-    models = list(speed["random"][10])
+    models = [m for m in speed["random"][10] if m != POOLED]
     positions = np.arange(len(models))
     for offset, name in enumerate(("random", "probes", "diagonal")):
         axes[1].bar(positions + 0.27 * (offset - 1), [speed[name][10][m] for m in models],
