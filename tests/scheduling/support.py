@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from hypothesis import strategies as st
-
 from optimus.scheduling import (
     Allocation,
     JobView,
@@ -24,8 +24,10 @@ WORKER = Resources(gpu=1, cpu=4, memory=16 * GiB)
 PS = Resources(gpu=0, cpu=2, memory=8 * GiB)
 
 
-def node(name: str, gpu: float = 4, cpu: float = 16, memory: float = 64 * GiB, **kw: object) -> NodeView:
-    return NodeView(name, Resources(gpu, cpu, memory), **kw)  # type: ignore[arg-type]
+def node(
+    name: str, gpu: float = 4, cpu: float = 16, memory: float = 64 * GiB, **kw: Any
+) -> NodeView:
+    return NodeView(name, Resources(gpu, cpu, memory), **kw)
 
 
 def scaling(work: float, overhead: float = 0.0) -> Callable[[int, int], float]:
@@ -56,9 +58,9 @@ def job(
     remaining_time: Callable[[int, int], float] | None = None,
     ps_request: Resources = PS,
     worker_request: Resources = WORKER,
-    **kw: object,
+    **kw: Any,
 ) -> JobView:
-    return JobView(  # type: ignore[arg-type]
+    return JobView(
         id=job_id,
         arrival=arrival,
         ps_request=ps_request,
@@ -89,6 +91,22 @@ def free(nodes: Sequence[NodeView]) -> Resources:
 
 # ---- hypothesis strategies ------------------------------------------------------------
 
+
+def _remaining_time(kind: str, work: float, overhead: float) -> Callable[[int, int], float]:
+    """Scaling jobs, and the awkward ones: never finishing, NaN at 2 workers, flat."""
+    base = scaling(work, overhead)
+
+    def remaining_time(ps: int, workers: int) -> float:
+        if kind == "inf":
+            return math.inf
+        if kind == "nan" and workers == 2:
+            return math.nan
+        if kind == "flat":
+            return work
+        return base(ps, workers)
+
+    return remaining_time
+
 LABELS = ("a100", "v100")
 TAINT = Taint("dedicated", "inference", "NoSchedule")
 TOLERATION = Toleration("dedicated", "Equal", "inference", "NoSchedule")
@@ -108,7 +126,7 @@ def nodes_strategy(draw: st.DrawFn, max_nodes: int = 12, plain: bool = False) ->
         out.append(NodeView(
             f"n{i}", Resources(gpu, cpu, memory), used=used,
             labels={} if plain else {"acc": draw(st.sampled_from(LABELS))},
-            taints=() if plain or not draw(st.integers(0, 4)) == 0 else (TAINT,),
+            taints=() if plain or draw(st.integers(0, 4)) != 0 else (TAINT,),
             unschedulable=False if plain else draw(st.integers(0, 6)) == 0,
         ))
     return out
@@ -127,14 +145,7 @@ def jobs_strategy(draw: st.DrawFn, max_jobs: int = 10, plain: bool = False) -> l
         kind = draw(st.sampled_from(["scaling", "inf", "nan", "flat"]))
         work = draw(st.floats(1.0, 1e6))
         overhead = 0.0 if allreduce else draw(st.floats(0.0, 100.0))
-        if kind == "inf":
-            rt: Callable[[int, int], float] = lambda p, w: math.inf  # noqa: E731
-        elif kind == "nan":
-            rt = lambda p, w, base=scaling(work): math.nan if w == 2 else base(p, w)  # noqa: E731
-        elif kind == "flat":
-            rt = lambda p, w, t=work: t  # noqa: E731
-        else:
-            rt = scaling(work, overhead)
+        rt = _remaining_time(kind, work, overhead)
         out.append(JobView(
             id=f"j{i}",
             arrival=draw(st.floats(0, 100)),

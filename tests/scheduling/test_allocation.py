@@ -8,7 +8,6 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from optimus.scheduling import (
     POLICY_NAMES,
     Allocation,

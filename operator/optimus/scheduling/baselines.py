@@ -15,6 +15,7 @@ Tetris, Tiresias and fixed are not elastic: a job gets its requested size or wai
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,7 @@ def _target_ratio(job: JobView) -> float:
 class DrfPolicy:
     """Dominant resource fairness by progressive filling: admit every job at its minimum
     in arrival order, then repeatedly give one task to the job with the smallest dominant
-    share (a PS when its PS/worker ratio is below the target, else a worker), until every
+    share (a PS while its PS/worker ratio is below the target, else a worker), until every
     job is at its max or nothing more fits. Remaining times play no part: DRF is fair, not
     fast."""
 
@@ -74,16 +75,16 @@ class DrfPolicy:
             _, i = heapq.heappop(heap)
             job = ordered[i]
             a = result[job.id]
-            want_ps = a.workers == 0 or a.ps < _target_ratio(job) * a.workers
-            options = [(a.ps + 1, a.workers), (a.ps, a.workers + 1)]
-            if not want_ps:
-                options.reverse()
-            for ps, workers in options:
-                if ps > job.max_ps or workers > job.max_workers:
-                    continue
-                task = triple(job.ps_request if ps > a.ps else job.worker_request)
+            # PS follow the workers in the target ratio: a PS only while below it
+            ps_allowed = a.ps < job.max_ps and a.ps < math.ceil(_target_ratio(job) * a.workers)
+            options = []
+            if ps_allowed:
+                options.append(Allocation(a.ps + 1, a.workers))
+            if a.workers < job.max_workers:
+                options.append(Allocation(a.ps, a.workers + 1))
+            for grown in options:
+                task = triple(job.ps_request if grown.ps > a.ps else job.worker_request)
                 if budget.try_take(job.id, task):
-                    grown = Allocation(ps, workers)
                     result[job.id] = grown
                     heapq.heappush(heap, (job.demand(grown).dominant_share(total), i))
                     break
