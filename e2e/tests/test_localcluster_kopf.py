@@ -1,5 +1,6 @@
 """A minimal kopf operator, run with `kopf run` in a subprocess, against the local cluster:
-its create, update, timer and delete handlers fire, and its finalizer comes and goes."""
+it joins its peering, its create, update, timer and delete handlers fire, and its finalizer
+comes and goes."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,6 +15,7 @@ import kubernetes
 import pytest
 
 from e2e.localcluster import LocalCluster
+from e2e.localcluster.testing import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,6 +36,20 @@ CRD = {
                 "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             }}},
         }],
+    },
+}
+
+# kopf's peering resource, declared as kopf's documentation does: an ordinary CRD.
+PEERING_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "kopfpeerings.kopf.dev"},
+    "spec": {
+        "group": "kopf.dev", "scope": "Namespaced",
+        "names": {"plural": "kopfpeerings", "singular": "kopfpeering", "kind": "KopfPeering"},
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+            "openAPIV3Schema": {"type": "object", "properties": {"status": {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}],
     },
 }
 
@@ -74,28 +88,22 @@ OPERATOR = textwrap.dedent('''
 ''')
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_kopf_handlers_and_finalizer(local_cluster: LocalCluster, tmp_path: Path) -> None:
     client = kubernetes.config.new_client_from_config(config_file=str(local_cluster.kubeconfig))
     ext = kubernetes.client.ApiextensionsV1Api(client)
-    custom = kubernetes.client.CustomObjectsApi(client)
+    custom: Any = kubernetes.client.CustomObjectsApi(client)
     ext.create_custom_resource_definition(cast(Any, CRD))
+    ext.create_custom_resource_definition(cast(Any, PEERING_CRD))
+    custom.create_namespaced_custom_object("kopf.dev", "v1", "default", "kopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "default"}})
     script = tmp_path / "operator.py"
     script.write_text(OPERATOR)
     events = tmp_path / "events.log"
     log = (tmp_path / "kopf.log").open("w")
     env = dict(os.environ, KUBECONFIG=str(local_cluster.kubeconfig))
-    proc = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone", "-n", "default",
-                             str(script)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "kopf", "run", "-n", "default", str(script)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Gadget",
@@ -105,6 +113,8 @@ def test_kopf_handlers_and_finalizer(local_cluster: LocalCluster, tmp_path: Path
             return cast(dict[str, Any], custom.get_namespaced_custom_object(
                 GROUP, VERSION, "default", PLURAL, "g1"))
 
+        wait_for("kopf to join the peering", lambda: custom.get_namespaced_custom_object(
+            "kopf.dev", "v1", "default", "kopfpeerings", "default").get("status"))
         obj = wait_for("the create handler's result",
                        lambda: (o := get()).get("status", {}).get("created") and o)
         assert obj["status"]["created"] == {"size": 1}
