@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import datetime as dt
 import logging
 from typing import Any
 
@@ -19,12 +20,14 @@ from .errors import ApiError
 from .store import Change
 
 log = logging.getLogger("localcluster.controllers")
+MIN_ROUND_S = 0.05
 
 
 class Controllers:
-    def __init__(self, api: Api, interval_s: float = 1.0) -> None:
+    def __init__(self, api: Api, interval_s: float = 1.0, event_ttl_s: float = 3600.0) -> None:
         self.api = api
         self.interval_s = interval_s
+        self.event_ttl_s = event_ttl_s
         self._wake = asyncio.Event()
         api.store.listeners.append(self._on_change)
 
@@ -36,11 +39,13 @@ class Controllers:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            for step in (self.collect_garbage, self.finish_namespaces, self.sync_endpoints):
+            for step in (self.collect_garbage, self.finish_namespaces, self.sync_endpoints,
+                         self.expire_events):
                 try:
                     step()
                 except Exception:
                     log.exception("controller step %s failed", step.__name__)
+            await asyncio.sleep(MIN_ROUND_S)  # batch bursts of changes into one round
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
 
@@ -81,6 +86,17 @@ class Controllers:
                             self.api.delete(rt, rt.versions[0], name, obj["metadata"]["name"])
             if left == 0 and not namespace["metadata"].get("finalizers"):
                 store.remove(ns_rt.key, "", name)
+
+    def expire_events(self) -> None:
+        """Events live an hour, as with the API server's default --event-ttl."""
+        store = self.api.store
+        now = dt.datetime.now(dt.UTC)
+        for key in (("", "events"), ("events.k8s.io", "events")):
+            for event in list(store.items(key)):
+                created = event["metadata"].get("creationTimestamp")
+                if created and (now - meta.parse_time(created)).total_seconds() > self.event_ttl_s:
+                    store.remove(key, event["metadata"].get("namespace", ""),
+                                 event["metadata"]["name"])
 
     def sync_endpoints(self) -> None:
         store = self.api.store

@@ -162,11 +162,12 @@ class Kubelet:
 
     async def run(self) -> None:
         while True:
+            self._wake.clear()
             try:
                 self.sync()
             except Exception:
                 log.exception("kubelet sync failed")
-            self._wake.clear()
+            await asyncio.sleep(0.02)  # batch bursts of changes into one round
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
 

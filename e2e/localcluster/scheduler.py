@@ -176,11 +176,12 @@ class Scheduler:
 
     async def run(self) -> None:
         while True:
+            self._wake.clear()
             try:
                 self.schedule_pending()
             except Exception:
                 log.exception("scheduling round failed")
-            self._wake.clear()
+            await asyncio.sleep(0.02)  # batch bursts of changes into one round
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
 

@@ -318,6 +318,8 @@ class Server:
                     getter: Awaitable[Change | None] = watcher.queue.get()
                     change = await asyncio.wait_for(getter, min(remaining, BOOKMARK_INTERVAL_S))
                 except TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        break  # the client went away
                     if bookmarks:
                         await self._send(response, "BOOKMARK", self._bookmark(
                             rt, version, str(store.revision)))
@@ -330,8 +332,8 @@ class Server:
                 if translated:
                     kind, obj = translated
                     await self._send(response, kind, self._shape(rt, version, obj, as_table))
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away
         finally:
             store.watchers.discard(watcher)
         return response
@@ -471,8 +473,8 @@ class Server:
                 if not self.logs.container_running(namespace, name, container):
                     break
                 await asyncio.sleep(0.1)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away
         return response
 
 
