@@ -191,6 +191,10 @@ class Budget:
             job.id: by_signature[job_signature(job)] for job in jobs
         }
 
+    def pools_of(self, job_id: str) -> list[list[float]]:
+        """The budgets (free gpu, cpu, memory) a job's tasks count against."""
+        return self._budgets[job_id]
+
     def fits(self, job_id: str, need: Sequence[float]) -> bool:
         tol = self.tolerance
         n0, n1, n2 = need[0] - tol[0], need[1] - tol[1], need[2] - tol[2]

@@ -188,38 +188,75 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
     """The greedy loop over the jobs `which`: grant the best-gain task that fits until none
     is left. The heap holds each job's best grant; its other grant waits in `spare` and
     goes in when the best one turns out not to fit (then never again: capacity only
-    shrinks, so that kind of task is dead for this job)."""
+    shrinks, so that kind of task is dead for this job). This loop runs once per task
+    handed out (100,000 times at the paper's scale), hence the inlined steps and local
+    names; `greedy_reference` is the same decision written plainly."""
     heap: list[tuple[float, float, int, int, int]] = []
     spare: dict[int, tuple[float, float, int, int, int]] = {}
-    dead = [0] * len(state.jobs)
+    jobs, version, need, share = state.jobs, state.version, state.need, state.share
+    ps, workers, time_left, exponent = state.ps, state.workers, state.time, state.exponent
+    dead = [0] * len(jobs)
+    max_ps = [job.max_ps for job in jobs]
+    max_workers = [job.max_workers for job in jobs]
+    pools = [budget.pools_of(job.id) for job in jobs]
+    tol_g, tol_c, tol_m = budget.tolerance
+    push, pop, gain_of = heapq.heappush, heapq.heappop, marginal_gain
 
     def offer(i: int) -> None:
-        entries = state.candidates(i, dead[i])
-        if entries:
-            heapq.heappush(heap, entries[0])
-            if len(entries) > 1:
-                spare[i] = entries[1]
+        job, p, w, t, d, v = jobs[i], ps[i], workers[i], time_left[i], dead[i], version[i]
+        best = second = None
+        if p < max_ps[i] and not d & 1:
+            t_next = remaining(job, p + 1, w)
+            gain = gain_of(t, t_next, share[i][_PS], exponent)
+            if gain > 0:
+                best = (-gain, t_next, i, _PS, v)
+        if w < max_workers[i] and not d & 2:
+            t_next = remaining(job, p, w + 1)
+            gain = gain_of(t, t_next, share[i][_WORKER], exponent)
+            if gain > 0:
+                entry = (-gain, t_next, i, _WORKER, v)
+                if best is None:
+                    best = entry
+                elif entry < best:
+                    best, second = entry, best
+                else:
+                    second = entry
+        if best is not None:
+            push(heap, best)
+            if second is not None:
+                spare[i] = second
             else:
                 spare.pop(i, None)
 
     for i in which:
         if state.active[i]:
             offer(i)
-    jobs, version, need = state.jobs, state.version, state.need
     while heap:
-        neg_gain, t_next, i, kind, seen = heapq.heappop(heap)
+        neg_gain, t_next, i, kind, seen = pop(heap)
         if seen != version[i] or -neg_gain <= min_gain:
             continue
-        task = need[i][kind]
-        job_id = jobs[i].id
-        if not budget.fits(job_id, task):
+        g, c, m = need[i][kind]
+        fits = True
+        for left in pools[i]:
+            if g - tol_g > left[0] or c - tol_c > left[1] or m - tol_m > left[2]:
+                fits = False
+                break
+        if not fits:
             dead[i] |= 1 << kind
             other = spare.pop(i, None)
             if other is not None and other[4] == seen:
-                heapq.heappush(heap, other)
+                push(heap, other)
             continue
-        budget.take(job_id, task)
-        state.grant(i, kind, t_next)
+        for left in pools[i]:
+            left[0] -= g
+            left[1] -= c
+            left[2] -= m
+        if kind == _PS:
+            ps[i] += 1
+        else:
+            workers[i] += 1
+        time_left[i] = t_next
+        version[i] += 1
         offer(i)
 
 

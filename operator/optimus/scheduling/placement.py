@@ -79,7 +79,8 @@ class _Pool:
     """The candidate nodes of one job signature, in first-fit order, full ones dropped.
 
     `cursors` remember, per demand, how many leading members cannot hold it: free
-    resources only shrink, so those nodes never will, and the next search starts there.
+    resources only shrink, so those nodes never will, and the next search starts there;
+    `most_fits` bounds how many members can hold it at all, for the same reason.
     """
 
     def __init__(self, members: np.ndarray, free: np.ndarray, deaths: int) -> None:
@@ -88,6 +89,8 @@ class _Pool:
         self.most = free[:, members].max(axis=1) if members.size else np.zeros(3)
         self.deaths_seen = deaths
         self.cursors: dict[tuple[float, float, float], int] = {}
+        #: per demand, how many members could hold it at the last whole-pool search
+        self.most_fits: dict[tuple[float, float, float], int] = {}
 
     def compact(self, alive: np.ndarray, deaths: int) -> None:
         keep = alive[self.members]
@@ -208,12 +211,16 @@ class _Placer:
         from need's cursor in growing chunks (at most `window` members when given). With
         `spare`, nodes that could not hold `spare` go first, so that the nodes which can
         are left for it."""
+        if pool.most_fits.get(need, count) < count:
+            return None  # a whole-pool search already found fewer such nodes
         members = pool.members
         start = pool.cursors.get(need, 0)
         stop = members.size if window is None else min(members.size, start + window)
         if spare is not None:
             candidates = members[start:stop]
             fit = self.fit_mask(candidates, need)
+            if window is None:
+                pool.most_fits[need] = int(fit.sum())
             spare_fit = self.fit_mask(candidates, spare)
             ranked = np.concatenate(
                 (np.flatnonzero(fit & ~spare_fit), np.flatnonzero(fit & spare_fit))
@@ -222,10 +229,11 @@ class _Placer:
                      if n not in taken][:count]
             return nodes if len(nodes) == count else None
         found: list[int] = []
-        position, chunk, leading = start, WINDOW, True
+        position, chunk, leading, seen = start, WINDOW, True, 0
         while position < stop and len(found) < count:
             candidates = members[position:min(stop, position + chunk)]
             hits = np.flatnonzero(self.fit_mask(candidates, need))
+            seen += hits.size
             if leading:  # members before the first fit will never fit: move the cursor
                 pool.cursors[need] = position + (int(hits[0]) if hits.size else candidates.size)
                 leading = hits.size == 0
@@ -236,6 +244,8 @@ class _Placer:
                         break
             position += candidates.size
             chunk *= 2
+        if len(found) < count and window is None:
+            pool.most_fits[need] = seen  # free space only shrinks: never more than this
         return found if len(found) == count else None
 
     def _search(
@@ -247,13 +257,15 @@ class _Placer:
         two takes nodes that cannot hold the second before nodes that can. With that,
         searching the whole pool (window None) finds nodes whenever any exist."""
         needs = [demand_triple(job, p, w) for _, p, w in bundles]
+        for b in range(len(bundles) - 1):  # the bigger demand first when one holds the other
+            if _holds(needs[b + 1], needs[b]) and not _holds(needs[b], needs[b + 1]):
+                needs[b], needs[b + 1] = needs[b + 1], needs[b]
+                bundles = [*bundles[:b], bundles[b + 1], bundles[b], *bundles[b + 2:]]
         picked: list[tuple[int, int, int]] = []
         taken: set[int] = set()
         for b, (count, p, w) in enumerate(bundles):
             spare = None
-            if b + 1 < len(bundles) and not all(
-                x >= y for x, y in zip(needs[b], needs[b + 1], strict=True)
-            ):
+            if b + 1 < len(bundles) and not _holds(needs[b], needs[b + 1]):
                 spare = needs[b + 1]
             nodes = self._first_fits(pool, needs[b], count, taken, window, spare)
             if nodes is None:
@@ -261,6 +273,11 @@ class _Placer:
             taken.update(nodes)
             picked.extend((node, p, w) for node in nodes)
         return picked
+
+
+def _holds(big: Sequence[float], small: Sequence[float]) -> bool:
+    """True when a node with room for `big` has room for `small`."""
+    return all(x >= y for x, y in zip(big, small, strict=True))
 
 
 def _order_key(
