@@ -35,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from optimus.cli_simulate import plot_jct_cdf
@@ -82,9 +83,11 @@ def make_trace(table: SpeedTable, surfaces: dict[str, SpeedSurface], jobs: int, 
 
 def run(trace: Sequence[TraceJob], surfaces: dict[str, SpeedSurface], cluster: Cluster,
         policy: str, seed: int, *, interval: float = 60.0, restart_cost: float = 30.0,
-        oracle: bool = False) -> tuple[PolicyMetrics, list[float]]:
+        oracle: bool = False, options: dict[str, dict[str, Any]] | None = None,
+        ) -> tuple[PolicyMetrics, list[float]]:
     config = SimulationConfig(policy=policy, interval=interval, restart_cost=restart_cost,
-                              seed=seed, oracle=oracle)
+                              seed=seed, oracle=oracle,
+                              policy_options=(options or {}).get(policy, {}))
     result = simulate(trace, surfaces, cluster, config)
     return summarise(result), [o.jct for o in result.outcomes]
 
@@ -102,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=120)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--nodes", type=int, default=8)
-    parser.add_argument("--load", type=float, default=1.5,
-                        help="offered GPU load at the requested sizes (default 1.5)")
+    parser.add_argument("--load", type=float, default=3.0,
+                        help="offered GPU load at the requested sizes (default 3)")
     parser.add_argument("--quick", action="store_true", help="main comparison only")
     args = parser.parse_args(argv)
     table = load_table()
@@ -168,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  title=f"JCT CDF, {args.jobs} jobs on {args.nodes} nodes (seed {seeds[0]})")
 
     if not args.quick:
-        record["sweeps"] = sweeps(traces, surfaces, cluster, seeds)
+        record["sweeps"] = sweeps(table, surfaces, cluster, seeds, args.jobs, args.load)
     elapsed = time.perf_counter() - started
     console.print(f"machine: {platform.machine()} {platform.processor() or ''} "
                   f"{os.cpu_count()} cpus, python {platform.python_version()}; "
@@ -179,29 +182,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def sweeps(traces: dict[int, tuple[tuple[TraceJob, ...], float]],
-           surfaces: dict[str, SpeedSurface], cluster: Cluster,
-           seeds: Sequence[int]) -> dict[str, object]:
-    """How the ratio to DRF moves with the interval and the restart cost; oracle vs learned;
-    optimus (JCT-aware) vs optimus-paper."""
+#: OptimusConfig options that the sweep tries on top of the default optimus policy: a
+#: restart must pay for 10x its nominal cost (hysteresis against model noise) and a grant
+#: must have a minimum gain (no PS or worker for a predicted sliver of speed)
+TUNED = {"optimus": {"restart_cost_seconds": 300.0, "min_gain": 1e-3}}
+
+
+def sweeps(table: SpeedTable, surfaces: dict[str, SpeedSurface], cluster: Cluster,
+           seeds: Sequence[int], jobs: int, load: float) -> dict[str, object]:
+    """How the ratio to DRF moves with the interval, the restart cost and the load; oracle
+    vs learned models; optimus (JCT-aware) vs optimus-paper; a tuned OptimusConfig."""
     out: dict[str, object] = {}
-    grid = Table(title="avg JCT and makespan of DRF over optimus (and optimus-paper over "
-                       "optimus) as the setting changes; geometric mean over seeds")
+    grid = Table(title="DRF over optimus, and optimus-paper over optimus, as the setting "
+                       "changes (geometric mean over seeds, range in brackets)")
     for column in ("setting", "drf / optimus JCT", "drf / optimus makespan",
                    "paper / optimus JCT", "optimus avg JCT (h)"):
         grid.add_column(column, justify="left" if column == "setting" else "right")
-    settings = [("interval 60 s, restart 30 s", 60.0, 30.0, False),
-                ("interval 600 s, restart 30 s", 600.0, 30.0, False),
-                ("interval 60 s, restart 0 s", 60.0, 0.0, False),
-                ("interval 60 s, restart 120 s", 60.0, 120.0, False),
-                ("interval 60 s, restart 300 s", 60.0, 300.0, False),
-                ("interval 60 s, restart 30 s, oracle", 60.0, 30.0, True)]
-    for label, interval, cost, oracle in settings:
+    settings: list[tuple[str, float, float, float, bool, dict[str, dict[str, Any]]]] = [
+        ("main: interval 60 s, restart 30 s", load, 60.0, 30.0, False, {}),
+        ("interval 600 s", load, 600.0, 30.0, False, {}),
+        ("restart cost 0 s", load, 60.0, 0.0, False, {}),
+        ("restart cost 120 s", load, 60.0, 120.0, False, {}),
+        ("restart cost 300 s", load, 60.0, 300.0, False, {}),
+        ("oracle models", load, 60.0, 30.0, True, {}),
+        ("optimus tuned (restart hint 300 s, min_gain 1e-3)", load, 60.0, 30.0, False, TUNED),
+        (f"load {load / 2:g}", load / 2, 60.0, 30.0, False, {}),
+        (f"load {load * 2:g}", load * 2, 60.0, 30.0, False, {}),
+    ]
+    gpus = cluster.total.gpu
+    for label, setting_load, interval, cost, oracle, options in settings:
         rows: dict[str, list[PolicyMetrics]] = {"optimus": [], "optimus-paper": [], "drf": []}
         for seed in seeds:
+            trace, _ = make_trace(table, surfaces, jobs, seed, setting_load, gpus)
             for name in rows:
-                metrics, _ = run(traces[seed][0], surfaces, cluster, name, seed,
-                                 interval=interval, restart_cost=cost, oracle=oracle)
+                metrics, _ = run(trace, surfaces, cluster, name, seed, interval=interval,
+                                 restart_cost=cost, oracle=oracle, options=options)
                 rows[name].append(metrics)
         opt = rows["optimus"]
         jct = [d.avg_jct / o.avg_jct for d, o in zip(rows["drf"], opt, strict=True)]
@@ -209,6 +224,7 @@ def sweeps(traces: dict[int, tuple[tuple[TraceJob, ...], float]],
         paper = [p.avg_jct / o.avg_jct for p, o in zip(rows["optimus-paper"], opt, strict=True)]
         grid.add_row(label, ratio_cell(jct), ratio_cell(span), ratio_cell(paper),
                      f"{np.mean([o.avg_jct for o in opt]) / 3600:.2f}")
+        console.print(f"  {label}: drf/optimus {geomean(jct):.2f}x", style="dim")
         out[label] = {"drf_jct_ratio": geomean(jct), "drf_makespan_ratio": geomean(span),
                       "paper_jct_ratio": geomean(paper),
                       "optimus_avg_jct_h": float(np.mean([o.avg_jct for o in opt])) / 3600}
