@@ -124,7 +124,8 @@ def test_helm_install_namespaced_rbac(local_cluster: LocalCluster) -> None:
         "trainingjobs", "pods", "services", "kopfpeerings"}
     cluster_role = rbac.read_cluster_role(f"{RELEASE}-cluster-reads")
     assert {resource for rule in cluster_role.rules for resource in rule.resources} == {
-        "nodes", "customresourcedefinitions"}
+        "nodes", "pods", "customresourcedefinitions"}
+    assert {verb for rule in cluster_role.rules for verb in rule.verbs} <= {"list", "watch"}
     peering = api("CustomObjectsApi", client).get_namespaced_custom_object(
         "kopf.dev", "v1", "team-a", "kopfpeerings", "optimus")
     assert peering["metadata"]["namespace"] == "team-a"

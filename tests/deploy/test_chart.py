@@ -4,6 +4,7 @@ objects and the generated README, with the default values and every CI values fi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -163,31 +164,69 @@ def test_broken_value_combinations_fail_with_the_fix(helm: str, values: list[str
 
 
 # ---- RBAC: exactly what the operator does ----------------------------------------------------
-def _rules(role: dict[str, Any]) -> set[tuple[str, str, frozenset[str]]]:
-    return {(group, resource, frozenset(rule["verbs"]))
-            for rule in role["rules"] for group in rule["apiGroups"]
-            for resource in rule["resources"]}
-
-
-READ = frozenset({"get", "list", "watch"})
-NAMESPACED_RULES = {
-    ("optimus.dev", "trainingjobs", READ | {"patch"}),
-    ("optimus.dev", "trainingjobs/status", frozenset({"patch"})),
-    ("optimus.dev", "trainingjobs/scale", frozenset({"patch"})),
-    ("", "pods", READ | {"create", "delete", "patch"}),
-    ("", "services", READ | {"create", "delete"}),
-    ("", "events", frozenset({"create", "patch"})),
+Grant = tuple[str, str, str]  # (API group, resource, verb)
+KUBE_DIR = ROOT / "operator" / "optimus" / "kube"
+API_CALL = re.compile(r"\.(core|custom)\.(list|read|create|delete|patch|replace|watch)_(\w+)")
+VERB = {"read": "get", "replace": "update"}
+# What kopf itself does beyond the operator's own calls (kopf 1.4x: peering, posting,
+# observation of namespaces and CRDs, its finalizer and progress annotations).
+KOPF_NEEDS: set[Grant] = {
+    ("optimus.dev", "trainingjobs", "list"), ("optimus.dev", "trainingjobs", "watch"),
+    ("optimus.dev", "trainingjobs", "patch"), ("", "events", "create"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
 }
-CLUSTER_READS = {("", "nodes", READ), ("apiextensions.k8s.io", "customresourcedefinitions", READ)}
-PEERING = frozenset(READ | {"patch", "create"})
+KOPF_ALL_NAMESPACES: set[Grant] = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
 
-def test_cluster_rbac_grants_exactly_what_the_operator_uses(render: Render) -> None:
+def _peering(resource: str) -> set[Grant]:
+    return {("kopf.dev", resource, verb) for verb in ("get", "list", "watch", "patch")}
+
+
+def operator_api_calls() -> tuple[set[Grant], set[Grant]]:
+    """(namespaced, cluster-wide) grants the kubernetes-client calls in optimus/kube/ need."""
+    from optimus.api.spec import GROUP, PLURAL
+
+    namespaced: set[Grant] = set()
+    cluster_wide: set[Grant] = set()
+    for path in KUBE_DIR.glob("*.py"):
+        source = path.read_text()
+        apis = set(re.findall(r"kubernetes\.client\.(\w+Api)\(", source))
+        assert apis <= {"CoreV1Api", "CustomObjectsApi"}, \
+            f"{path.name} uses {apis}: teach this test (and the chart's RBAC) the new API"
+        for api, verb, rest in API_CALL.findall(source):
+            scope = cluster_wide if ("_for_all_namespaces" in rest or rest == "node"
+                                     or rest.startswith("cluster_")) else namespaced
+            if api == "custom":
+                sub = next((f"/{s}" for s in ("status", "scale") if rest.endswith(f"_{s}")), "")
+                scope.add((GROUP, PLURAL + sub, VERB.get(verb, verb)))
+            else:
+                kind = rest.removeprefix("namespaced_").removesuffix("_for_all_namespaces")
+                scope.add(("", kind + "s", VERB.get(verb, verb)))
+    return namespaced, cluster_wide
+
+
+def _grants(role: dict[str, Any]) -> set[Grant]:
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def test_the_operator_api_calls_are_found() -> None:
+    namespaced, cluster_wide = operator_api_calls()
+    assert ("", "pods", "create") in namespaced
+    assert ("optimus.dev", "trainingjobs/status", "patch") in namespaced
+    assert ("", "nodes", "list") in cluster_wide
+
+
+def test_cluster_rbac_grants_exactly_what_the_operator_and_kopf_use(render: Render) -> None:
     docs = render()
     role = _one(docs, "ClusterRole")
-    assert _rules(role) == NAMESPACED_RULES | CLUSTER_READS | {
-        ("", "namespaces", frozenset({"list", "watch"})),
-        ("kopf.dev", "clusterkopfpeerings", PEERING)}
+    namespaced, cluster_wide = operator_api_calls()
+    needed = namespaced | cluster_wide | KOPF_NEEDS | KOPF_ALL_NAMESPACES | _peering(
+        "clusterkopfpeerings")
+    granted = _grants(role)
+    assert needed - granted == set(), "the operator would be forbidden these"
+    assert granted - needed == set(), "granted but never used: drop them (least privilege)"
     binding = _one(docs, "ClusterRoleBinding")
     account = _one(docs, "ServiceAccount")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -196,14 +235,22 @@ def test_cluster_rbac_grants_exactly_what_the_operator_uses(render: Render) -> N
     assert not _of_kind(docs, "Role")
 
 
-def test_namespaced_rbac_reads_only_nodes_and_crds_cluster_wide(render: Render) -> None:
+def test_namespaced_rbac_reads_only_capacity_cluster_wide(render: Render) -> None:
     docs = render("--set", "rbac.scope=namespaced", "--set", "operator.watchNamespaces={a,b}")
+    namespaced, cluster_wide = operator_api_calls()
+    # a namespaced operator lists its jobs per namespace (kopf's watchers): the cluster-wide
+    # list of TrainingJobs serves the cluster scope only
+    cluster_wide -= {("optimus.dev", "trainingjobs", "list")}
     (cluster_role,) = _of_kind(docs, "ClusterRole")
-    assert _rules(cluster_role) == CLUSTER_READS
+    cluster_grants = _grants(cluster_role)
+    kopf_cluster = {grant for grant in KOPF_NEEDS if grant[1] == "customresourcedefinitions"}
+    assert cluster_grants == cluster_wide | kopf_cluster
+    assert {verb for _, _, verb in cluster_grants} <= {"get", "list", "watch"}, "read-only"
     roles = _of_kind(docs, "Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["a", "b"]
     for role in roles:
-        assert _rules(role) == NAMESPACED_RULES | {("kopf.dev", "kopfpeerings", PEERING)}
+        assert _grants(role) == namespaced | (KOPF_NEEDS - kopf_cluster) | _peering(
+            "kopfpeerings")
     bindings = _of_kind(docs, "RoleBinding")
     assert sorted(binding["metadata"]["namespace"] for binding in bindings) == ["a", "b"]
 
