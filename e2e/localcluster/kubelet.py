@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import meta
+from . import meta, probes
 from .api import Api
 from .events import record_event
 from .server import set_condition
@@ -53,6 +53,8 @@ class ContainerRun:
     state: Obj = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: Obj = field(default_factory=dict)
     runnable: bool = True
+    ready: bool = False  # the readiness probe's verdict (True when there is none)
+    started: bool = False  # the startup probe's verdict (True when there is none)
 
     @property
     def running(self) -> bool:
@@ -450,6 +452,53 @@ class Kubelet:
                 return
         crun.started_at = meta.now()
         crun.state = {"running": {"startedAt": crun.started_at}}
+        crun.ready = "readinessProbe" not in container
+        crun.started = "startupProbe" not in container
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if kind in container:
+                self._spawn(self._probe(run, crun, crun.proc, container, kind, env, workdir))
+
+    async def _probe(self, run: PodRun, crun: ContainerRun, proc: subprocess.Popen[bytes],
+                     container: Obj, kind: str, env: dict[str, str], cwd: Path) -> None:
+        """Run one probe of one container instance until that instance ends."""
+        probe = container[kind]
+        period = float(probe.get("periodSeconds", 10))
+        need_ok = int(probe.get("successThreshold", 1))
+        need_fail = int(probe.get("failureThreshold", 3))
+        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        successes = failures = 0
+        while crun.proc is proc and proc.poll() is None and not run.terminating:
+            if kind != "startupProbe" and not crun.started:
+                await asyncio.sleep(POLL_S)
+                continue
+            ok = await probes.check(probe, container, run.ip, env, cwd)
+            successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
+            if crun.proc is not proc or run.terminating:
+                return
+            if kind == "readinessProbe":
+                verdict = crun.ready
+                if ok and successes >= need_ok:
+                    verdict = True
+                elif not ok and failures >= need_fail:
+                    verdict = False
+                if verdict != crun.ready:
+                    crun.ready = verdict
+                    self._write_status(run)
+            elif kind == "startupProbe" and ok:
+                crun.started = True
+                self._write_status(run)
+                return
+            elif not ok and failures >= need_fail:
+                pod = self.api.store.get(("", "pods"), run.namespace, run.name)
+                if pod is not None:
+                    what = "Liveness" if kind == "livenessProbe" else "Startup"
+                    record_event(self.api, pod, "Warning", "Unhealthy",
+                                 f"{what} probe failed; container {crun.name} will be "
+                                 "restarted", "kubelet", run.node)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                return
+            await asyncio.sleep(period)
 
     # ---- status -----------------------------------------------------------------------
     def _write_status(self, run: PodRun) -> None:
@@ -465,9 +514,10 @@ class Kubelet:
                 entry: Obj = {
                     "name": crun.name, "state": copy.deepcopy(crun.state),
                     "lastState": copy.deepcopy(crun.last_state),
-                    "ready": "running" in crun.state, "restartCount": crun.restarts,
+                    "ready": "running" in crun.state and crun.ready,
+                    "restartCount": crun.restarts,
                     "image": container.get("image", ""), "imageID": "",
-                    "started": "running" in crun.state,
+                    "started": "running" in crun.state and crun.started,
                 }
                 if crun.proc is not None:
                     entry["containerID"] = f"local://{crun.proc.pid}"

@@ -252,3 +252,35 @@ def test_volumes_are_host_directories(local_cluster: LocalCluster, tmp_path: Any
     lines = logs.splitlines()
     assert lines[0] == "v"
     assert lines[1] == str(local_cluster.workdir / "volumes" / NS / "data" / "latest")
+
+
+def test_readiness_and_liveness_probes(local_cluster: LocalCluster) -> None:
+    api = core(local_cluster)
+    server = """
+        import http.server, os, time
+        time.sleep(1.0)
+        http.server.HTTPServer((os.environ["POD_IP"], 8080),
+                               http.server.SimpleHTTPRequestHandler).serve_forever()
+    """
+    probed = {
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+    }
+    api.create_namespaced_pod(NS, python_pod("probed", server, container=probed))
+    wait_for("Running", lambda: phase(api, "probed") == "Running")
+
+    def ready() -> bool:
+        conditions = api.read_namespaced_pod("probed", NS).status.conditions or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
+    assert not ready()  # the server is not listening yet
+    wait_for("readiness", ready)
+
+    dying = {"livenessProbe": {"exec": {"command": ["python", "-c", "raise SystemExit(1)"]},
+                               "periodSeconds": 1, "failureThreshold": 2}}
+    api.create_namespaced_pod(NS, python_pod("unhealthy", "import time; time.sleep(600)",
+                                             container=dying))
+    wait_for("a restart by the liveness probe", lambda: (s := api.read_namespaced_pod(
+        "unhealthy", NS).status.container_statuses) and s[0].restart_count >= 1)
+    events = api.list_namespaced_event(NS, field_selector="involvedObject.name=unhealthy")
+    assert any(e.reason == "Unhealthy" for e in events.items)
