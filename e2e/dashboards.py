@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -138,3 +138,51 @@ def _series_of(module: ModuleType) -> set[str]:
 def exported_series() -> frozenset[str]:
     """Every series name the operator and the workers export, plus Prometheus's own."""
     return frozenset(_series_of(operator_names) | _series_of(contract) | PROMETHEUS_SYNTHETIC)
+
+
+Query = Callable[[str], list[dict[str, Any]]]  # PromQL -> result (e.g. LocalPrometheus.query)
+
+
+def all_queries(values: Mapping[str, str], rate_interval: str = "30s"
+                ) -> list[tuple[PanelQuery, str]]:
+    """Every panel query of every dashboard, as Grafana sends it with these variables."""
+    return [(query, substitute(query.expr, values, rate_interval))
+            for dashboard in load_dashboards().values() for query in panel_queries(dashboard)]
+
+
+def invalid_queries(query: Query, values: Mapping[str, str],
+                    rate_interval: str = "30s") -> list[str]:
+    """Panels whose PromQL Prometheus rejects (`query` raises ValueError), with the error."""
+    errors = []
+    for panel, promql in all_queries(values, rate_interval):
+        try:
+            query(promql)
+        except ValueError as error:
+            errors.append(f"{panel}: {error}")
+    return errors
+
+
+def panels_without_series(query: Query, values: Mapping[str, str],
+                          rate_interval: str = "30s") -> list[str]:
+    """Panels whose query returns no series for the job in `values` (namespace, job).
+
+    For any e2e run with a job in it: `panels_without_series(prometheus.query,
+    {"namespace": ns, "job": name})` should be empty once the job has trained an epoch.
+    """
+    return [str(panel) for panel, promql in all_queries(values, rate_interval)
+            if not query(promql)]
+
+
+def variables_missing(query: Query, values: Mapping[str, str]) -> list[str]:
+    """Template variables whose label_values(...) query does not offer `values[name]`."""
+    missing = []
+    for dashboard in load_dashboards().values():
+        for name, variable in template_variables(dashboard).items():
+            parsed = variable_query(variable)
+            if parsed is None or name not in values:
+                continue
+            expr, label = parsed
+            offered = {item["metric"].get(label) for item in query(substitute(expr, values))}
+            if values[name] not in offered:
+                missing.append(f"{dashboard['uid']}: ${name} does not offer {values[name]!r}")
+    return missing

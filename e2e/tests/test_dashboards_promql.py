@@ -21,14 +21,7 @@ import pytest
 from optimus.metrics.exporter import ROUND_STEPS, JobGauges, OperatorMetrics
 from optimus_worker import contract
 
-from e2e.dashboards import (
-    PanelQuery,
-    load_dashboards,
-    panel_queries,
-    substitute,
-    template_variables,
-    variable_query,
-)
+from e2e.dashboards import invalid_queries, panels_without_series, variables_missing
 from e2e.demo.procs import free_port, wait_for
 from e2e.localcluster import LocalCluster
 from e2e.localcluster.testing import api_client
@@ -95,12 +88,6 @@ def operator_exporter() -> Iterator[str]:
     yield f"127.0.0.1:{port}"
 
 
-def _queries() -> list[tuple[PanelQuery, str]]:
-    values = {"namespace": NAMESPACE, "job": JOB}
-    return [(query, substitute(query.expr, values, RATE_INTERVAL))
-            for dashboard in load_dashboards().values() for query in panel_queries(dashboard)]
-
-
 def test_every_panel_query_returns_series(local_cluster: LocalCluster, tmp_path: Path,
                                           operator_exporter: str) -> None:
     core: Any = kubernetes.client.CoreV1Api(api_client(local_cluster.kubeconfig))
@@ -114,19 +101,14 @@ def test_every_panel_query_returns_series(local_cluster: LocalCluster, tmp_path:
                       f'pod="{pod["metadata"]["name"]}", kubernetes_namespace="{NAMESPACE}"}}')
         wait_for("the worker's metrics in Prometheus", lambda: prometheus.query(pod_series),
                  timeout=90)
-        queries = _queries()
-        errors = []
-        for query, promql in queries:  # every query is valid PromQL, series or not
-            try:
-                prometheus.query(promql)
-            except ValueError as error:
-                errors.append(f"{query}: {error}")
-        assert not errors, "\n".join(errors)
+        values = {"namespace": NAMESPACE, "job": JOB}
+        errors = invalid_queries(prometheus.query, values, RATE_INTERVAL)
+        assert not errors, "\n".join(errors)  # every query is valid PromQL, series or not
         # The loss gauge appears after the first epoch; rates need two scrapes in range.
         empty: list[str] = []
 
         def all_return_series() -> bool:
-            empty[:] = [str(query) for query, promql in queries if not prometheus.query(promql)]
+            empty[:] = panels_without_series(prometheus.query, values, RATE_INTERVAL)
             return not empty
 
         try:
@@ -135,15 +117,7 @@ def test_every_panel_query_returns_series(local_cluster: LocalCluster, tmp_path:
             pytest.fail(f"panels without series: {empty}\nworker log:\n"
                         f"{_log(local_cluster, pod['metadata']['name'])}")
         # Template variables: label_values(expr, label) offers this job and namespace.
-        for dashboard in load_dashboards().values():
-            for name, variable in template_variables(dashboard).items():
-                parsed = variable_query(variable)
-                if parsed is None:
-                    continue
-                expr, label = parsed
-                series = prometheus.query(substitute(expr, {"namespace": NAMESPACE}))
-                offered = {item["metric"].get(label) for item in series}
-                assert {"namespace": NAMESPACE, "job": JOB}[name] in offered, (name, offered)
+        assert variables_missing(prometheus.query, values) == []
         core.delete_namespaced_pod(pod["metadata"]["name"], NAMESPACE)
 
 

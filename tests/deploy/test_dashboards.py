@@ -12,13 +12,16 @@ import pytest
 
 from e2e.dashboards import (
     exported_series,
+    invalid_queries,
     load_dashboards,
     metric_names,
     panel_queries,
     panels,
+    panels_without_series,
     substitute,
     template_variables,
     variable_query,
+    variables_missing,
 )
 
 DASHBOARDS = load_dashboards()
@@ -103,3 +106,22 @@ def test_metric_names_skip_functions_labels_and_keywords() -> None:
         'x{job="j"}[30s]'
     with pytest.raises(ValueError, match="unsubstituted"):
         substitute('x{job="$job"}', {})
+
+
+def test_live_checks_report_the_panels_and_variables_that_fail() -> None:
+    """The helpers e2e runs use against a live Prometheus, here with a stand-in query."""
+    values = {"namespace": "ns", "job": "j"}
+
+    def without_fitted_loss(promql: str) -> list[dict[str, Any]]:
+        if "rate(" in promql and "[30s]" not in promql:
+            raise ValueError("bad range")
+        if "optimus_job_fitted_loss" in promql:
+            return []
+        return [{"metric": {"namespace": "ns", "job": "other"}, "value": [0, "1"]}]
+
+    assert invalid_queries(without_fitted_loss, values) == []
+    empty = panels_without_series(without_fitted_loss, values)
+    assert empty and all("oss" in title for title in empty)  # the loss panels only
+    assert sorted(variables_missing(without_fitted_loss, values)) == [
+        "optimus-job: $job does not offer 'j'"]
+    assert invalid_queries(without_fitted_loss, values, rate_interval="1m")
