@@ -153,7 +153,11 @@ class LocalPrometheus:
         if not self.pods_file.exists():
             _write_atomically(self.pods_file, "[]\n")
         if self.kubeconfig is not None:
-            self.refresh_targets()  # the first scrape already sees the pods running now
+            try:  # the first scrape already sees the pods running now
+                self.refresh_targets()
+            except Exception as error:  # an API server still starting: the thread retries
+                log.warning("listing pods for Prometheus targets failed: %s", error)
+                self.last_refresh_error = error
             self._stop_refresh.clear()
             self._refresher = threading.Thread(target=self._refresh_loop,
                                                name="prometheus-targets", daemon=True)

@@ -101,3 +101,22 @@ def test_scrapes_extra_targets_keeps_their_job_label_and_data_over_restart(
         assert history and float(history[0]["value"][1]) >= 2
         assert prom.query('max_over_time(optimus_harness_probe_total[10m]) - '
                           'min_over_time(optimus_harness_probe_total[10m])')[0]["value"][1] == "2"
+
+
+@needs_prometheus
+def test_starts_while_the_cluster_is_unreachable(tmp_path: Path) -> None:
+    """A kubeconfig whose API server is down: Prometheus still starts, with no pod targets,
+    and the refresher keeps the error for the caller to see."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "down",
+        "clusters": [{"name": "down", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "down", "context": {"cluster": "down", "user": "u"}}],
+    }))
+    with LocalPrometheus(kubeconfig, tmp_path / "prom") as prom:
+        prom.wait_ready(30)
+        assert prom.last_refresh_error is not None
+        assert prom.pods_file.read_text() == "[]\n"
+        assert all(target["labels"]["job"] != POD_SCRAPE_JOB
+                   for target in prom.active_targets())
