@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,26 @@ def test_chart_readme_generator_rejects_an_undocumented_value() -> None:
     values = chart_readme.parse_values(text.replace("  c: 3\n", "  # -- also fine\n  c: 3\n"))
     assert [(v.key, v.default, v.description) for v in values] == [
         ("a", 1, "documented"), ("section.b", 2, "fine"), ("section.c", 3, "also fine")]
+
+
+# ---- packaging and Kubernetes versions --------------------------------------------------------
+def test_chart_package_ships_sources_but_not_tests(helm: str, tmp_path: Path) -> None:
+    result = subprocess.run([helm, "package", str(CHART), "--destination", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (archive,) = tmp_path.glob("optimus-*.tgz")
+    with tarfile.open(archive) as tar:
+        members = {name.split("/", 1)[1] for name in tar.getnames()}
+    assert {"Chart.yaml", "values.yaml", "README.md", "templates/NOTES.txt",
+            "crds/trainingjobs.optimus.dev.yaml", "crds/kopf-peering-crds.yaml",
+            "rules/optimus-alerts.yaml", "prometheus/scrape-configs.yaml",
+            "dashboards/optimus-cluster.json", "dashboards/optimus-job.json"} <= members
+    assert not [name for name in members if name.startswith("ci/") or ".test." in name]
+
+
+@pytest.mark.parametrize(("version", "ok"), [("1.27.9", False), ("1.28.0", True),
+                                             ("1.35.0", True)])
+def test_chart_requires_kubernetes_1_28(helm: str, version: str, ok: bool) -> None:
+    result = subprocess.run([helm, "template", "optimus", str(CHART), "--kube-version", version],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode == 0) == ok, result.stderr
