@@ -116,6 +116,27 @@ def _decode(data: bytes, schema: Schema) -> dict[str, Any]:
     return obj
 
 
+def _encode_field(number: int, payload: bytes) -> bytes:
+    key, length = number << 3 | 2, len(payload)
+    out = bytearray()
+    for value in (key, length):
+        while True:
+            byte, value = value & 0x7F, value >> 7
+            out.append(byte | (0x80 if value else 0))
+            if not value:
+                break
+    return bytes(out) + payload
+
+
+def empty_openapi_v2() -> bytes:
+    """An OpenAPI v2 document (gnostic protobuf) with no paths and no definitions: what
+    kubectl falls back to for kinds the v3 documents do not describe yet (a custom object
+    applied together with its CRD), so that it reports the missing mapping as a real
+    server's clients do."""
+    info = _encode_field(1, b"Kubernetes") + _encode_field(2, b"v1.37.0")
+    return _encode_field(1, b"2.0") + _encode_field(2, info)
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """The JSON form of a protobuf-encoded object; ValueError for what it cannot read."""
     if not body.startswith(MAGIC):

@@ -83,6 +83,10 @@ class Server:
             return _json(discovery.group_list(registry))
         if parts[:2] == ["openapi", "v3"]:
             return self._openapi(parts[2:])
+        if parts == ["openapi", "v2"]:
+            return web.Response(body=protobuf.empty_openapi_v2(),
+                                content_type="application/com.github.proto-openapi.spec.v2.v1.0"
+                                             "+protobuf")
         if parts and parts[0] == "openapi":
             raise errors.not_found("openapi", "", "/".join(parts[1:]))
         if parts and parts[0] == "api" and len(parts) >= 2:
