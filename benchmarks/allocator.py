@@ -40,12 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from optimus.scheduling import JobView, NodeView, Resources, allocate, place
+from optimus.scheduling.greedy import OptimusConfig, greedy_reference
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-
-from optimus.scheduling import JobView, NodeView, Resources, allocate, place
-from optimus.scheduling.greedy import OptimusConfig, greedy_reference
 
 OUT = Path(__file__).resolve().parent / "out"
 GiB = 2.0**30
@@ -101,6 +100,7 @@ class Measurement:
     unplaceable: int
     allocate_s: float
     place_s: float
+    cpu_s: float  # process CPU time of allocate + place (what the machine can do unshared)
 
     @property
     def total_s(self) -> float:
@@ -111,15 +111,17 @@ def measure(jobs: int, nodes: int, repeat: int) -> Measurement:
     job_views, node_views = workload(jobs, nodes)
     best: Measurement | None = None
     for _ in range(repeat):
+        cpu = time.process_time()
         start = time.perf_counter()
         allocations = allocate(job_views, node_views, "optimus")
         middle = time.perf_counter()
         placement = place(allocations, job_views, node_views)
         end = time.perf_counter()
+        cpu = time.process_time() - cpu
         tasks = sum(a.ps + a.workers for a in allocations.values())
         placed = sum(len(p.ps_nodes) + len(p.worker_nodes) for p in placement.jobs.values())
         m = Measurement(jobs, nodes, tasks, placed, len(placement.unplaceable),
-                        middle - start, end - middle)
+                        middle - start, end - middle, cpu)
         if best is None or m.total_s < best.total_s:
             best = m
     assert best is not None
@@ -185,18 +187,21 @@ def main(argv: list[str] | None = None) -> int:
             progress.advance(task)
 
     console.print(f"[bold]allocator benchmark[/bold] on {machine()}")
-    console.print(f"method: allocate(policy='optimus') + place(), best of {repeat} runs")
+    console.print(
+        f"method: allocate(policy='optimus') + place(), best of {repeat} runs; times are wall "
+        "clock, CPU time is the process's (the machine is shared: see the load above)"
+    )
     main_m = results[full]
     table = Table(title="At the paper's scale")
     for column in ("method", "jobs", "nodes", "tasks", "allocate", "place", "total",
-                   "vs paper"):
+                   "CPU time", "vs paper"):
         table.add_column(column, justify="right" if column != "method" else "left")
     table.add_row("paper (quoted)", "-", "16,000", "100,000", "-", "-", f"{PAPER_SECONDS:.1f} s",
-                  "1.00x")
+                  "-", "1.00x")
     table.add_row(
         "heap (ours)", f"{main_m.jobs:,}", f"{main_m.nodes:,}", f"{main_m.tasks:,}",
         f"{main_m.allocate_s:.3f} s", f"{main_m.place_s:.3f} s", f"{main_m.total_s:.3f} s",
-        f"{main_m.total_s / PAPER_SECONDS:.2f}x",
+        f"{main_m.cpu_s:.3f} s", f"{main_m.total_s / PAPER_SECONDS:.2f}x",
     )
     console.print(table)
     console.print(
@@ -206,12 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     growth = Table(title="Growth (best of runs)")
-    for column in ("jobs", "nodes", "tasks", "allocate", "place", "total", "us/task"):
+    for column in ("jobs", "nodes", "tasks", "allocate", "place", "total", "CPU time",
+                   "us/task", "unplaceable jobs"):
         growth.add_column(column, justify="right")
     for (jobs, nodes), m in sorted(results.items()):
         growth.add_row(f"{jobs:,}", f"{nodes:,}", f"{m.tasks:,}", f"{m.allocate_s:.3f} s",
-                       f"{m.place_s:.3f} s", f"{m.total_s:.3f} s",
-                       f"{1e6 * m.total_s / max(m.tasks, 1):.2f}")
+                       f"{m.place_s:.3f} s", f"{m.total_s:.3f} s", f"{m.cpu_s:.3f} s",
+                       f"{1e6 * m.total_s / max(m.tasks, 1):.2f}", f"{m.unplaceable:,}")
     console.print(growth)
     slope_jobs = fit_exponent([j for j, _ in by_jobs], [results[s].total_s for s in by_jobs])
     slope_nodes = fit_exponent([n for _, n in by_nodes], [results[s].total_s for s in by_nodes])
@@ -237,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": repeat,
         "paper_seconds": PAPER_SECONDS,
         "results": [vars(m) | {"total_s": m.total_s} for m in results.values()],
+        "full_size": vars(main_m) | {"total_s": main_m.total_s},
         "naive": [dict(zip(("jobs", "nodes", "naive_s", "heap_s", "tasks"), n, strict=True))
                   for n in naive],
         "slopes": {"jobs": slope_jobs, "nodes": slope_nodes, "naive": slope_naive,

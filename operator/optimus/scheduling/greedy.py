@@ -123,13 +123,17 @@ def remaining(job: JobView, ps: int, workers: int) -> float:
     try:
         value = float(job.remaining_time(ps, workers))
     except Exception as error:
-        raise ValueError(
-            f"job {job.id!r}: remaining_time({ps}, {workers}) raised {error!r}; "
-            "it must return seconds (math.inf when the job can make no progress)"
-        ) from error
+        raise _remaining_time_error(job, ps, workers, error) from error
     if value != value:
         return math.inf
     return value if value > 0.0 else 0.0
+
+
+def _remaining_time_error(job: JobView, ps: int, workers: int, error: Exception) -> ValueError:
+    return ValueError(
+        f"job {job.id!r}: remaining_time({ps}, {workers}) raised {error!r}; "
+        "it must return seconds (math.inf when the job can make no progress)"
+    )
 
 
 class _GreedyState:
@@ -202,16 +206,28 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
     tol_g, tol_c, tol_m = budget.tolerance
     push, pop, gain_of = heapq.heappush, heapq.heappop, marginal_gain
 
+    remaining_time = [job.remaining_time for job in jobs]
+    inf = math.inf
+
     def offer(i: int) -> None:
-        job, p, w, t, d, v = jobs[i], ps[i], workers[i], time_left[i], dead[i], version[i]
+        # remaining() inlined: NaN is inf, below 0 is 0, an exception names the job
+        p, w, t, d, v = ps[i], workers[i], time_left[i], dead[i], version[i]
         best = second = None
         if p < max_ps[i] and not d & 1:
-            t_next = remaining(job, p + 1, w)
+            try:
+                t_next = float(remaining_time[i](p + 1, w))
+            except Exception as error:
+                raise _remaining_time_error(jobs[i], p + 1, w, error) from error
+            t_next = inf if t_next != t_next else (t_next if t_next > 0.0 else 0.0)
             gain = gain_of(t, t_next, share[i][_PS], exponent)
             if gain > 0:
                 best = (-gain, t_next, i, _PS, v)
         if w < max_workers[i] and not d & 2:
-            t_next = remaining(job, p, w + 1)
+            try:
+                t_next = float(remaining_time[i](p, w + 1))
+            except Exception as error:
+                raise _remaining_time_error(jobs[i], p, w + 1, error) from error
+            t_next = inf if t_next != t_next else (t_next if t_next > 0.0 else 0.0)
             gain = gain_of(t, t_next, share[i][_WORKER], exponent)
             if gain > 0:
                 entry = (-gain, t_next, i, _WORKER, v)
@@ -278,12 +294,14 @@ class OptimusPolicy:
         state = _GreedyState(ordered, index, self.config.exponent)
         self._admit_and_grow(state, budget, range(len(ordered)))
         if self.config.keep_running:
-            frozen = self._keep_current_unless_worth_a_restart(state, budget)
-            # Reverting a grow that was not worth its restart frees capacity: admit queued
-            # jobs into it and let the jobs that are free to change grow again.
-            self._admit_and_grow(
-                state, budget, [i for i in range(len(ordered)) if not frozen[i]]
-            )
+            frozen, reverted = self._keep_current_unless_worth_a_restart(state, budget)
+            if reverted:
+                # Reverting a grow that was not worth its restart frees capacity: admit
+                # queued jobs into it and let the jobs that are free to change grow again.
+                # (Without a revert the capacity is unchanged and nothing more would fit.)
+                self._admit_and_grow(
+                    state, budget, [i for i in range(len(ordered)) if not frozen[i]]
+                )
         return {job.id: state.allocation(i) for i, job in enumerate(ordered)}
 
     def _admit_and_grow(self, state: _GreedyState, budget: Budget, which: Sequence[int]) -> None:
@@ -298,16 +316,17 @@ class OptimusPolicy:
 
     def _keep_current_unless_worth_a_restart(
         self, state: _GreedyState, budget: Budget
-    ) -> list[bool]:
+    ) -> tuple[list[bool], bool]:
         """Apply the restart cost explicitly. For every running job whose current
         allocation is within its bounds: if the greedy left it there, freeze it (a further
         grow would pay a restart the greedy did not count); if the greedy moved it and
             remaining_time(new) + restart_cost_seconds < remaining_time(current)
         the move pays for its restart and stands; otherwise the job goes back to its
         current allocation when that still fits (it always does when the greedy grew it)
-        and is frozen. Returns which jobs are frozen."""
+        and is frozen. Returns which jobs are frozen, and whether any went back."""
         cost = self.config.restart_cost_seconds
         frozen = [False] * len(state.jobs)
+        reverted = False
         for i, job in enumerate(state.jobs):
             current = job.current
             if current is None or not is_running(job) or not in_bounds(current, job):
@@ -326,7 +345,8 @@ class OptimusPolicy:
                 budget.take(job.id, extra)
                 state.set(i, current, active=True)
                 frozen[i] = True
-        return frozen
+                reverted = True
+        return frozen, reverted
 
 
 def greedy_reference(

@@ -50,6 +50,8 @@ from optimus.scheduling.types import (
 
 #: How many candidate nodes a job is tried on before the whole pool is scanned.
 WINDOW = 256
+#: How many nodes after a cursor are checked one by one before vector operations.
+_PEEK = 8
 _EPS = 1e-9
 
 #: (number of nodes, PS per node, workers per node)
@@ -86,7 +88,7 @@ class _Pool:
     def __init__(self, members: np.ndarray, free: np.ndarray, deaths: int) -> None:
         self.members = members
         #: the most of each resource any member had at the start (free only shrinks)
-        self.most = free[:, members].max(axis=1) if members.size else np.zeros(3)
+        self.most = tuple(free[:, members].max(axis=1).tolist()) if members.size else (0.0,) * 3
         self.deaths_seen = deaths
         self.cursors: dict[tuple[float, float, float], int] = {}
         #: per demand, how many members could hold it at the last whole-pool search
@@ -111,7 +113,11 @@ class _Placer:
             [triple(node.allocatable) for node in nodes], dtype=float
         ).reshape(n, 3).T
         biggest = allocatable.max(axis=1) if n else np.zeros(3)
-        self.tolerance = _EPS * np.maximum(biggest, 1.0)
+        self.tolerance: tuple[float, float, float] = tuple(  # type: ignore[assignment]
+            float(v) for v in _EPS * np.maximum(biggest, 1.0)
+        )
+        #: the same free resources as Python lists, for reading a few nodes at a time
+        self.free_lists = [row.tolist() for row in self.free]
         self.position = {node.name: i for i, node in enumerate(nodes)}
         self.names = [node.name for node in nodes]
         # first-fit order: bigger nodes first (GPUs, then CPUs, then memory), input order
@@ -144,11 +150,15 @@ class _Placer:
 
     def commit(self, job: JobView, counts: Mapping[int, tuple[int, int]]) -> None:
         free_gpu, free_cpu, free_memory = self.free
+        list_gpu, list_cpu, list_memory = self.free_lists
         for position, (ps, workers) in counts.items():
             gpu, cpu, memory = demand_triple(job, ps, workers)
-            free_gpu[position] -= gpu
-            free_cpu[position] -= cpu
-            free_memory[position] -= memory
+            list_gpu[position] -= gpu
+            list_cpu[position] -= cpu
+            list_memory[position] -= memory
+            free_gpu[position] = list_gpu[position]
+            free_cpu[position] = list_cpu[position]
+            free_memory[position] = list_memory[position]
         positions = np.fromiter(counts, dtype=np.int64)
         died = positions[self.alive[positions] & ~self.fit_mask(positions, self.min_task)]
         self.alive[died] = False
@@ -230,6 +240,25 @@ class _Placer:
             return nodes if len(nodes) == count else None
         found: list[int] = []
         position, chunk, leading, seen = start, WINDOW, True, 0
+        # Most searches end within a few members of the cursor: look at those one by one
+        # before paying for vector operations.
+        gpu, cpu, memory = self.free_lists
+        n0, n1, n2 = need[0] - self.tolerance[0], need[1] - self.tolerance[1], need[2] - (
+            self.tolerance[2]
+        )
+        for node in members[start:min(stop, start + _PEEK)].tolist():
+            position += 1
+            if gpu[node] >= n0 and cpu[node] >= n1 and memory[node] >= n2:
+                seen += 1
+                if leading:
+                    pool.cursors[need] = position - 1
+                    leading = False
+                if node not in taken:
+                    found.append(node)
+                    if len(found) == count:
+                        return found
+            elif leading:
+                pool.cursors[need] = position
         while position < stop and len(found) < count:
             candidates = members[position:min(stop, position + chunk)]
             hits = np.flatnonzero(self.fit_mask(candidates, need))
