@@ -13,7 +13,6 @@ import copy
 import datetime as dt
 import json
 import random
-import string
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -651,6 +650,3 @@ def _same_content(old: Obj, new: Obj) -> bool:
         obj["metadata"].pop("managedFields", None)
     return a == b
 
-
-def random_suffix(length: int = 5) -> str:
-    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(length))

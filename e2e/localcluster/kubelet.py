@@ -251,7 +251,8 @@ class Kubelet:
                 (path / target).write_text(data[key])
 
     def _env(self, pod: Obj, container: Obj, run: PodRun) -> dict[str, str]:
-        md, spec = pod["metadata"], pod["spec"]
+        """The container's declared environment: envFrom, then env (values, $(VAR)
+        references, downward API fields, ConfigMap and Secret keys)."""
         env: dict[str, str] = {}
         for source in container.get("envFrom") or []:
             ref = source.get("configMapRef") or source.get("secretRef") or {}
@@ -292,7 +293,6 @@ class Kubelet:
                 kind, _, resource = res.partition(".")
                 value = ((container.get("resources") or {}).get(kind) or {}).get(resource, "0")
                 env[name] = str(value)
-        del md, spec
         return env
 
     def _field(self, pod: Obj, run: PodRun, path: str) -> str:
@@ -620,10 +620,7 @@ class Kubelet:
                 if run.task is not None:
                     run.task.cancel()
             names.append(f"{md['namespace']}/{md['name']}")
-            self.api.force_remove(rt, md["namespace"], md["name"])
-            still = self.api.store.get(rt.key, md["namespace"], md["name"])
-            if still is not None:  # finalizers keep it: it stays, terminating
-                continue
+            self.api.force_remove(rt, md["namespace"], md["name"])  # finalizers may keep it
         return names
 
     async def shutdown(self, grace: float = 3.0) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 from collections.abc import Awaitable
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, meta, protobuf, tables
+from . import discovery, errors, meta, patch, protobuf, tables
 from .api import Api
 from .errors import ApiError
 from .resources import ResourceType
@@ -219,8 +220,7 @@ class Server:
             raw = await request.read()
             if sub == "scale":
                 current = self._scale(rt, version, api.get(rt, version, ns, name))
-                from . import patch as patching
-                patched = patching.merge_patch(current, json.loads(raw or b"{}"))
+                patched = patch.merge_patch(current, json.loads(raw or b"{}"))
                 return _json(self._set_scale(rt, version, ns, name, patched))
             result = api.patch(rt, version, ns, name, request.content_type or "", raw, sub,
                                dry_run, strict, q.get("fieldManager", ""),
@@ -344,7 +344,6 @@ class Server:
 
     def _shape(self, rt: ResourceType, version: str, obj: dict[str, Any],
                as_table: bool) -> dict[str, Any]:
-        import copy
         obj = self.api.output(rt, version, copy.deepcopy(obj))
         if as_table:
             return tables.table(rt, version, [obj], obj["metadata"]["resourceVersion"])
@@ -491,8 +490,6 @@ def bind(api: Api, rt: ResourceType, namespace: str, name: str, node: str) -> No
     old = api.store.get(rt.key, namespace, name)
     if old is None:
         raise errors.not_found("pods", "", name)
-    new = dict(old)
-    import copy
     new = copy.deepcopy(old)
     change(new)
     api.store.write(rt.key, new, old)

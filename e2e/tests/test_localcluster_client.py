@@ -239,3 +239,13 @@ def test_discovery_lists_builtin_and_custom_resources(clients: Clients) -> None:
     clients.ext.delete_custom_resource_definition(f"{PLURAL}.{GROUP}")
     wait_for("the CRD to leave discovery", lambda: GROUP not in {
         g.name for g in clients.discovery.get_api_versions().groups})
+
+
+def test_the_kubeconfig_fixture_reaches_a_cluster(kubeconfig: Path) -> None:
+    """Runs against a real cluster too (E2E_KUBECONFIG): only portable expectations."""
+    core: Any = kubernetes.client.CoreV1Api(api_client(kubeconfig))
+    names = {ns.metadata.name for ns in core.list_namespace().items}
+    assert {"default", "kube-system"} <= names
+    assert core.list_node().items
+    version = kubernetes.client.VersionApi(api_client(kubeconfig)).get_code()
+    assert version.major == "1"
