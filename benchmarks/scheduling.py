@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "out"
 POLICIES = ("optimus", "optimus-paper", "drf", "tetris", "tiresias", "fixed")
 BASELINES = ("drf", "tetris", "tiresias", "fixed", "optimus-paper")
-console = Console()
+console = Console(width=None if Console().is_terminal else 132)
 
 
 def shared_data() -> Path:
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = load_table()
     if table is None:
-        return 1
+        return 2
     for dropped in table.dropped:
         console.print(f"dropped {table.source} line {dropped.row.line}: {dropped.reason}")
     surfaces = {model: surface_from_rows(rows) for model, rows in table.rows.items()}
