@@ -2,15 +2,16 @@
 
 The demo records each job's phase and allocation every time it polls (a timeline). Time a
 job spent training at an allocation (p, w) is worth, on the initial allocation (p0, w0),
-that time multiplied by rate(p, w) / rate(p0, w0), where rate is the job's fitted speed
-model (status.model.speed, optimus.models.speed) in samples per second; time spent
+that time multiplied by rate(p, w) / rate(p0, w0), where rate is the job's training speed
+in samples per second: what the operator measured at (p, w) (status.model.speedSamples)
+or, where it has no measurement, its fitted speed model (status.model.speed); time spent
 resizing is worth nothing (a fixed allocation never restarts), and time before the job
 first trained (admission, pod start) is the same in both worlds. Units cancel in the
 ratio, so the estimate needs no dataset size. The jobs of the demo fit the cluster side by
 side at their initial sizes, so the fixed world has no queueing to add.
 
 This is the simulator's physics reduced to the one thing that differs between the two
-worlds (the allocation over time), applied to the jobs' own fitted models.
+worlds (the allocation over time), applied to the jobs' own measurements and models.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from optimus.kube.plan import batch_scope, samples_per_step
 from optimus.models.errors import ModelError
 from optimus.models.speed import SpeedParams, parse_mode, samples_per_second
 
@@ -91,8 +93,9 @@ def fixed_allocation_seconds(timeline: Sequence[Observation], rate: Rate,
 
 
 def speed_params_from_status(obj: Mapping[str, Any]) -> SpeedParams | None:
-    """The job's fitted speed model from status.model.speed ({mode, theta}), with its
-    globalBatchSize as the (global) batch; None when the operator has not fitted one."""
+    """The job's fitted speed model from status.model.speed ({mode, theta}), in the unit and
+    batch scope the operator fits it with (optimus.kube.plan.batch_scope); None when the
+    operator has not fitted one."""
     spec = _mapping(obj.get("spec"))
     speed = _mapping(_mapping(_mapping(obj.get("status")).get("model")).get("speed"))
     theta = speed.get("theta")
@@ -107,12 +110,40 @@ def speed_params_from_status(obj: Mapping[str, Any]) -> SpeedParams | None:
     except ModelError:
         return None
     return SpeedParams(mode, batch, tuple(v for v in values if v is not None),
-                       batch_scope="global")
+                       batch_scope=batch_scope(mode))
+
+
+def measured_speeds(obj: Mapping[str, Any]) -> dict[tuple[int, int], float]:
+    """Mean measured speed (the speed model's unit) per (ps, workers), from
+    status.model.speedSamples."""
+    found: dict[tuple[int, int], list[float]] = {}
+    samples = _mapping(_mapping(obj.get("status")).get("model")).get("speedSamples")
+    for sample in samples if isinstance(samples, list) else ():
+        if not isinstance(sample, list) or len(sample) != 3:
+            continue
+        ps, workers, speed = (_number(v) for v in sample)
+        if ps is None or workers is None or speed is None or speed <= 0 or workers < 1:
+            continue
+        found.setdefault((int(ps), int(workers)), []).append(speed)
+    return {config: sum(v) / len(v) for config, v in found.items()}
 
 
 def rate_from_status(obj: Mapping[str, Any]) -> Rate | None:
-    """samples/s at (p, w) from the job's fitted speed model, or None without one."""
+    """Samples/s at (ps, workers): what the operator measured there when it ran there
+    (status.model.speedSamples), else its fitted speed model; None with neither."""
+    spec = _mapping(obj.get("spec"))
+    batch = _number(spec.get("globalBatchSize"))
+    mode = str(spec.get("mode") or "ps-sync")
+    measured = measured_speeds(obj)
     params = speed_params_from_status(obj)
-    if params is None:
+    if batch is None or (not measured and params is None):
         return None
-    return lambda ps, workers: samples_per_second(params, ps, workers)
+
+    def rate(ps: int, workers: int) -> float:
+        if (ps, workers) in measured:
+            return measured[(ps, workers)] * samples_per_step(mode, int(batch), workers)
+        if params is not None:
+            return samples_per_second(params, ps, workers)
+        raise ModelError(f"no measurement or fitted model at (ps={ps}, workers={workers})")
+
+    return rate

@@ -32,9 +32,9 @@ from e2e.demo.stack import REPO_ROOT, OperatorSettings, Stack, StackConfig
 from e2e.demo.summary import completion_seconds, outcomes, render_summary, resizes_from_events
 from e2e.demo.table import FINISHED_PHASES, parse_time, render_table, row_from_object
 
-FIXED_METHOD = ("time at each allocation scaled by the job's fitted speed model "
-                "(status.model.speed) relative to its initial allocation; resize downtime "
-                "removed (e2e/demo/fixed.py)")
+FIXED_METHOD = ("each job's time at every allocation it ran, scaled by its speed there "
+                "(measured by the operator, else its fitted model) over its speed on its "
+                "initial allocation; resize downtime removed (e2e/demo/fixed.py)")
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         code = _watch(options, console, stack.kubectl, monitor, paths, names)
         results = outcomes([monitor.jobs[n] for n in names if n in monitor.jobs],
                            monitor.events, monitor.fixed_seconds)
+        console.print()
         console.print(render_summary(results, FIXED_METHOD))
         if options.kubeconfig is not None:  # a real cluster: leave it as we found it
             for path in paths:
@@ -220,6 +221,8 @@ def _watch(options: DemoOptions, console: Console, kubectl: Kubectl, monitor: Mo
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     console = Console()
+    if not console.is_terminal:  # logs, CI, pipes: wide enough for the tables
+        console = Console(width=max(console.width, 110))
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:

@@ -38,6 +38,9 @@ class OperatorSettings:
     policy: str = "optimus"
     namespaces: tuple[str, ...] = ()
     peering: str = ""  # standalone: one operator, no peering objects needed
+    #: measure a generation's speed after this warm-up, over at least this span (seconds)
+    speed_warmup_seconds: float = 5.0
+    speed_span_seconds: float = 8.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def env(self, *, kubeconfig: Path, prometheus_url: str, metrics_port: int,
@@ -52,6 +55,9 @@ class OperatorSettings:
             "OPTIMUS_METRICS_PORT": str(metrics_port),
             "OPTIMUS_HEALTH_PORT": str(health_port),
             "OPTIMUS_PEERING": self.peering,
+            "OPTIMUS_SPEED_WARMUP_SECONDS": _plain_number(self.speed_warmup_seconds),
+            "OPTIMUS_SPEED_SPAN_SECONDS": _plain_number(self.speed_span_seconds),
+            "OPTIMUS_BIND_ADDRESS": "127.0.0.1",  # loopback only
             **self.extra_env,
         }
 

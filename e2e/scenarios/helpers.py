@@ -48,7 +48,7 @@ def job_manifest(name: str, checkpoint_dir: Path, *, task: str = "mlp", max_epoc
     manifest = prepared(load_sample("mnist-mlp"), checkpoint_dir, name=name,
                         max_epochs=max_epochs, overrides=overrides)
     containers = manifest["spec"]["workers"]["template"]["spec"]["containers"]
-    containers[0]["resources"]["limits"]["nvidia.com/gpu"] = gpus_per_worker
+    containers[0]["resources"]["limits"]["nvidia.com/gpu"] = str(gpus_per_worker)
     return manifest
 
 

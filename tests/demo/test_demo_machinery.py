@@ -105,6 +105,8 @@ def test_operator_settings_map_to_the_agreed_environment(tmp_path: Path) -> None
         "OPTIMUS_INTERVAL_SECONDS": "5", "OPTIMUS_RESTART_COST_SECONDS": "2.5",
         "OPTIMUS_POLICY": "optimus", "OPTIMUS_NAMESPACES": "a,b",
         "OPTIMUS_METRICS_PORT": "1", "OPTIMUS_HEALTH_PORT": "2", "OPTIMUS_PEERING": "",
+        "OPTIMUS_SPEED_WARMUP_SECONDS": "5", "OPTIMUS_SPEED_SPAN_SECONDS": "8",
+        "OPTIMUS_BIND_ADDRESS": "127.0.0.1",
     }
 
 

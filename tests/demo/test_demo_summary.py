@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from optimus.models.errors import ModelError
+from optimus.models.speed import samples_per_second
 from rich.console import Console
 
 from e2e.demo.fixed import (
     Observation,
     fixed_allocation_seconds,
     initial_allocation,
+    measured_speeds,
     rate_from_status,
     speed_params_from_status,
 )
@@ -165,10 +168,27 @@ def test_the_rate_comes_from_the_fitted_speed_model_in_status() -> None:
                        model={"speed": {"mode": "ps-sync",
                                         "theta": [0.001, 0.01, 0.002, 0.003, 0.001]}})
     params = speed_params_from_status(obj)
-    assert params is not None and params.batch_scope == "global" and params.batch_size == 64
+    # The operator's convention: sync speeds are job steps/s of the whole global batch.
+    assert params is not None and params.batch_scope == "per-worker" and params.batch_size == 64
     rate = rate_from_status(obj)
-    assert rate is not None and rate(1, 2) > 0
+    assert rate is not None and rate(1, 2) == pytest.approx(samples_per_second(params, 1, 2))
     obj["status"]["model"]["speed"]["theta"] = ["x"]
     assert rate_from_status(obj) is None
     del obj["status"]["model"]
     assert rate_from_status(obj) is None
+
+
+def test_measured_speeds_win_over_the_model_where_the_job_ran() -> None:
+    obj = finished_job("a", "2026-11-22T08:00:00Z", None, phase="Running",
+                       model={"speedSamples": [[1, 1, 2.0], [1, 1, 4.0], [1, 2, 5.0],
+                                               [1, "x", 9.0], [0, 0, -1]]})
+    assert measured_speeds(obj) == {(1, 1): 3.0, (1, 2): 5.0}
+    rate = rate_from_status(obj)
+    assert rate is not None
+    assert (rate(1, 1), rate(1, 2)) == (3.0 * 64, 5.0 * 64)  # job steps of the global batch
+    with pytest.raises(ModelError):
+        rate(2, 3)  # neither measured nor modelled
+    seen = timeline((0, "Running", 1, 1), (10, "Running", 1, 2))
+    assert fixed_allocation_seconds(seen, rate, end=20) == pytest.approx(10 + 10 * 5 / 3)
+    assert fixed_allocation_seconds(timeline((0, "Running", 1, 1), (10, "Running", 2, 3)),
+                                    rate, end=20) is None
