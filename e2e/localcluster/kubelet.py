@@ -326,6 +326,11 @@ class Kubelet:
         env["LOCALCLUSTER_API_URL"] = self.api_url
         env["LOCALCLUSTER_POD_NAMESPACE"] = run.namespace
         env["LOCALCLUSTER_POD_IP"] = run.ip
+        hostname = env["HOSTNAME"][:63]
+        subdomain = pod["spec"].get("subdomain")
+        env["LOCALCLUSTER_POD_HOSTNAME"] = hostname
+        env["LOCALCLUSTER_POD_FQDN"] = (f"{hostname}.{subdomain}.{run.namespace}.svc.cluster.local"
+                                        if subdomain else hostname)
         declared = self._env(pod, container, run)
         for key, value in declared.items():
             env[key] = _rewrite(value, mounts)

@@ -165,7 +165,7 @@ def test_pods_resolve_each_other_through_the_dns_seam(local_cluster: LocalCluste
         print("listening", flush=True)
         while True:
             conn, _ = s.accept()
-            conn.sendall(b"hi from " + socket.gethostname().encode()[:0] + b"a")
+            conn.sendall(b"hi from " + socket.gethostname().encode())
             conn.close()
     """
     client = """
@@ -178,6 +178,7 @@ def test_pods_resolve_each_other_through_the_dns_seam(local_cluster: LocalCluste
                 except OSError:
                     time.sleep(0.1)
             print(name, socket.gethostbyname(name), conn.recv(100).decode(), flush=True)
+        print("me", socket.gethostname(), socket.gethostbyname(socket.gethostname()), flush=True)
         try:
             socket.getaddrinfo("nobody.job.default.svc", 1)
         except socket.gaierror:
@@ -193,6 +194,8 @@ def test_pods_resolve_each_other_through_the_dns_seam(local_cluster: LocalCluste
     assert f"a.job.default.svc {server_ip} hi from a" in logs, logs
     assert f"job.default.svc.cluster.local {server_ip} hi from a" in logs, logs
     assert "nobody: not found" in logs
+    client_ip = api.read_namespaced_pod("client", NS).status.pod_ip
+    assert f"me client {client_ip}" in logs
     endpoints = api.read_namespaced_endpoints("job", NS)
     assert endpoints.subsets[0].addresses[0].ip == server_ip
 

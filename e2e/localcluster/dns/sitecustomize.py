@@ -8,7 +8,9 @@ from EndpointSlices:
   <hostname>.<subdomain>.<namespace>.svc -> the podIP of the pod with that spec.hostname
                                            and spec.subdomain (a headless Service named
                                            like the subdomain must exist)
-Every other name goes to the real resolver. Only code that resolves through Python's
+A pod's own hostname and FQDN resolve to its podIP, and `socket.gethostname()` /
+`socket.getfqdn()` return them, as inside a real pod. Every other name goes to the real
+resolver. Only code that resolves through Python's
 `socket` module sees these names (C libraries calling libc directly do not): resolve in
 Python first. The operator never relies on this; on a real cluster CoreDNS answers.
 """
@@ -25,11 +27,16 @@ import urllib.request
 from typing import Any
 
 _API = os.environ.get("LOCALCLUSTER_API_URL", "")
+_HOSTNAME = os.environ.get("LOCALCLUSTER_POD_HOSTNAME", "")
+_FQDN = os.environ.get("LOCALCLUSTER_POD_FQDN", "")
+_POD_IP = os.environ.get("LOCALCLUSTER_POD_IP", "")
 _TTL_S = 2.0
 _cache: dict[str, tuple[float, list[str]]] = {}
 _original_getaddrinfo = socket.getaddrinfo
 _original_gethostbyname = socket.gethostbyname
 _original_gethostbyname_ex = socket.gethostbyname_ex
+_original_gethostname = socket.gethostname
+_original_getfqdn = socket.getfqdn
 
 
 def _get(path: str) -> Any:
@@ -65,6 +72,8 @@ def _selected(namespace: str, service: dict[str, Any]) -> list[dict[str, Any]]:
 def _lookup(name: str) -> list[str] | None:
     """IPs for a cluster name, [] when it does not exist, None when not a cluster name."""
     host = name.rstrip(".").lower()
+    if _POD_IP and host in (_HOSTNAME, _FQDN):  # a pod's /etc/hosts maps its own names
+        return [_POD_IP]
     for suffix in (".svc.cluster.local", ".svc"):
         if host.endswith(suffix):
             stem = host[: -len(suffix)]
@@ -132,6 +141,18 @@ def gethostbyname_ex(host: str) -> tuple[str, list[str], list[str]]:
     return host, [], ips
 
 
+def gethostname() -> str:
+    return _HOSTNAME or _original_gethostname()
+
+
+def getfqdn(name: str = "") -> str:
+    if _HOSTNAME and (not name or name in (_HOSTNAME, _FQDN)):
+        return _FQDN or _HOSTNAME
+    return _original_getfqdn(name)
+
+
 socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+socket.gethostname = gethostname
+socket.getfqdn = getfqdn
 socket.gethostbyname = gethostbyname
 socket.gethostbyname_ex = gethostbyname_ex
