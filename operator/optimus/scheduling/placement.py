@@ -149,20 +149,28 @@ class _Placer:
         return pool
 
     def commit(self, job: JobView, counts: Mapping[int, tuple[int, int]]) -> None:
+        """Take the job's tasks off the free resources of its nodes (a few nodes: plain
+        Python beats vector operations here), and drop nodes that can no longer hold
+        even the smallest task from the pools."""
         free_gpu, free_cpu, free_memory = self.free
         list_gpu, list_cpu, list_memory = self.free_lists
+        low_gpu, low_cpu, low_memory = (
+            need - tol for need, tol in zip(self.min_task, self.tolerance, strict=True)
+        )
+        alive = self.alive
         for position, (ps, workers) in counts.items():
             gpu, cpu, memory = demand_triple(job, ps, workers)
-            list_gpu[position] -= gpu
-            list_cpu[position] -= cpu
-            list_memory[position] -= memory
-            free_gpu[position] = list_gpu[position]
-            free_cpu[position] = list_cpu[position]
-            free_memory[position] = list_memory[position]
-        positions = np.fromiter(counts, dtype=np.int64)
-        died = positions[self.alive[positions] & ~self.fit_mask(positions, self.min_task)]
-        self.alive[died] = False
-        self.deaths += died.size
+            left_gpu = list_gpu[position] = list_gpu[position] - gpu
+            left_cpu = list_cpu[position] = list_cpu[position] - cpu
+            left_memory = list_memory[position] = list_memory[position] - memory
+            free_gpu[position] = left_gpu
+            free_cpu[position] = left_cpu
+            free_memory[position] = left_memory
+            if alive[position] and (
+                left_gpu < low_gpu or left_cpu < low_cpu or left_memory < low_memory
+            ):
+                alive[position] = False
+                self.deaths += 1
 
     def keep(self, job: JobView, old: JobPlacement) -> bool:
         """Reserve a previous placement if all its nodes exist, still accept the job and
@@ -175,8 +183,12 @@ class _Placer:
             position = self.position.get(name)
             if position is None or not self.index.node_eligible(signature, position):
                 return False
-            need = demand_triple(job, ps_on[name], workers_on[name])
-            if not self.fit_mask(np.array([position]), need)[0]:
+            gpu, cpu, memory = demand_triple(job, ps_on[name], workers_on[name])
+            if (
+                gpu - self.tolerance[0] > self.free_lists[0][position]
+                or cpu - self.tolerance[1] > self.free_lists[1][position]
+                or memory - self.tolerance[2] > self.free_lists[2][position]
+            ):
                 return False
             counts[position] = (ps_on[name], workers_on[name])
         self.commit(job, counts)
