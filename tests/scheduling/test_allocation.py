@@ -286,3 +286,9 @@ def test_running_jobs_move_only_when_it_pays_or_they_must(nodes, jobs, cost: flo
         # otherwise the job could not keep its current allocation: it did not fit
         others = demand([x for x in jobs if x.id != j.id], result)
         assert not (others + j.demand(now)).fits_in(free(nodes), eps=0.0), (j.id, now, new)
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_empty_inputs(policy: str) -> None:
+    assert allocate([], [], policy) == {}
+    assert allocate([job("a")], [], policy) == {"a": Allocation(0, 0)}

@@ -323,7 +323,8 @@ class OptimusPolicy:
             remaining_time(new) + restart_cost_seconds < remaining_time(current)
         the move pays for its restart and stands; otherwise the job goes back to its
         current allocation when that still fits (it always does when the greedy grew it)
-        and is frozen. Returns which jobs are frozen, and whether any went back."""
+        and is frozen. Returns which jobs are frozen, and whether a return to the current
+        allocation gave any resource back."""
         cost = self.config.restart_cost_seconds
         frozen = [False] * len(state.jobs)
         reverted = False
@@ -345,7 +346,7 @@ class OptimusPolicy:
                 budget.take(job.id, extra)
                 state.set(i, current, active=True)
                 frozen[i] = True
-                reverted = True
+                reverted = reverted or any(e < 0 for e in extra)
         return frozen, reverted
 
 
