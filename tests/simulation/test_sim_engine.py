@@ -5,6 +5,7 @@ Small workloads (a few jobs on a few nodes) keep each test to a fraction of a se
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 from typing import Any
@@ -34,7 +35,13 @@ TRACE = generate_trace(TABLE, jobs=10, mean_interarrival=400.0, seed=7, epochs=(
 
 
 def run(policy: str, **overrides: Any) -> SimulationResult:
-    config = replace(SimulationConfig(policy=policy), **overrides)
+    return _run(policy, tuple(sorted(overrides.items())))
+
+
+@functools.cache
+def _run(policy: str, overrides: tuple[tuple[str, Any], ...]) -> SimulationResult:
+    """Results are immutable: tests that ask for the same run share it."""
+    config = replace(SimulationConfig(policy=policy), **dict(overrides))
     return simulate(TRACE, SURFACES, CLUSTER, config)
 
 
@@ -69,7 +76,8 @@ def test_a_placement_that_overcommits_a_node_is_an_error() -> None:
 
 @pytest.mark.parametrize("policy", ["optimus", "tiresias"])
 def test_same_seed_same_result_and_the_seed_matters(policy: str) -> None:
-    first, again = run(policy, seed=3), run(policy, seed=3)
+    first = run(policy, seed=3)
+    again = simulate(TRACE, SURFACES, CLUSTER, SimulationConfig(policy=policy, seed=3))
     assert first.outcomes == again.outcomes and first.rounds == again.rounds
     if policy == "optimus":  # learned models see seeded noise
         assert run(policy, seed=4).outcomes != first.outcomes

@@ -45,7 +45,7 @@ def test_one_dimensional_rows_interpolate_along_workers() -> None:
     assert surface.samples_per_sec(0, 9) == 30.0
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 8), st.integers(1, 8), st.floats(1, 100)),
                 min_size=1, max_size=20, unique_by=lambda t: (t[0], t[1])),
        st.integers(0, 12), st.integers(1, 12))
