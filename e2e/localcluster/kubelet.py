@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import ctypes
 import logging
 import os
 import random
@@ -26,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,25 @@ from .server import set_condition
 from .store import Change
 
 log = logging.getLogger("localcluster.kubelet")
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes a pod process die when the kubelet's thread dies (Linux
+    PR_SET_PDEATHSIG), so a killed test run leaves no pod processes behind."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+    return preexec
+
+
+DIE_WITH_PARENT = _die_with_parent()
 
 Obj = dict[str, Any]
 DNS_DIR = Path(__file__).parent / "dns"
@@ -316,7 +337,7 @@ class Kubelet:
     def _process_env(self, pod: Obj, container: Obj, run: PodRun,
                      mounts: list[tuple[str, Path]]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
-               if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "TERM")}
+               if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "TERM", "LD_LIBRARY_PATH")}
         python_dir = str(Path(sys.executable).parent)
         env["PATH"] = python_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
         env["HOSTNAME"] = pod["spec"].get("hostname") or pod["metadata"]["name"]
@@ -447,7 +468,8 @@ class Kubelet:
             try:
                 crun.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=handle,
                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             start_new_session=True)
+                                             start_new_session=True,
+                                             preexec_fn=DIE_WITH_PARENT)
             except OSError as exc:
                 handle.write(f"failed to start {argv[0]}: {exc}\n".encode())
                 crun.proc = None
