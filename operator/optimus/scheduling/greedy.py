@@ -204,12 +204,13 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
     max_workers = [job.max_workers for job in jobs]
     pools = [budget.pools_of(job.id) for job in jobs]
     tol_g, tol_c, tol_m = budget.tolerance
-    push, pop, gain_of = heapq.heappush, heapq.heappop, marginal_gain
+    pop, pushpop, gain_of = heapq.heappop, heapq.heappushpop, marginal_gain
 
     remaining_time = [job.remaining_time for job in jobs]
     inf = math.inf
 
-    def offer(i: int) -> None:
+    def offer(i: int) -> tuple[float, float, int, int, int] | None:
+        """Job i's best grant now (returned) and its other one (kept in `spare`)."""
         # remaining() inlined: NaN is inf, below 0 is 0, an exception names the job
         p, w, t, d, v = ps[i], workers[i], time_left[i], dead[i], version[i]
         best = second = None
@@ -237,18 +238,30 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
                     best, second = entry, best
                 else:
                     second = entry
-        if best is not None:
-            push(heap, best)
-            if second is not None:
-                spare[i] = second
-            else:
-                spare.pop(i, None)
+        if second is not None:
+            spare[i] = second
+        else:
+            spare.pop(i, None)
+        return best
 
     for i in which:
         if state.active[i]:
-            offer(i)
-    while heap:
-        neg_gain, t_next, i, kind, seen = pop(heap)
+            first = offer(i)
+            if first is not None:
+                heap.append(first)
+    heapq.heapify(heap)
+    # The entry just computed goes in and the best comes out in one step: when the job
+    # that just got a task is still the best, the heap is not touched at all.
+    pending: tuple[float, float, int, int, int] | None = None
+    while heap or pending is not None:
+        if pending is None:
+            entry = pop(heap)
+        elif heap:
+            entry = pushpop(heap, pending)
+        else:
+            entry = pending
+        pending = None
+        neg_gain, t_next, i, kind, seen = entry
         if seen != version[i] or -neg_gain <= min_gain:
             continue
         g, c, m = need[i][kind]
@@ -261,7 +274,7 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
             dead[i] |= 1 << kind
             other = spare.pop(i, None)
             if other is not None and other[4] == seen:
-                push(heap, other)
+                pending = other
             continue
         for left in pools[i]:
             left[0] -= g
@@ -273,7 +286,7 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
             workers[i] += 1
         time_left[i] = t_next
         version[i] += 1
-        offer(i)
+        pending = offer(i)
 
 
 @dataclass
