@@ -249,3 +249,23 @@ def test_the_kubeconfig_fixture_reaches_a_cluster(kubeconfig: Path) -> None:
     assert core.list_node().items
     version = kubernetes.client.VersionApi(api_client(kubeconfig)).get_code()
     assert version.major == "1"
+
+
+def test_cluster_scoped_custom_resources(clients: Clients) -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "zones.example.dev"},
+           "spec": {"group": GROUP, "scope": "Cluster",
+                    "names": {"plural": "zones", "singular": "zone", "kind": "Zone"},
+                    "versions": [{"name": VERSION, "served": True, "storage": True, "schema": {
+                        "openAPIV3Schema": {"type": "object",
+                                            "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    clients.ext.create_custom_resource_definition(crd)
+    custom = clients.custom
+    made = custom.create_cluster_custom_object(GROUP, VERSION, "zones", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Zone", "metadata": {"name": "z1"},
+        "spec": {"anything": [1, {"goes": True}]}})
+    assert "namespace" not in made["metadata"]
+    assert [z["metadata"]["name"] for z in custom.list_cluster_custom_object(
+        GROUP, VERSION, "zones")["items"]] == ["z1"]
+    custom.delete_cluster_custom_object(GROUP, VERSION, "zones", "z1")
+    assert custom.list_cluster_custom_object(GROUP, VERSION, "zones")["items"] == []

@@ -115,6 +115,30 @@ def test_builtin_objects_pods_logs_and_wait(kubectl: Kubectl) -> None:
     kubectl("label", "configmap", "settings", "tier=web")
     assert kubectl("get", "cm", "-l", "tier=web", "-o", "name").stdout.strip() == \
         "configmap/settings"
+    go = kubectl.tmp_path / "go"  # the pod prints its last line once this file exists
+    counter = textwrap.dedent(f"""
+        import os, time
+        print("line 0", flush=True)
+        print("line 1", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.05)
+        print("line 2", flush=True)
+    """)
+    kubectl.apply({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "counter", "namespace": "team"},
+                   "spec": {"restartPolicy": "Never", "containers": [{
+                       "name": "main", "image": "python:3.11",
+                       "command": ["python", "-c", counter]}]}})
+    kubectl("wait", "-n", "team", "--for=condition=Ready", "pod/counter", "--timeout=30s")
+    assert KUBECTL
+    follow = subprocess.Popen([KUBECTL, "logs", "-f", "-n", "team", "counter"], text=True,
+                              stdout=subprocess.PIPE, env=kubectl.env)
+    assert follow.stdout is not None
+    assert follow.stdout.readline() == "line 0\n"
+    go.touch()
+    rest = follow.stdout.read()  # EOF: kubectl ends by itself when the container ends
+    assert follow.wait(30) == 0
+    assert rest.splitlines() == ["line 1", "line 2"]
     kubectl("delete", "pod", "-n", "team", "hello", "--timeout=30s")
     kubectl("delete", "namespace", "team", "--timeout=30s")
     assert "team" not in kubectl("get", "namespaces", "-o", "name").stdout

@@ -227,12 +227,14 @@ def test_garbage_collection_and_node_failure(local_cluster: LocalCluster) -> Non
 def test_volumes_are_host_directories(local_cluster: LocalCluster, tmp_path: Any) -> None:
     api = core(local_cluster)
     api.create_namespaced_config_map(NS, {"metadata": {"name": "cfg"}, "data": {"k": "v"}})
+    api.create_namespaced_secret(NS, {"metadata": {"name": "sec"}, "stringData": {"pw": "s3"}})
     host = tmp_path / "host"
     script = """
         import os, sys
         open(sys.argv[1], "w").write("written")
         print(open("/etc/cfg/k".replace("/etc/cfg", os.environ["CFG_DIR"])).read())
         print(os.environ["CKPT"])
+        print(os.environ["FROM_CM"], os.environ["FROM_SECRET"], os.environ["EXPANDED"])
     """
     pod = python_pod("vols", script, restartPolicy="Never", volumes=[
         {"name": "scratch", "emptyDir": {}},
@@ -241,8 +243,11 @@ def test_volumes_are_host_directories(local_cluster: LocalCluster, tmp_path: Any
         {"name": "cfg", "configMap": {"name": "cfg"}}])
     container = pod["spec"]["containers"][0]
     container["args"] = ["/mnt/host/out.txt"]
-    container["env"] = [{"name": "CKPT", "value": "/ckpt/latest"},
-                        {"name": "CFG_DIR", "value": "/etc/cfg"}]
+    container["env"] = [
+        {"name": "CKPT", "value": "/ckpt/latest"}, {"name": "CFG_DIR", "value": "/etc/cfg"},
+        {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}},
+        {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}},
+        {"name": "EXPANDED", "value": "$(FROM_CM)-$(FROM_SECRET)"}]
     container["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"},
                                  {"name": "ckpt", "mountPath": "/ckpt"},
                                  {"name": "hp", "mountPath": "/mnt/host"},
@@ -255,6 +260,7 @@ def test_volumes_are_host_directories(local_cluster: LocalCluster, tmp_path: Any
     lines = logs.splitlines()
     assert lines[0] == "v"
     assert lines[1] == str(local_cluster.workdir / "volumes" / NS / "data" / "latest")
+    assert lines[2] == "v s3 v-s3"
 
 
 def test_readiness_and_liveness_probes(local_cluster: LocalCluster) -> None:
