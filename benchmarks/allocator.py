@@ -111,6 +111,7 @@ class Measurement:
 def measure(jobs: int, nodes: int, repeat: int) -> Measurement:
     job_views, node_views = workload(jobs, nodes)
     best: Measurement | None = None
+    cpu_best = math.inf  # the best wall time and the best CPU time, each over the repeats
     for _ in range(repeat):
         cpu = time.process_time()
         start = time.perf_counter()
@@ -130,6 +131,9 @@ def measure(jobs: int, nodes: int, repeat: int) -> Measurement:
             raise SystemExit("placing again with the previous placement moved jobs: a bug")
         if best is None or m.total_s < best.total_s:
             best = m
+            best.cpu_s = min(cpu_best, m.cpu_s)
+        cpu_best = min(cpu_best, m.cpu_s)
+        best.cpu_s = cpu_best
     assert best is not None
     return best
 
@@ -284,11 +288,14 @@ def _plot(
         xs = [s[key] for s in sweep]
         ax.plot(xs, [results[s].allocate_s for s in sweep], "o-", label="allocate")
         ax.plot(xs, [results[s].place_s for s in sweep], "s-", label="place")
-        ax.plot(xs, [results[s].total_s for s in sweep], "^-", label="total")
+        ax.plot(xs, [results[s].total_s for s in sweep], "^-", label="total (wall)")
+        ax.plot(xs, [results[s].cpu_s for s in sweep], "v--", label="total (CPU time)")
         ax.axhline(PAPER_SECONDS, color="grey", ls="--", label="paper, 100k tasks (5 s)")
         ax.axhline(1.0, color="red", ls=":", label="target (1 s)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(xs, [f"{x:,}" for x in xs], rotation=30)
+        ax.minorticks_off()
         ax.set_xlabel(label)
         ax.set_ylabel("seconds")
         ax.legend(fontsize=8)
@@ -297,6 +304,8 @@ def _plot(
     axes[2].plot(xs, [n[3] for n in naive], "s-", label="heap greedy (ours)")
     axes[2].set_xscale("log")
     axes[2].set_yscale("log")
+    axes[2].set_xticks(xs, [f"{x:,}" for x in xs])
+    axes[2].minorticks_off()
     axes[2].set_xlabel("jobs (1.6 nodes per job), allocation only")
     axes[2].set_ylabel("seconds")
     axes[2].legend(fontsize=8)
