@@ -107,11 +107,16 @@ def test_restart_cost_is_charged_as_time_without_progress() -> None:
 
 @pytest.mark.parametrize("policy", ["optimus", "drf"])
 def test_every_start_and_resize_pays_the_restart_cost(policy: str) -> None:
-    result = run(policy, restart_cost=45.0)
+    # rounds only every 60 s, so no restart (45 s) is cut short by another resize
+    result = run(policy, restart_cost=45.0, round_on_arrival=False)
     assert sum(o.resizes for o in result.outcomes) > 0  # elastic policies do resize here
     for outcome in result.outcomes:
         assert outcome.starts >= 1
         assert outcome.restart_seconds == pytest.approx(45.0 * outcome.starts)
+    # with a round at every arrival a restart can be superseded by the next one
+    eager = run(policy, restart_cost=45.0)
+    for outcome in eager.outcomes:
+        assert 45.0 <= outcome.restart_seconds <= 45.0 * outcome.starts + 1e-6
     cheaper = run(policy, restart_cost=0.0)
     assert all(o.restart_seconds == 0 for o in cheaper.outcomes)
 
@@ -153,3 +158,13 @@ def test_allreduce_jobs_run_without_parameter_servers() -> None:
     for policy in ("optimus", "drf", "fixed"):
         result = simulate(jobs, surfaces, CLUSTER, SimulationConfig(policy=policy))
         assert all(o.finish is not None for o in result.outcomes)
+
+
+def test_a_new_job_triggers_a_round_as_under_the_operator() -> None:
+    jobs = [TraceJob("first", 0.0, "cnn-small", 12, 5_000.0, workers=1),
+            TraceJob("late", 100.0, "cnn-small", 12, 5_000.0, workers=1)]
+    eager = simulate(jobs, SURFACES, CLUSTER, SimulationConfig(policy="fixed", interval=600.0))
+    lazy = simulate(jobs, SURFACES, CLUSTER,
+                    SimulationConfig(policy="fixed", interval=600.0, round_on_arrival=False))
+    assert [o.start for o in eager.outcomes] == [0.0, 100.0]
+    assert [o.start for o in lazy.outcomes] == [0.0, 600.0]

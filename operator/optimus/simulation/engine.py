@@ -5,8 +5,9 @@ cluster and runs steps 3-5 with the operator's own code: `optimus.simulation.kno
 the operator's models, `optimus.scheduling.allocate` and `place` decide. Time advances in
 scheduling intervals; within an interval every job runs at its true speed under its
 placement (optimus.simulation.physics), so a job's completion time is exact, not rounded to
-a tick. Jobs that arrive or finish between two rounds wait for the next round, as they do
-under the operator.
+a tick. As under the operator, a new job triggers a round at once (the next periodic round
+follows an interval later), and the resources of a job that finishes between two rounds
+are handed out at the next round.
 
 Costs and rules:
 * a job that starts, resumes, or changes its PS/worker counts or nodes pays `restart_cost`
@@ -109,6 +110,9 @@ class SimulationConfig:
     #: models costs 25% more average JCT in a contended cluster than this box)
     probe_max_ps: int | None = 8
     probe_max_workers: int | None = 4
+    #: run a round as soon as a job arrives, as the operator does (a new TrainingJob forces
+    #: a round); otherwise new jobs wait for the next interval
+    round_on_arrival: bool = True
     #: give up when a job is still unfinished this long after the last arrival
     horizon: float = 180 * 86400.0
     #: extra keyword options for the policy (e.g. OptimusConfig fields)
@@ -274,7 +278,9 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
     last_arrival = ordered[-1].arrival if ordered else 0.0
     while pending or active:
         if not active and pending and pending[-1].trace.arrival > time:
-            time = math.ceil(pending[-1].trace.arrival / interval) * interval
+            next_arrival = pending[-1].trace.arrival
+            time = (next_arrival if config.round_on_arrival
+                    else math.ceil(next_arrival / interval) * interval)
         while pending and pending[-1].trace.arrival <= time:
             active.append(pending.pop())
         if time > last_arrival + config.horizon:
@@ -287,6 +293,8 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
         placement = place(allocations, views, node_views, previous)
         peak = _check_conservation(placement, active, cluster)
         end = time + interval
+        if config.round_on_arrival and pending and pending[-1].trace.arrival < end:
+            end = pending[-1].trace.arrival  # a new job triggers a round at once
         gpus_in_use = cpus_in_use = 0.0
         running = 0
         still_active: list[_Job] = []
