@@ -96,6 +96,7 @@ def test_a_job_survives_operator_worker_prometheus_and_node_faults(
         restarts = int((stack.kubectl.trainingjob(NAME).get("status") or {}).get("restarts")
                        or 0)
         pid = stack.cluster.pod_pid(stack.config.namespace, chief["metadata"]["name"])
+        assert pid is not None, "the kubelet knows no process for the chief"
         os.kill(pid, signal.SIGKILL)
         timeline.append(f"kill -9 worker pid {pid} ({chief['metadata']['name']})")
         _advances(stack, recorder, "kill -9 of a worker")
