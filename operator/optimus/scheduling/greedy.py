@@ -196,7 +196,7 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
     handed out (100,000 times at the paper's scale), hence the inlined steps and local
     names; `greedy_reference` is the same decision written plainly."""
     heap: list[tuple[float, float, int, int, int]] = []
-    spare: dict[int, tuple[float, float, int, int, int]] = {}
+    spare: list[tuple[float, float, int, int, int] | None] = [None] * len(state.jobs)
     jobs, version, need, share = state.jobs, state.version, state.need, state.share
     ps, workers, time_left, exponent = state.ps, state.workers, state.time, state.exponent
     dead = [0] * len(jobs)
@@ -238,10 +238,7 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
                     best, second = entry, best
                 else:
                     second = entry
-        if second is not None:
-            spare[i] = second
-        else:
-            spare.pop(i, None)
+        spare[i] = second
         return best
 
     for i in which:
@@ -272,7 +269,7 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
                 break
         if not fits:
             dead[i] |= 1 << kind
-            other = spare.pop(i, None)
+            other, spare[i] = spare[i], None
             if other is not None and other[4] == seen:
                 pending = other
             continue
