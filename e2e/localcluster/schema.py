@@ -3,9 +3,9 @@ defaulting, pruning of unknown fields, and validation with the real server's mes
 
 Covered: type (with nullable, x-kubernetes-int-or-string), properties, additionalProperties,
 items, required, enum, minimum/maximum (and exclusive), minLength/maxLength, pattern,
-minItems/maxItems, default, x-kubernetes-preserve-unknown-fields, and the simplest
-x-kubernetes-validations rules (comparisons between two fields of `self`). Not covered:
-format, allOf/anyOf/oneOf/not, uniqueItems, other CEL expressions (see e2e/README.md).
+minItems/maxItems, default, x-kubernetes-preserve-unknown-fields, and
+x-kubernetes-validations rules in the CEL subset `cel.py` evaluates. Not covered: format,
+allOf/anyOf/oneOf/not, uniqueItems, the rest of CEL (see e2e/README.md).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any
 
+from . import cel
 from .errors import Cause
 
 ROOT_FIELDS = {"apiVersion", "kind", "metadata"}
@@ -193,44 +194,12 @@ def validate(schema: dict[str, Any], value: Any, path: str = "") -> list[Cause]:
     return causes
 
 
-# The one CEL shape evaluated: `self.a.b OP self.c` (OP one of < <= > >= == !=), optionally
-# guarded by `!has(self.x) || ...`. Any other rule is skipped (documented gap).
-_OPERAND = r"self((?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
-_RULE = re.compile(rf"^\s*{_OPERAND}\s*(<=|>=|==|!=|<|>)\s*{_OPERAND}\s*$")
-_GUARD = re.compile(r"^\s*!has\(self\.([A-Za-z_][A-Za-z0-9_.]*)\)\s*\|\|\s*(.*)$")
-
-
-def _lookup(value: Any, dotted: str) -> tuple[bool, Any]:
-    cur = value
-    for part in [p for p in dotted.split(".") if p]:
-        if not isinstance(cur, dict) or part not in cur:
-            return False, None
-        cur = cur[part]
-    return True, cur
-
-
 def _check_rule(rule: dict[str, Any], value: Any, path: str) -> Cause | None:
-    expression = rule.get("rule", "")
-    guards = []
-    while match := _GUARD.match(expression):
-        guards.append(match.group(1))
-        expression = match.group(2)
-    for guard in guards:
-        if not _lookup(value, guard)[0]:
-            return None
-    match = _RULE.match(expression)
-    if not match:
-        return None
-    (ok_left, left), op, (ok_right, right) = (
-        _lookup(value, match.group(1)), match.group(2), _lookup(value, match.group(3)))
-    if not (ok_left and ok_right):
-        return None
+    """One x-kubernetes-validations rule; None when it holds or cannot be evaluated here."""
     try:
-        holds = {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right,
-                 "==": left == right, "!=": left != right}[op]
-    except TypeError:
-        return None
-    if holds:
+        if cel.holds(rule.get("rule", ""), value):
+            return None
+    except (cel.Unsupported, cel.EvalError):
         return None
     message = rule.get("message") or f"failed rule: {rule.get('rule')}"
     field = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path

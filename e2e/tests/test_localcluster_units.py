@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from e2e.localcluster import meta, patch, protobuf, quantity, schema
+from e2e.localcluster import cel, meta, patch, protobuf, quantity, schema
 from e2e.localcluster.errors import ApiError
 from e2e.localcluster.scheduler import choose_node
 
@@ -284,3 +284,40 @@ def test_merge_patch_does_not_alias_its_inputs() -> None:
     result["c"]["d"] = 2
     assert target == {"a": {"b": [1]}} and body == {"c": {"d": 1}}
     assert copy.deepcopy(result) == result
+
+
+# ---- CEL rules -------------------------------------------------------------------------------
+ALLREDUCE_NO_PS = ("!has(self.mode) || self.mode != 'allreduce' || !has(self.parameterServers)"
+                   " || self.parameterServers.max == 0")
+
+
+@pytest.mark.parametrize(("rule", "value", "expected"), [
+    ("self.min <= self.max", {"min": 1, "max": 2}, True),
+    ("self.min <= self.max", {"min": 3, "max": 2}, False),
+    (ALLREDUCE_NO_PS, {"mode": "allreduce", "parameterServers": {"max": 2}}, False),
+    (ALLREDUCE_NO_PS, {"mode": "allreduce", "parameterServers": {"max": 0}}, True),
+    (ALLREDUCE_NO_PS, {"mode": "ps-sync", "parameterServers": {"max": 2}}, True),
+    ("has(self.x) && self.x > 0", {}, False),  # && short-circuits past the missing field
+    ("self.x > 0 || true", {}, True),  # || absorbs the error on its other side
+    ("size(self.l) == 2 && 'b' in self.l && self.l[0] == 'a'", {"l": ["a", "b"]}, True),
+    ("self.a * 2 + 1 >= 7 ? self.b : !self.b", {"a": 3, "b": True}, True),
+    ("self['k'] / 2 == 2", {"k": 5}, True),  # integer division
+])
+def test_cel_subset(rule: str, value: Any, expected: bool) -> None:
+    assert cel.holds(rule, value) is expected
+
+
+@pytest.mark.parametrize("rule", ["self.l.all(x, x > 0)", "self == oldSelf",
+                                  "self.name.startsWith('a')", "int(self.x) > 0"])
+def test_cel_outside_the_subset_is_reported_unsupported(rule: str) -> None:
+    with pytest.raises(cel.Unsupported):
+        cel.holds(rule, {"l": [1], "name": "a", "x": 1})
+
+
+def test_unsupported_or_failing_rules_never_reject() -> None:
+    rules = {"type": "object", "x-kubernetes-validations": [
+        {"rule": "self.l.all(x, x > 0)"}, {"rule": "self.missing > 0"}]}
+    assert schema.validate(rules, {"l": [-1]}) == []
+    failing = {"type": "object", "x-kubernetes-validations": [{"rule": "self.a < self.b"}]}
+    assert [c.text() for c in schema.validate(failing, {"a": 2, "b": 1}, "spec")] == [
+        'spec: Invalid value: "object": failed rule: self.a < self.b']
