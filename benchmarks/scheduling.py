@@ -108,10 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--load", type=float, default=3.0,
                         help="offered GPU load at the requested sizes (default 3)")
     parser.add_argument("--quick", action="store_true", help="main comparison only")
+    parser.add_argument("--scale", action="store_true",
+                        help="only time 1,000 jobs on 64 nodes per policy")
     args = parser.parse_args(argv)
     table = load_table()
     if table is None:
         return 2
+    if args.scale:
+        return scale(table)
     for dropped in table.dropped:
         console.print(f"dropped {table.source} line {dropped.row.line}: {dropped.reason}")
     surfaces = {model: surface_from_rows(rows) for model, rows in table.rows.items()}
@@ -235,6 +239,32 @@ def sweeps(table: SpeedTable, surfaces: dict[str, SpeedSurface], cluster: Cluste
                       "optimus_avg_jct_h": float(np.mean([o.avg_jct for o in opt])) / 3600}
     console.print(grid)
     return out
+
+
+def scale(table: SpeedTable) -> int:
+    """Time one whole trace of 1,000 jobs on 64 nodes (512 GPUs) per policy."""
+    surfaces = {model: surface_from_rows(rows) for model, rows in table.rows.items()}
+    cluster = Cluster.uniform(64, 8, 64)
+    trace, _ = make_trace(table, surfaces, 1000, 0, 3.0, cluster.total.gpu)
+    grid = Table(title="1,000 jobs (measured.csv models, load 3) on 64 nodes x 8 GPUs, "
+                       "interval 60 s: time to simulate the whole trace")
+    for column in ("policy", "knowledge", "wall (s)", "CPU (s)", "rounds", "avg JCT (h)",
+                   "makespan (h)"):
+        grid.add_column(column, justify="left" if column in ("policy", "knowledge") else "right")
+    for name, oracle in (("optimus", True), ("optimus", False), ("drf", False),
+                         ("tiresias", False)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = simulate(trace, surfaces, cluster, SimulationConfig(policy=name, oracle=oracle))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        metrics = summarise(result)
+        grid.add_row(name, "oracle" if oracle else "learned", f"{wall:.1f}", f"{cpu:.1f}",
+                     str(metrics.rounds), f"{metrics.avg_jct / 3600:.2f}",
+                     f"{metrics.makespan / 3600:.2f}")
+        console.print(f"  {name} {'oracle' if oracle else 'learned'}: {wall:.1f} s", style="dim")
+    console.print(grid)
+    console.print(f"machine: {platform.machine()} {os.cpu_count()} cpus, load average "
+                  f"{os.getloadavg()[0]:.1f}, python {platform.python_version()}")
+    return 0
 
 
 if __name__ == "__main__":

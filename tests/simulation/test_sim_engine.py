@@ -91,10 +91,10 @@ def test_same_arrival_jobs_are_ordered_by_name_not_by_input_order() -> None:
 
 
 def _single_job(restart_cost: float) -> tuple[float, float]:
-    job = TraceJob("solo", 0.0, "cnn-small", 20, 50_000.0, batch_size=64, ps=2, workers=2)
+    job = TraceJob("solo", 0.0, "cnn-ps-bound", 20, 50_000.0, batch_size=64, ps=2, workers=2)
     config = SimulationConfig(policy="fixed", restart_cost=restart_cost, oracle=True)
     (outcome,) = simulate([job], SURFACES, CLUSTER, config).outcomes
-    speed = SURFACES["cnn-small"].samples_per_sec(2, 2)
+    speed = SURFACES["cnn-ps-bound"].samples_per_sec(2, 2)
     return outcome.jct, job.epochs * job.dataset_size / speed
 
 
@@ -161,8 +161,8 @@ def test_allreduce_jobs_run_without_parameter_servers() -> None:
 
 
 def test_a_new_job_triggers_a_round_as_under_the_operator() -> None:
-    jobs = [TraceJob("first", 0.0, "cnn-small", 12, 5_000.0, workers=1),
-            TraceJob("late", 100.0, "cnn-small", 12, 5_000.0, workers=1)]
+    jobs = [TraceJob("first", 0.0, "cnn-ps-bound", 12, 5_000.0, workers=1),
+            TraceJob("late", 100.0, "cnn-ps-bound", 12, 5_000.0, workers=1)]
     eager = simulate(jobs, SURFACES, CLUSTER, SimulationConfig(policy="fixed", interval=600.0))
     lazy = simulate(jobs, SURFACES, CLUSTER,
                     SimulationConfig(policy="fixed", interval=600.0, round_on_arrival=False))

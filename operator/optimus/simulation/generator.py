@@ -1,9 +1,11 @@
 """Trace and speed-table generators: the default workload of `optimus simulate` (pure).
 
 `default_speed_table()` tabulates four synthetic model families with the operator's own
-ps-sync speed model (`optimus.models.speed`; coefficients below, chosen so that speed first
-grows with workers and PS and then falls as PS traffic and per-task overheads dominate, as
-in the public measurements) on the grid ps, workers = 1..16.
+ps-sync speed model (`optimus.models.speed`) on the grid ps, workers = 1..16. Their
+coefficients (below) are invented, not fitted to any data, and chosen to be as diverse as
+real models are: one PS-bound family that gains little beyond two workers (as resnet-50
+does in the public measurements), one that keeps scaling, one that needs many PS, and one
+bound by per-step latency.
 
 `generate_trace(table, ...)` draws jobs over any speed table (the default one, or the real
 measurements that benchmarks/scheduling.py reads):
@@ -31,10 +33,14 @@ from optimus.simulation.speeds import surface_from_rows
 DEFAULT_SEED = 2018
 #: (model, per-worker batch, ps-sync theta t0..t4): 1/steps = t0*M/w + t1 + t2*w/p + t3*w + t4*p
 SYNTHETIC_MODELS: tuple[tuple[str, int, tuple[float, float, float, float, float]], ...] = (
-    ("cnn-small", 64, (0.004, 0.020, 0.060, 0.010, 0.004)),
-    ("resnet-like", 32, (0.030, 0.030, 0.040, 0.012, 0.006)),
-    ("transformer-like", 16, (0.060, 0.040, 0.120, 0.008, 0.010)),
-    ("rnn-like", 64, (0.008, 0.050, 0.030, 0.020, 0.003)),
+    # PS-bound, like resnet-50 in the public measurements: best at ~10 PS and 2 workers
+    ("cnn-ps-bound", 32, (0.010, 0.020, 0.150, 0.050, 0.002)),
+    # compute-bound: keeps scaling to 16 workers
+    ("resnet-scales", 32, (0.050, 0.020, 0.010, 0.004, 0.002)),
+    # large parameters: needs many PS, best at ~12 PS and 4-5 workers
+    ("transformer-big", 16, (0.040, 0.030, 0.200, 0.010, 0.005)),
+    # latency-bound: saturates at 2 workers
+    ("rnn-latency", 64, (0.002, 0.100, 0.020, 0.020, 0.003)),
 )
 GRID = range(1, 17)
 REQUESTED_WORKERS = (1, 2, 4, 8)
