@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from e2e.localcluster import cel, meta, patch, protobuf, quantity, schema
+from e2e.localcluster import cel, meta, patch, protobuf, quantity, schema, tables
 from e2e.localcluster.errors import ApiError
 from e2e.localcluster.scheduler import choose_node
+from e2e.localcluster.store import Store, Watcher
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
@@ -321,3 +322,41 @@ def test_unsupported_or_failing_rules_never_reject() -> None:
     failing = {"type": "object", "x-kubernetes-validations": [{"rule": "self.a < self.b"}]}
     assert [c.text() for c in schema.validate(failing, {"a": 2, "b": 1}, "spec")] == [
         'spec: Invalid value: "object": failed rule: self.a < self.b']
+
+
+# ---- printing ----------------------------------------------------------------------------------
+def test_jsonpath_for_printer_columns() -> None:
+    obj = {"status": {"conditions": [{"type": "Ready", "status": "False"},
+                                     {"type": "Valid", "status": "True"}],
+                      "allocation": {"workers": 3}}}
+    assert tables.jsonpath(obj, ".status.allocation.workers") == [3]
+    assert tables.jsonpath(obj, '.status.conditions[?(@.type=="Valid")].status') == ["True"]
+    assert tables.jsonpath(obj, ".status.conditions[0].type") == ["Ready"]
+    assert tables.jsonpath(obj, ".status.conditions[*].type") == ["Ready", "Valid"]
+    assert tables.jsonpath(obj, ".spec.missing") == []
+
+
+def test_store_watchers_see_objects_entering_and_leaving_a_selection() -> None:
+    store = Store(history_limit=3)
+    watcher = Watcher(("", "pods"), "ns", meta.parse_label_selector("app=a"), [])
+    store.watchers.add(watcher)
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "b"}}}
+    first = store.write(("", "pods"), pod, None)
+    labelled = copy.deepcopy(first)
+    labelled["metadata"]["labels"] = {"app": "a"}
+    second = store.write(("", "pods"), labelled, first)
+    store.write(("", "pods"), first, second)
+    seen = []
+    while not watcher.queue.empty():
+        change = watcher.queue.get_nowait()
+        assert change is not None
+        translated = watcher.translate(change)
+        seen.append(translated[0] if translated else None)
+    assert seen == [None, "ADDED", "DELETED"]
+    since_first = int(first["metadata"]["resourceVersion"])
+    assert [c.type for c in store.since(("", "pods"), since_first) or []] == ["MODIFIED",
+                                                                              "MODIFIED"]
+    store.remove(("", "pods"), "ns", "p")  # a fourth change pushes the first out
+    assert store.since(("", "pods"), since_first - 1) is None
+    assert [c.type for c in store.since(("", "pods"), since_first) or []] == [
+        "MODIFIED", "MODIFIED", "DELETED"]
