@@ -5,7 +5,7 @@ recorder reads its step from the chief worker's control endpoint all along, and 
 resize the step never falls below the newest checkpoint; every checkpoint's own sample
 ledger (the workers' accounting) shows no sample skipped or trained twice.
 
-With the workers' local runner: a resize in the middle of an epoch (1x2 -> 2x3), whose JSON
+With the workers' local runner: a resize in the middle of an epoch (1x2 -> 2x3, one epoch), whose JSON
 report counts repeated and skipped samples (the workers' own accounting): both zero.
 """
 
@@ -37,7 +37,7 @@ def test_resizes_in_the_cluster_lose_no_steps_beyond_the_last_checkpoint(
         make_stack: MakeStack) -> None:
     stack = make_stack(nodes=1, gpus_per_node=4)
     name = "elastic"
-    apply_job(stack.kubectl, job_manifest(name, stack.workdir / "checkpoints", max_epochs=4,
+    apply_job(stack.kubectl, job_manifest(name, stack.workdir / "checkpoints", max_epochs=3,
                                           ps=(1, 2), workers=(1, 3), batch=32,
                                           interval_steps=10))
     recorder = StepRecorder(stack, name).start()
@@ -61,7 +61,8 @@ def test_resizes_in_the_cluster_lose_no_steps_beyond_the_last_checkpoint(
 def test_the_local_runner_counts_no_sample_skipped_or_repeated_across_a_resize() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "optimus_worker.local", "--task", "mlp", "--mode", "ps-sync",
-         "--ps", "1", "--workers", "2", "--epochs", "2", "--resize-after-steps", "45",
+         "--ps", "1", "--workers", "2", "--epochs", "1", "--global-batch-size", "128",
+         "--resize-after-steps", "7",
          "--to-ps", "2", "--to-workers", "3", "--json"],
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -69,5 +70,5 @@ def test_the_local_runner_counts_no_sample_skipped_or_repeated_across_a_resize()
     assert report["samples_repeated"] == 0 and report["samples_skipped"] == 0, report
     assert [r["from"] for r in report["resizes"]] == [[1, 2]], report
     assert [r["to"] for r in report["resizes"]] == [[2, 3]], report
-    assert report["samples_seen"] > 0 and report["epochs"] >= 2, report
+    assert report["samples_seen"] > 0 and report["epochs"] >= 1, report
     print(f"local runner: {report}")
