@@ -192,6 +192,8 @@ def print_report(metrics: Mapping[str, PolicyMetrics], table: SpeedTable, jobs: 
     from optimus.simulation.metrics import ratios
 
     console = Console()
+    if not console.is_terminal:  # piped or captured: don't squeeze the table into 80 columns
+        console = Console(width=120)
     source = args.trace or "default generated trace"
     knowledge = "oracle models" if args.oracle else "models learned online"
     report = Table(title=(
