@@ -106,3 +106,9 @@ def test_unplaced_tasks_are_refused() -> None:
     with pytest.raises(ValueError, match="place every task"):
         builders.build_pods(parse_training_job(RAW_JOB),
                             AllocationStatus(1, 3, 0, ("n1",), ("n1",)))
+
+
+def test_quantities_become_strings() -> None:
+    worker = _pods()[1]["spec"]["containers"][0]["resources"]
+    assert worker["limits"] == {"nvidia.com/gpu": "1"}
+    assert worker["requests"] == {"cpu": "1", "memory": "1Gi"}

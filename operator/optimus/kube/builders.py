@@ -118,6 +118,11 @@ def _training_container(
     the pod IP from the downward API and the checkpoint mount; the first container also
     declares the metrics/control ports."""
     out = copy.deepcopy(dict(container))
+    resources = out.get("resources") or {}
+    for kind in ("requests", "limits"):
+        if isinstance(resources.get(kind), Mapping):
+            # quantities are strings in the API's schema (YAML gives `nvidia.com/gpu: 1`)
+            resources[kind] = {k: str(v) for k, v in resources[kind].items()}
     ours = env.to_env()
     kept = [e for e in out.get("env") or [] if e.get("name") not in ours
             and e.get("name") != contract.ENV_POD_IP]

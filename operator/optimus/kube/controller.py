@@ -249,8 +249,7 @@ class Controller:
             self._prom_failures += 1
             rounds = min(2 ** (self._prom_failures - 1), MAX_BACKOFF_ROUNDS)
             self._prom_retry_at = now + (rounds - 0.5) * self.config.interval_seconds
-            self._prom_error = (f"Prometheus at {self.config.prometheus_url} is unavailable "
-                                f"({error}); retrying in {rounds} round(s)")
+            self._prom_error = f"{error}; retrying in {rounds} round(s)"
             log.warning("%s", self._prom_error)
             return {}, self._prom_error
         self._prom_failures = 0

@@ -41,6 +41,12 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
     registry = kopf.OperatorRegistry()
     seen: dict[str, int] = {}  # uid -> metadata.generation that asked for a round
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # a custom registry has none of kopf's default login handlers: use the same
+        # credentials as the kubernetes client (in-cluster, else $KUBECONFIG)
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(**kwargs: Any) -> None:
         settings: kopf.OperatorSettings = kwargs["settings"]
@@ -71,13 +77,13 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
         if controller is not None:
             await controller.prometheus.close()
 
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.index(GROUP, VERSION, PLURAL, id=INDEX, registry=registry)
     def optimus_jobs(**kwargs: Any) -> dict[Any, Any]:
         # (kopf passes everything by keyword; **kwargs keeps its handler protocol happy)
         key = (kwargs["namespace"], kwargs["name"])
         return {key: copy.deepcopy(dict(kwargs["body"]))}
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="job-event", registry=registry)
     async def job_event(**kwargs: Any) -> None:
         event: Mapping[str, Any] = kwargs["event"]
         metadata = kwargs["body"].get("metadata", {})
@@ -97,7 +103,8 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
 
     tick_seconds = max(1.0, min(config.interval_seconds / 2, 5.0))
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=tick_seconds, registry=registry)
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=tick_seconds, backoff=tick_seconds,
+                registry=registry)
     async def schedule(**kwargs: Any) -> None:
         index = kwargs[INDEX]
         controller = controller_box.get("controller")

@@ -1,0 +1,181 @@
+"""The operator against the e2e local cluster, with a real Prometheus scraping real worker
+processes (see conftest.py). Timeouts are generous and every wait is bounded: the machine
+is small and shared."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from optimus_worker import contract
+
+from e2e.demo.kubectl import KubectlError
+from tests.integration.conftest import World
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+
+def _allocation(world: World, name: str) -> dict[str, Any]:
+    return dict(world.status(name).get("allocation") or {})
+
+
+def _edit(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(manifest: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = manifest
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+    return edit
+
+
+_CONTAINER = "spec.workers.template.spec.containers.0"
+#: jobs the API server may accept but the operator must refuse: (name, edit, field named)
+INVALID = [
+    ("bad-name-" + "x" * 32, None, "metadata.name"),
+    ("bad-image", _edit(f"{_CONTAINER}.image", None), "image"),
+    ("bad-quantity", _edit(f"{_CONTAINER}.resources.requests", {"cpu": "lots"}), "cpu"),
+    ("bad-containers", _edit("spec.workers.template.spec.containers", []), "containers"),
+    ("bad-gpu", _edit(f"{_CONTAINER}.resources.limits", {"nvidia.com/gpu": "500m"}),
+     "nvidia.com/gpu"),
+    ("bad-batch", _edit("spec.globalBatchSize", 1), "globalBatchSize"),
+]
+
+
+def test_invalid_jobs_get_clear_conditions_and_recover(world: World) -> None:
+    accepted = []
+    for name, edit, field in INVALID:
+        manifest = world.manifest(name, workers=(1, 2))
+        if edit is not None:
+            edit(manifest)
+        try:
+            world.apply(manifest)
+        except KubectlError as error:  # the CRD's schema refused it: it must say why
+            assert field in str(error), error
+            continue
+        accepted.append((name, field))
+    assert len(accepted) >= 4, "the CRD should let the operator-only checks through"
+    for name, field in accepted:
+        def invalid(n: str = name) -> dict[str, Any] | None:
+            return world.condition(n, "Valid") if world.phase(n) == "Invalid" else None
+
+        condition = world.wait(f"{name} to be Invalid", invalid, 30)
+        assert condition["reason"] == "InvalidSpec"
+        assert field in condition["message"] and "fix:" in condition["message"]
+        warnings = [e for e in world.events(name) if e.type == "Warning"]
+        assert warnings and field in warnings[0].message
+        assert world.pods(name) == []
+    # no retry storm: a few rounds later there is still exactly one warning per job
+    time.sleep(7)
+    for name, _ in accepted:
+        assert len([e for e in world.events(name) if e.type == "Warning"]) == 1
+    # fixing the spec recovers the job
+    name = accepted[0][0] if accepted[0][0] != INVALID[0][0] else accepted[1][0]
+    world.apply(world.manifest(name, workers=(1, 2)))
+    world.wait(f"{name} to be scheduled once fixed",
+               lambda: world.phase(name) in ("Probing", "Running", "Resizing"), 30)
+    for name, _ in accepted:
+        world.delete(name)
+    world.wait("the fixed job's pods to go", lambda: not world.pods(accepted[0][0])
+               and not world.pods(name), 60)
+
+
+def test_create_probe_fit_grow_restart_blind_shrink_succeed(world: World) -> None:
+    big = "grower"
+    world.apply(world.manifest(big, ps=(1, 2), workers=(1, 3), max_epochs=400))
+    first = world.wait("the first allocation", lambda: _allocation(world, big), 30)
+    assert (first["ps"], first["workers"], first["generation"]) == (1, 1, 0)
+
+    # probing walks through configurations until the speed model can be fitted
+    def fitted() -> dict[str, Any] | None:
+        status = world.status(big)
+        scheduled = world.condition(big, "Scheduled")
+        model = status.get("model") or {}
+        if scheduled.get("reason") == "Allocated" and model.get("speed") and \
+                status.get("phase") == "Running":
+            return status
+        return None
+
+    status = world.wait("probing to end with fitted models", fitted, 240, interval=2)
+    model = status["model"]
+    configs = {(p, w) for p, w, _ in model["speedSamples"]}
+    assert len(configs) >= 5 and any(p != w for p, w in configs)
+    assert model["remainingEpochs"] >= 0 and model["samplesPerEpoch"] > 0
+    model = world.wait("the loss model", lambda: world.status(big)["model"].get("loss")
+                       and world.status(big)["model"], 90, interval=2)
+    assert len(model["lossSamples"]) >= 3 and model["convergedEpoch"] > 0
+    grown = world.wait("the job to run on more than one worker",
+                       lambda: (a := _allocation(world, big)).get("workers", 0) > 1
+                       and world.phase(big) == "Running" and a, 90, interval=2)
+    assert grown["generation"] >= 1
+    resized = [e.message for e in world.events(big) if e.reason == "Resized"]
+    assert resized and all("->" in m for m in resized)
+
+    # the operator restarts mid-job: nothing is resized, nothing is lost
+    before = world.status(big)
+    world.stack.operator.restart()  # type: ignore[union-attr]
+    time.sleep(10)  # three rounds
+    after = world.status(big)
+    assert after["allocation"]["generation"] == before["allocation"]["generation"]
+    assert len(after["model"]["lossSamples"]) >= len(before["model"]["lossSamples"])
+    assert after["model"]["speedSamples"] and after.get("restarts", 0) == before.get("restarts", 0)
+
+    # Prometheus goes away for a while: a condition, no resize; it clears when it returns
+    generation = after["allocation"]["generation"]
+    world.stack.prometheus.stop()
+    try:
+        blind = world.wait("MetricsAvailable=False",
+                           lambda: world.condition(big, "MetricsAvailable").get("status")
+                           == "False" and world.condition(big, "MetricsAvailable"), 30)
+        assert blind["reason"] == "MetricsUnavailable"
+        time.sleep(9)
+        assert _allocation(world, big)["generation"] == generation
+    finally:
+        world.stack.prometheus.start()
+    world.wait("MetricsAvailable=True again",
+               lambda: world.condition(big, "MetricsAvailable").get("status") == "True", 60)
+    assert _allocation(world, big)["generation"] == generation
+
+    # a second job arrives into the full cluster: the first one shrinks to make room
+    width = _allocation(world, big)["workers"]
+    small = "newcomer"
+    world.apply(world.manifest(small, max_epochs=3))
+    world.wait("the newcomer to be allocated", lambda: _allocation(world, small), 90)
+    assert _allocation(world, big)["workers"] < width or width < 3
+
+    # let the first job finish early: a spec update is re-planned at once
+    epoch = float(world.status(big)["progress"]["epoch"])
+    manifest = world.manifest(big, ps=(1, 2), workers=(1, 3), max_epochs=int(epoch) + 3)
+    world.apply(manifest)
+    for name in (small, big):
+        def succeeded(n: str = name) -> bool:
+            return world.phase(n) == "Succeeded"
+
+        world.wait(f"{name} to succeed", succeeded, 150, interval=2)
+        done = world.condition(name, "Succeeded")
+        assert done["reason"] in ("MaxEpochsReached", "Converged")
+    world.wait("finished jobs' pods to go",
+               lambda: not world.pods(big) and not world.pods(small), 60)
+    assert any(world.checkpoints.joinpath(big).iterdir()), "checkpoints stay"
+    for name in (small, big):
+        world.delete(name)
+
+
+def test_deleting_a_job_cleans_its_pods(world: World) -> None:
+    name = "short-lived"
+    world.apply(world.manifest(name, max_epochs=1000))
+    world.wait("its pods to run", lambda: len([p for p in world.pods(name)
+                                               if p.status.phase == "Running"]) == 2, 90)
+    service = contract.service_name(name)
+    spec = world.core.read_namespaced_service(service, "default").spec
+    assert spec is not None and spec.cluster_ip == "None"
+    world.delete(name)
+    world.wait("its pods to go", lambda: not world.pods(name), 60)
+    world.wait("its Service to go", lambda: service not in {
+        s.metadata.name for s in world.core.list_namespaced_service("default").items
+        if s.metadata is not None}, 30)
