@@ -5,7 +5,8 @@ recorder reads its step from the chief worker's control endpoint all along, and 
 resize the step never falls below the newest checkpoint; every checkpoint's own sample
 ledger (the workers' accounting) shows no sample skipped or trained twice.
 
-With the workers' local runner: a resize in the middle of an epoch (1x2 -> 2x3, one epoch), whose JSON
+With the workers' local runner: a resize in the middle of an epoch (1x2 -> 2x3, one epoch),
+whose JSON
 report counts repeated and skipped samples (the workers' own accounting): both zero.
 """
 
