@@ -27,7 +27,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,10 @@ class Controller:
                     break
         return report
 
+    async def settle(self) -> None:
+        """Wait for the pod work the last rounds started (rolls and deletions)."""
+        await asyncio.gather(*self._tasks.values())
+
     # ---- one round ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def _step(self, report: RoundReport, name: str) -> Iterator[None]:
@@ -142,7 +146,7 @@ class Controller:
             report.seconds[name] = seconds
             self.metrics.step_duration(name, seconds)
 
-    async def run_round(self, raw_jobs: list[Mapping[str, Any]]) -> RoundReport:
+    async def run_round(self, raw_jobs: Sequence[Mapping[str, Any]]) -> RoundReport:
         report = RoundReport(jobs=len(raw_jobs))
         now = self.clock()
         self.last_round = now
@@ -158,7 +162,7 @@ class Controller:
                  ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in report.seconds.items()))
         return report
 
-    async def _round(self, raw_jobs: list[Mapping[str, Any]], now: float,
+    async def _round(self, raw_jobs: Sequence[Mapping[str, Any]], now: float,
                      report: RoundReport) -> None:
         # 1 snapshot
         with self._step(report, "snapshot"):
@@ -196,7 +200,7 @@ class Controller:
             await self._act(decisions, pods, report)
         self._export(decisions, nodes)
 
-    def _states(self, raw_jobs: list[Mapping[str, Any]],
+    def _states(self, raw_jobs: Sequence[Mapping[str, Any]],
                 pods: list[PodSnapshot]) -> list[JobState]:
         by_job: dict[tuple[str, str], list[PodSnapshot]] = {}
         for pod in pods:
