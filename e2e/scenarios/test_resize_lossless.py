@@ -6,8 +6,8 @@ resize the step never falls below the newest checkpoint; every checkpoint's own 
 ledger (the workers' accounting) shows no sample skipped or trained twice.
 
 With the workers' local runner: a resize in the middle of an epoch (1x2 -> 2x3, one epoch),
-whose JSON
-report counts repeated and skipped samples (the workers' own accounting): both zero.
+whose JSON report counts repeated and skipped samples (the workers' own accounting): both
+zero.
 """
 
 from __future__ import annotations
