@@ -1,0 +1,80 @@
+"""Process lifecycle: SIGTERM ends a task within seconds, never in the middle of a write.
+
+The training loop runs in a helper thread; the main thread only waits, so that it can
+run the signal handler at once even while training blocks in a collective or an RPC. On
+SIGTERM (or SIGINT) the task exits 0 immediately, abandoning the current step: the last
+checkpoint is intact because files are only ever renamed into place. Only a checkpoint
+being written (`critical`) delays the exit until it is complete, bounded by a timer.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+GRACE_S = 10.0  # a checkpoint write that takes longer than this is abandoned too
+
+
+def hard_exit(code: int) -> None:
+    """Leave now, without torch's RPC/collective shutdown handshakes (peers may be gone)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class Lifecycle:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._critical = 0
+        self.terminating = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        with self._lock:
+            self.terminating = True
+            busy = self._critical > 0
+        if not busy:
+            hard_exit(0)
+        timer = threading.Timer(GRACE_S, hard_exit, args=(0,))
+        timer.daemon = True
+        timer.start()
+
+    @contextmanager
+    def critical(self) -> Iterator[None]:
+        with self._lock:
+            self._critical += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._critical -= 1
+                leave = self.terminating and self._critical == 0
+            if leave:
+                hard_exit(0)
+
+    def run(self, body: Callable[[], None]) -> int:
+        """Run `body` in a thread while the main thread stays free for signals."""
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                body()
+            except BaseException as exc:
+                errors.append(exc)
+                import traceback
+
+                traceback.print_exc()
+
+        thread = threading.Thread(target=target, name="train", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.5)
+        return 1 if errors else 0

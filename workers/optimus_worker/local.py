@@ -1,0 +1,321 @@
+"""``python -m optimus_worker.local``: a whole job as local processes on 127.0.0.1.
+
+What a user without a cluster (and the e2e tests) runs: it starts the PS and worker
+processes of one generation with the pod environment of `optimus_worker.contract`, each
+on its own free ports, and supervises them:
+
+* a resize (``--resize-after-steps N --to-ps P --to-workers W``, repeatable) follows the
+  operator's protocol: ``POST /checkpoint`` to the chief, SIGTERM to the generation, the
+  next generation resumes from the newest checkpoint; its cost is timed from the request
+  to the new generation's first finished step;
+* a task that dies (crash, ``kill -9``) takes its generation down; the runner restarts it
+  from the newest checkpoint (at most ``--max-restarts`` times);
+* at the end the result comes from the final checkpoint, i.e. from the workers' own
+  accounting: steps, epochs, the loss of the last epoch, and the samples seen, repeated
+  and skipped according to the ledger the workers kept.
+
+With ``--json`` the last line of output is one JSON object:
+``{"steps", "epochs", "final_loss", "samples_seen", "samples_repeated", "samples_skipped",
+"resizes": [{"at_step", "from": [p, w], "to": [p, w], "seconds"}], "restarts",
+"epoch_losses"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optimus_worker import contract
+
+POLL_S = 0.1
+STOP_TIMEOUT_S = 10.0
+
+
+class LocalJobError(RuntimeError):
+    """The local job failed beyond what restarts can fix, or timed out."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Process:
+    role: contract.Role
+    rank: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+
+
+@dataclass
+class LocalJob:
+    """One job's processes on this machine, one generation at a time."""
+
+    task: str
+    mode: contract.Mode
+    num_ps: int
+    num_workers: int
+    epochs: int
+    checkpoint_dir: Path
+    global_batch_size: int = 64
+    checkpoint_interval: int = contract.DEFAULT_CHECKPOINT_INTERVAL_STEPS
+    job: str = "local"
+    log_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    generation: int = -1
+    processes: list[Process] = field(default_factory=list)
+    control_port: int = 0
+    last_step: int = 0
+
+    def __post_init__(self) -> None:
+        self.checkpoint_dir = Path(self.checkpoint_dir)
+        if self.log_dir is None:
+            self.log_dir = Path(tempfile.mkdtemp(prefix="optimus-local-logs-"))
+        if self.mode == "allreduce":
+            self.num_ps = 0
+
+    # ---- processes -----------------------------------------------------------------------
+    def env_for(self, role: contract.Role, rank: int, rendezvous: str, metrics_port: int
+                ) -> dict[str, str]:
+        pod = contract.PodEnv(
+            job=self.job, namespace="local", role=role, rank=rank, num_ps=self.num_ps,
+            num_workers=self.num_workers, mode=self.mode, rendezvous=rendezvous,
+            checkpoint_dir=str(self.checkpoint_dir), generation=self.generation,
+            metrics_port=metrics_port, control_port=self.control_port,
+            checkpoint_interval_steps=self.checkpoint_interval, task=self.task,
+            global_batch_size=self.global_batch_size, max_epochs=self.epochs,
+        )
+        env = {**os.environ, **pod.to_env(), contract.ENV_POD_IP: "127.0.0.1",
+               "OMP_NUM_THREADS": "1", **self.extra_env}
+        return env
+
+    def start(self) -> None:
+        """Start the next generation with the current PS and worker counts."""
+        self.generation += 1
+        self.control_port = free_port()
+        rendezvous = f"127.0.0.1:{free_port()}"
+        assert self.log_dir is not None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        roles: list[tuple[contract.Role, int]] = [("worker", r) for r in range(self.num_workers)]
+        roles += [("ps", r) for r in range(self.num_ps)]
+        self.processes = []
+        for role, rank in roles:
+            port = free_port()
+            log = self.log_dir / f"g{self.generation}-{role}-{rank}.log"
+            with log.open("wb") as out:
+                popen = subprocess.Popen(
+                    [sys.executable, "-m", "optimus_worker"], stdout=out,
+                    stderr=subprocess.STDOUT, env=self.env_for(role, rank, rendezvous, port),
+                )
+            self.processes.append(Process(role, rank, popen, log, port))
+
+    def stop(self) -> None:
+        """SIGTERM the generation; SIGKILL what is left after STOP_TIMEOUT_S."""
+        for proc in self.processes:
+            if proc.popen.poll() is None:
+                proc.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for proc in self.processes:
+            try:
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+
+    def process(self, role: contract.Role, rank: int) -> Process:
+        return next(p for p in self.processes if p.role == role and p.rank == rank)
+
+    def logs(self, lines: int = 20) -> str:
+        out = []
+        for proc in self.processes:
+            text = proc.log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {proc.log.name} (exit {proc.popen.poll()})\n" + "\n".join(text))
+        return "\n".join(out)
+
+    # ---- the chief's control endpoint ------------------------------------------------------
+    def _call(self, method: str, path: str, timeout: float) -> dict[str, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
+                                         method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            data: dict[str, Any] = json.loads(answer.read())
+            return data
+
+    def status(self) -> dict[str, Any] | None:
+        """The chief's /status, or None while it is not serving."""
+        try:
+            status = self._call("GET", contract.CONTROL_STATUS_PATH, timeout=5)
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+        self.last_step = max(self.last_step, int(status["step"]))
+        return status
+
+    def checkpoint(self, timeout: float = 120.0) -> dict[str, Any]:
+        self.wait_until(lambda s: s is not None, timeout)
+        return self._call("POST", contract.CONTROL_CHECKPOINT_PATH, timeout=timeout)
+
+    def failed(self) -> list[Process]:
+        return [p for p in self.processes if p.popen.poll() not in (None, 0)]
+
+    def done(self) -> bool:
+        return all(p.popen.poll() == 0 for p in self.processes)
+
+    def wait_until(self, condition: Any, timeout: float) -> dict[str, Any] | None:
+        """Poll /status until `condition(status)` holds; fail if a task dies or time is up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if condition(status):
+                return status
+            if self.failed():
+                raise LocalJobError("a task died:\n" + self.logs())
+            if self.done():
+                raise LocalJobError("the job finished before the condition held")
+            time.sleep(POLL_S)
+        raise LocalJobError(f"timed out after {timeout:.0f}s:\n" + self.logs())
+
+    def wait_step(self, step: int, timeout: float = 300.0) -> dict[str, Any]:
+        status = self.wait_until(lambda s: s is not None and s["step"] >= step, timeout)
+        assert status is not None
+        return status
+
+    # ---- elasticity --------------------------------------------------------------------------
+    def resize(self, num_ps: int, num_workers: int, timeout: float = 300.0) -> dict[str, Any]:
+        """Checkpoint, stop, restart with (num_ps, num_workers); the resize's record."""
+        before = [self.num_ps, self.num_workers]
+        started = time.monotonic()
+        saved = self.checkpoint()
+        self.stop()
+        self.num_ps = 0 if self.mode == "allreduce" else num_ps
+        self.num_workers = num_workers
+        self.start()
+        self.wait_until(lambda s: s is not None and s["step"] > saved["step"], timeout)
+        return {"at_step": saved["step"], "from": before, "to": [self.num_ps, self.num_workers],
+                "seconds": round(time.monotonic() - started, 3)}
+
+    def run_to_end(self, timeout: float = 600.0, max_restarts: int = 3) -> list[dict[str, Any]]:
+        """Supervise until every task exits 0; restart a failed generation from the newest
+        checkpoint. The restarts' records: the step lost at and the step resumed from."""
+        from optimus_worker.checkpoint import checkpoint_step, latest_checkpoint
+
+        restarts: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while not self.done():
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LocalJobError(f"the job did not finish in {timeout:.0f}s:\n" + self.logs())
+            if self.failed():
+                if len(restarts) >= max_restarts:
+                    self.stop()
+                    raise LocalJobError("too many failures:\n" + self.logs())
+                self.stop()
+                path = latest_checkpoint(self.checkpoint_dir)
+                resumed = 0 if path is None else checkpoint_step(path)
+                restarts.append({"failed_at_step": self.last_step, "resumed_step": resumed,
+                                 "lost_steps": max(0, self.last_step - resumed)})
+                self.start()
+            self.status()
+            time.sleep(POLL_S)
+        return restarts
+
+    def summary(self) -> dict[str, Any]:
+        """The result, from the final checkpoint (the workers' own accounting)."""
+        from optimus_worker.checkpoint import load_latest
+        from optimus_worker.data import DataSchedule, SampleLedger
+
+        ckpt = load_latest(self.checkpoint_dir)
+        if ckpt is None:
+            raise LocalJobError(f"no checkpoint in {self.checkpoint_dir}")
+        size = int(ckpt.meta["dataset_size"])
+        ledger = SampleLedger(size, {e: v.numpy() for e, v in ckpt.ledger.items()})
+        schedule = DataSchedule(size, int(ckpt.meta["global_batch_size"]),
+                                int(ckpt.meta["seed"]))
+        coverage = ledger.coverage(schedule, ckpt.step)
+        losses = [s / n for _, (s, n) in sorted(ckpt.losses.items()) if n]
+        finished = [s / n for _, (s, n) in sorted(ckpt.losses.items()) if n >= size]
+        return {
+            "steps": ckpt.step, "epochs": ckpt.epoch,
+            "final_loss": finished[-1] if finished else (losses[-1] if losses else None),
+            "samples_seen": coverage.seen, "samples_repeated": coverage.repeated,
+            "samples_skipped": coverage.skipped, "epoch_losses": losses,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m optimus_worker.local", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="mlp", help="example name or module:attr")
+    parser.add_argument("--mode", default="ps-sync", choices=contract.MODES)
+    parser.add_argument("--ps", type=int, default=1, help="parameter servers (0: allreduce)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--global-batch-size", type=int, default=64)
+    parser.add_argument("--checkpoint-dir", type=Path, help="default: a new temporary folder")
+    parser.add_argument("--checkpoint-interval", type=int,
+                        default=contract.DEFAULT_CHECKPOINT_INTERVAL_STEPS)
+    parser.add_argument("--resize-after-steps", type=int, action="append", default=[])
+    parser.add_argument("--to-ps", type=int, action="append", default=[])
+    parser.add_argument("--to-workers", type=int, action="append", default=[])
+    parser.add_argument("--max-restarts", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the job")
+    parser.add_argument("--json", action="store_true", help="end with one JSON object")
+    args = parser.parse_args(argv)
+    resizes = args.resize_after_steps
+    if not len(resizes) == len(args.to_ps or resizes) == len(args.to_workers):
+        parser.error("give --to-workers (and --to-ps, except in allreduce mode) once per "
+                     "--resize-after-steps")
+    if args.mode != "allreduce" and args.ps < 1:
+        parser.error(f"--ps {args.ps}: mode {args.mode} needs at least one PS (--ps 0 means "
+                     "--mode allreduce)")
+    if args.ps == 0 and args.mode != "allreduce":
+        args.mode = "allreduce"
+    job = LocalJob(task=args.task, mode=args.mode, num_ps=args.ps, num_workers=args.workers,
+                   epochs=args.epochs, global_batch_size=args.global_batch_size,
+                   checkpoint_dir=args.checkpoint_dir or Path(tempfile.mkdtemp(
+                       prefix="optimus-local-ckpt-")),
+                   checkpoint_interval=args.checkpoint_interval)
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    records = []
+    try:
+        job.start()
+        log(f"generation 0: {job.num_ps} PS x {job.num_workers} workers, logs in {job.log_dir}")
+        for i, at_step in enumerate(resizes):
+            job.wait_step(at_step, timeout=args.timeout)
+            to_ps = args.to_ps[i] if args.to_ps else 0
+            record = job.resize(to_ps, args.to_workers[i], timeout=args.timeout)
+            records.append(record)
+            log(f"resized {record['from']} -> {record['to']} at step {record['at_step']} "
+                f"in {record['seconds']:.2f}s")
+        restarts = job.run_to_end(timeout=args.timeout, max_restarts=args.max_restarts)
+    except LocalJobError as exc:
+        job.stop()
+        print(f"optimus_worker.local: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        job.stop()
+        return 130
+    result = {**job.summary(), "resizes": records, "restarts": restarts}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""The parameter-server role: a shard of the parameters and its optimizer, over RPC.
+
+Each PS holds the blocks `assign_parameters` gave it as flat tensors, with the optimizer
+running over them (the optimizer state lives here, not on the workers). A worker's step
+is one RPC per PS, ``push``: the worker's gradient for that PS's blocks goes in, the
+updated values come back.
+
+* ps-sync: a PS sums the w pushes of a step (each worker's gradient is already weighted by
+  its share of the global batch, so the sum is the global batch's mean gradient), applies
+  one optimizer step and answers all w at once;
+* ps-async: a PS applies each push at once and answers it; the staleness of the push (how
+  many updates the PS applied since the worker's previous pull) is reported.
+
+PS 0 is also the job's coordinator (`Coordinator`): it keeps the per-epoch loss sums and
+the sample ledger, and the pause points at which all workers stop together so that the
+chief can write a consistent checkpoint.
+
+The functions at the bottom are the RPC entry points; they act on this process's
+`SERVER` and `COORDINATOR`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed.rpc as rpc
+from torch.futures import Future
+
+from optimus_worker.assignment import Block
+from optimus_worker.data import SampleLedger
+from optimus_worker.metrics import TaskMetrics
+from optimus_worker.state import State, block_states, hyper_parameters, restore
+from optimus_worker.task import OptimizerFactory
+
+
+class ShardServer:
+    """One PS's blocks, their optimizer, and the sync/async update rule."""
+
+    def __init__(self, sync: bool, num_workers: int, optimizer: OptimizerFactory,
+                 metrics: TaskMetrics | None) -> None:
+        self.sync = sync
+        self.num_workers = num_workers
+        self.make_optimizer = optimizer
+        self.metrics = metrics
+        self.lock = threading.Lock()
+        self.blocks: list[Block] = []
+        self.params: list[torch.Tensor] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.version = 0  # updates applied
+        self.ready = False
+        self.pending_pulls: list[Future[Any]] = []
+        self.grad_sum: torch.Tensor | None = None
+        self.waiting: list[Future[Any]] = []
+        self.finished = threading.Event()
+
+    def load(self, blocks: list[Block], values: torch.Tensor, optim_state: dict[str, State],
+             hyper: dict[str, Any]) -> None:
+        with self.lock:
+            self.blocks = list(blocks)
+            self.params = [piece.clone().requires_grad_(True)
+                           for piece in values.split([b.size for b in blocks])]
+            self.optimizer = self.make_optimizer(self.params)
+            restore(self.optimizer, self.blocks, optim_state, hyper)
+            self.ready = True
+            pulls, self.pending_pulls = self.pending_pulls, []
+        for fut in pulls:
+            fut.set_result(self._values())
+
+    def _values(self) -> tuple[int, torch.Tensor]:
+        with torch.no_grad():
+            flat = torch.cat([p.detach() for p in self.params]) if self.params else torch.zeros(0)
+        return self.version, flat
+
+    def pull(self) -> Future[Any]:
+        fut: Future[Any] = Future()
+        with self.lock:
+            if not self.ready:
+                self.pending_pulls.append(fut)
+                return fut
+        fut.set_result(self._values())
+        return fut
+
+    def _apply(self, grad: torch.Tensor) -> None:
+        assert self.optimizer is not None
+        for param, piece in zip(self.params, grad.split([b.size for b in self.blocks]),
+                                strict=True):
+            param.grad = piece.to(param.dtype)
+        self.optimizer.step()
+        self.version += 1
+        if self.metrics is not None:
+            self.metrics.steps.inc()
+
+    def push(self, seen_version: int, grad: torch.Tensor) -> Future[Any]:
+        """Take one worker's gradient; the future gives (version, values, staleness)."""
+        fut: Future[Any] = Future()
+        if not self.sync:
+            with self.lock:
+                staleness = self.version - seen_version
+                self._apply(grad)
+                version, values = self._values()
+            if self.metrics is not None:
+                self.metrics.staleness.set(staleness)
+            fut.set_result((version, values, staleness))
+            return fut
+        with self.lock:
+            self.grad_sum = grad.clone() if self.grad_sum is None else self.grad_sum.add_(grad)
+            self.waiting.append(fut)
+            if len(self.waiting) < self.num_workers:
+                return fut
+            self._apply(self.grad_sum)
+            self.grad_sum = None
+            answer = (*self._values(), 0)
+            waiting, self.waiting = self.waiting, []
+        for each in waiting:
+            each.set_result(answer)
+        return fut
+
+    def state(self) -> tuple[list[Block], torch.Tensor, list[State], dict[str, Any]]:
+        with self.lock:
+            assert self.optimizer is not None
+            return (self.blocks, self._values()[1],
+                    block_states(self.optimizer, self.params), hyper_parameters(self.optimizer))
+
+
+class Coordinator:
+    """On PS 0: loss sums, the sample ledger, and the pause points for checkpoints."""
+
+    def __init__(self, num_workers: int, dataset_size: int) -> None:
+        self.num_workers = num_workers
+        self.dataset_size = dataset_size
+        self.lock = threading.Lock()
+        self.loaded = False
+        self.start_step = 0
+        self.final_step = 0
+        self.pending_starts: list[Future[Any]] = []
+        self.ledger = SampleLedger(dataset_size)
+        self.losses: dict[int, list[float]] = {}  # epoch -> [loss sum, samples]
+        self.pushed = 0  # highest step count any worker has pushed
+        self.pause_at: int | None = None
+        self.arrived: dict[int, Future[Any]] = {}
+
+    def load(self, start_step: int, final_step: int, ledger: dict[int, torch.Tensor],
+             losses: dict[int, tuple[float, int]]) -> None:
+        with self.lock:
+            self.start_step = self.pushed = start_step
+            self.final_step = final_step
+            self.ledger = SampleLedger(self.dataset_size, {e: v.numpy().copy()
+                                                           for e, v in ledger.items()})
+            self.losses = {e: [s, float(n)] for e, (s, n) in losses.items()}
+            self.loaded = True
+            starts, self.pending_starts = self.pending_starts, []
+        for fut in starts:
+            fut.set_result(start_step)
+
+    def start(self) -> Future[Any]:
+        fut: Future[Any] = Future()
+        with self.lock:
+            if not self.loaded:
+                self.pending_starts.append(fut)
+                return fut
+        fut.set_result(self.start_step)
+        return fut
+
+    def report(self, step: int, epoch: int, loss_sum: float, samples: int) -> dict[str, Any]:
+        """Record a push's loss; answer whether to pause after it and the losses so far."""
+        with self.lock:
+            self.pushed = max(self.pushed, step)
+            acc = self.losses.setdefault(epoch, [0.0, 0.0])
+            acc[0] += loss_sum
+            acc[1] += samples
+            return {"pause": self.pause_at == step, **self._losses()}
+
+    def _losses(self) -> dict[str, Any]:
+        finished = [e for e, (_, n) in self.losses.items() if n >= self.dataset_size]
+        last = max(finished) if finished else None
+        current = max(self.losses) if self.losses else None
+        return {
+            "epoch_loss": None if last is None else self.losses[last][0] / self.losses[last][1],
+            "running_loss": None if current is None or not self.losses[current][1]
+            else self.losses[current][0] / self.losses[current][1],
+        }
+
+    def request_pause(self) -> int:
+        """Make every worker stop after the next step none of them has pushed yet."""
+        with self.lock:
+            if self.pause_at is None:  # a pause already pending serves this request too
+                self.pause_at = min(self.pushed + 1, self.final_step)
+            return self.pause_at
+
+    def arrive(self, rank: int, step: int, ledger: dict[int, torch.Tensor]) -> Future[Any]:
+        """A worker paused after `step`: the chief's future completes when all have, the
+        others' when the chief releases them."""
+        fut: Future[Any] = Future()
+        with self.lock:
+            delta = SampleLedger(self.dataset_size, {e: v.numpy() for e, v in ledger.items()})
+            self.ledger.merge(delta)
+            self.arrived[rank] = fut
+            everyone = len(self.arrived) == self.num_workers
+            chief = self.arrived.get(0)
+        if everyone and chief is not None:
+            chief.set_result(step)
+        return fut
+
+    def snapshot(self) -> tuple[dict[int, torch.Tensor], dict[int, tuple[float, int]],
+                                dict[str, Any]]:
+        with self.lock:
+            ledger = {e: torch.from_numpy(row.copy()) for e, row in self.ledger.counts.items()}
+            losses = {e: (s, int(n)) for e, (s, n) in self.losses.items()}
+            return ledger, losses, self._losses()
+
+    def release(self, step: int, finished: bool) -> None:
+        with self.lock:
+            others = [f for r, f in self.arrived.items() if r != 0]
+            self.arrived = {}
+            if self.pause_at is not None and self.pause_at <= step:
+                self.pause_at = None
+        for fut in others:
+            fut.set_result({"finished": finished, "checkpoint_step": step})
+
+
+SERVER: ShardServer | None = None
+COORDINATOR: Coordinator | None = None
+
+
+def _server() -> ShardServer:
+    if SERVER is None:
+        raise RuntimeError("this process is not a parameter server")
+    return SERVER
+
+
+def _coordinator() -> Coordinator:
+    if COORDINATOR is None:
+        raise RuntimeError("this process is not PS 0")
+    return COORDINATOR
+
+
+# ---- RPC entry points (called by workers with rpc_sync / rpc_async) -----------------------
+def load_shard(blocks: list[Block], values: torch.Tensor, optim_state: dict[str, State],
+               hyper: dict[str, Any]) -> None:
+    _server().load(blocks, values, optim_state, hyper)
+
+
+@rpc.functions.async_execution
+def pull() -> Future[Any]:
+    return _server().pull()
+
+
+@rpc.functions.async_execution
+def push(seen_version: int, grad: torch.Tensor, report: tuple[int, int, float, int] | None
+         ) -> Future[Any]:
+    """A worker's step: its gradient in, (version, values, staleness, coordination) out."""
+    info = _coordinator().report(*report) if report is not None else None
+    then: Callable[[Future[Any]], Any] = lambda f: (*f.value(), info)  # noqa: E731
+    return _server().push(seen_version, grad).then(then)
+
+
+def shard_state() -> tuple[list[Block], torch.Tensor, list[State], dict[str, Any]]:
+    return _server().state()
+
+
+def finish() -> None:
+    _server().finished.set()
+
+
+def coord_load(start_step: int, final_step: int, ledger: dict[int, torch.Tensor],
+               losses: dict[int, tuple[float, int]]) -> None:
+    _coordinator().load(start_step, final_step, ledger, losses)
+
+
+@rpc.functions.async_execution
+def coord_start() -> Future[Any]:
+    return _coordinator().start()
+
+
+def coord_request_pause() -> int:
+    return _coordinator().request_pause()
+
+
+@rpc.functions.async_execution
+def coord_arrive(rank: int, step: int, ledger: dict[int, torch.Tensor]) -> Future[Any]:
+    return _coordinator().arrive(rank, step, ledger)
+
+
+def coord_snapshot() -> tuple[dict[int, torch.Tensor], dict[int, tuple[float, int]],
+                              dict[str, Any]]:
+    return _coordinator().snapshot()
+
+
+def coord_release(step: int, finished: bool) -> None:
+    _coordinator().release(step, finished)

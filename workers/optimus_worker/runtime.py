@@ -1,0 +1,82 @@
+"""``python -m optimus_worker``: read the pod's role and world from its environment, run it.
+
+The environment follows `optimus_worker.contract` (what the operator sets). ``--task``
+overrides ``OPTIMUS_TASK``. A bad environment or task exits 2 with a message naming the
+variable; a failed run exits 1; a finished run, or SIGTERM, exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from typing import TYPE_CHECKING
+
+from optimus_worker import contract
+from optimus_worker.lifecycle import Lifecycle, hard_exit
+from optimus_worker.task import TaskError, TrainingTask, load_task
+
+if TYPE_CHECKING:
+    from optimus_worker.metrics import TaskMetrics
+
+PS_EXIT_DELAY_S = 0.5  # lets the last answers leave before a PS exits
+
+
+def run_ps(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics) -> None:
+    """Serve a shard (and, on PS 0, coordinate) until the chief says the job is done."""
+    from optimus_worker import ps
+    from optimus_worker.worker import init_rpc
+
+    ps.SERVER = ps.ShardServer(env.mode == "ps-sync", env.num_workers, task.optimizer, metrics)
+    if env.rank == 0:
+        ps.COORDINATOR = ps.Coordinator(env.num_workers, len(task.dataset()))  # type: ignore[arg-type]
+    init_rpc(env)
+    ps.SERVER.finished.wait()
+    time.sleep(PS_EXIT_DELAY_S)
+
+
+def run_worker(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics,
+               lifecycle: Lifecycle) -> None:
+    if env.mode == "allreduce":
+        from optimus_worker.allreduce import AllReduceWorker
+
+        AllReduceWorker(env, task, metrics, lifecycle).run()
+        return
+    from optimus_worker.worker import PSWorker, init_rpc
+
+    worker = PSWorker(env, task, metrics, lifecycle)
+    init_rpc(env)
+    worker.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m optimus_worker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", help="module:attr of a TrainingTask or an example name "
+                        "(default: $OPTIMUS_TASK)")
+    args = parser.parse_args(argv)
+    try:
+        env = contract.parse_env()
+        task = load_task(args.task or env.task)
+    except (contract.ContractError, TaskError) as exc:
+        print(f"optimus_worker: {exc}", file=sys.stderr)
+        return 2
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    import torch
+
+    from optimus_worker.metrics import TaskMetrics
+    from optimus_worker.net import bind_host, configure_transports
+
+    torch.set_num_threads(1)
+    configure_transports()
+    lifecycle = Lifecycle()
+    lifecycle.install()
+    metrics = TaskMetrics(env)
+    metrics.serve(bind_host(), env.metrics_port)
+    if env.role == "ps":
+        code = lifecycle.run(lambda: run_ps(env, task, metrics))
+    else:
+        code = lifecycle.run(lambda: run_worker(env, task, metrics, lifecycle))
+    hard_exit(code)
+    return code
