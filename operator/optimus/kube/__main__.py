@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                 if config.health_port else None)
     asyncio.run(kopf.operator(
         registry=registry,
+        # the peering name is set at startup (handlers.startup), where peering is also made
+        # optional: without kopf's peering CRD in the cluster the operator runs standalone
         standalone=not config.peering,
-        peering_name=config.peering or None,
         namespaces=list(config.namespaces),
         clusterwide=not config.namespaces,
         liveness_endpoint=liveness,
