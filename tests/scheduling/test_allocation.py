@@ -17,7 +17,12 @@ from optimus.scheduling import (
     get_policy,
     marginal_gain,
 )
-from optimus.scheduling.greedy import PAPER_CONFIG, greedy_reference, remaining
+from optimus.scheduling.greedy import (
+    PAPER_CONFIG,
+    gain_function,
+    greedy_reference,
+    remaining,
+)
 
 from .support import demand, free, job, jobs_strategy, node, nodes_strategy
 
@@ -44,6 +49,21 @@ def test_marginal_gain(
     t_now: float, t_next: float, share: float, exponent: float, expected: float
 ) -> None:
     assert marginal_gain(t_now, t_next, share, exponent) == pytest.approx(expected)
+
+
+_TIMES = st.one_of(
+    st.floats(0, 1e7), st.sampled_from([0.0, 1e-9, 1e-6, 2e-6, math.inf, math.nan])
+)
+
+
+@given(t_now=_TIMES, t_next=_TIMES, share=st.floats(0, 1),
+       exponent=st.sampled_from([0.0, 0.5, 1.0, 2.0]))
+def test_the_fast_gain_is_the_gain(
+    t_now: float, t_next: float, share: float, exponent: float
+) -> None:
+    fast = gain_function(exponent)(t_now, t_next, share)
+    slow = marginal_gain(t_now, t_next, share, exponent)
+    assert fast == slow or (math.isclose(fast, slow, rel_tol=1e-12))
 
 
 # ---- JCT-aware vs the paper's rule: who gets the contested worker ------------------------

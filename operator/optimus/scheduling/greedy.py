@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from optimus.scheduling.cluster import (
@@ -117,6 +117,30 @@ def marginal_gain(t_now: float, t_next: float, share: float, exponent: float) ->
     return cut / (share if share > _SHARE_FLOOR else _SHARE_FLOOR)
 
 
+def gain_function(exponent: float) -> Callable[[float, float, float], float]:
+    """`marginal_gain` with its exponent fixed: (t_now, t_next, share) -> gain. For the
+    exponents 0 (the paper) and 1 (the default) the power is written out, which halves the
+    cost of a call in the greedy's inner loop; the result is the same (tests check)."""
+    if exponent not in (0.0, 1.0):
+        return lambda t_now, t_next, share: marginal_gain(t_now, t_next, share, exponent)
+    inf, time_floor, share_floor = math.inf, _TIME_FLOOR, _SHARE_FLOOR
+    rate = exponent == 1.0
+
+    def gain(t_now: float, t_next: float, share: float) -> float:
+        if not t_next < t_now:
+            return 0.0
+        if t_now == inf:
+            return inf
+        if t_next < time_floor:
+            t_next = time_floor
+            if t_now <= t_next:
+                return 0.0
+        cut = (t_now - t_next) / (t_now * t_next) if rate else t_now - t_next
+        return cut / (share if share > share_floor else share_floor)
+
+    return gain
+
+
 def remaining(job: JobView, ps: int, workers: int) -> float:
     """job.remaining_time(ps, workers) as a clean float: NaN means no progress (inf),
     negative means done (0); an exception names the job."""
@@ -204,7 +228,7 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
     max_workers = [job.max_workers for job in jobs]
     pools = [budget.pools_of(job.id) for job in jobs]
     tol_g, tol_c, tol_m = budget.tolerance
-    pop, pushpop, gain_of = heapq.heappop, heapq.heappushpop, marginal_gain
+    pop, pushpop, gain_of = heapq.heappop, heapq.heappushpop, gain_function(exponent)
 
     remaining_time = [job.remaining_time for job in jobs]
     inf = math.inf
@@ -220,7 +244,7 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
             except Exception as error:
                 raise _remaining_time_error(jobs[i], p + 1, w, error) from error
             t_next = inf if t_next != t_next else (t_next if t_next > 0.0 else 0.0)
-            gain = gain_of(t, t_next, share[i][_PS], exponent)
+            gain = gain_of(t, t_next, share[i][_PS])
             if gain > 0:
                 best = (-gain, t_next, i, _PS, v)
         if w < max_workers[i] and not d & 2:
@@ -229,7 +253,7 @@ def _grow(state: _GreedyState, budget: Budget, which: Sequence[int], min_gain: f
             except Exception as error:
                 raise _remaining_time_error(jobs[i], p, w + 1, error) from error
             t_next = inf if t_next != t_next else (t_next if t_next > 0.0 else 0.0)
-            gain = gain_of(t, t_next, share[i][_WORKER], exponent)
+            gain = gain_of(t, t_next, share[i][_WORKER])
             if gain > 0:
                 entry = (-gain, t_next, i, _WORKER, v)
                 if best is None:
