@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from . import errors, meta, patch, resources, schema
+from . import builtin_schema, errors, meta, patch, resources, schema
 from .errors import ApiError, Cause
 from .resources import ResourceType
 from .store import Obj, Store
@@ -112,10 +112,32 @@ class Api:
                         f"strict decoding error: {fields}")
                 causes += schema.validate(sch, obj)
         else:
+            causes += self._decode_checks(rt, version, obj, strict)
             causes += self._builtin_causes(rt, obj, old)
+            causes = list(dict.fromkeys(causes))
         if causes:
             raise errors.invalid(rt.kind, rt.group, md.get("name") or md.get("generateName", ""),
                                  causes)
+
+    def _decode_checks(self, rt: ResourceType, version: str, obj: Obj, strict: bool
+                       ) -> list[Cause]:
+        """What the typed decoder enforces: field types (400), unknown fields (dropped,
+        or 400 when strict), and the schema's required fields (422 causes)."""
+        findings = builtin_schema.check(obj, rt.kind, rt.group, version)
+        if findings is None:
+            return []
+        prefix = f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: '
+        if findings.type_errors:
+            raise errors.bad_request(prefix + findings.type_errors[0])
+        if findings.unknown:
+            if strict:
+                fields = ", ".join(f'unknown field "{builtin_schema.field_path(path)}"'
+                                   for path in findings.unknown)
+                raise errors.bad_request(prefix + "strict decoding error: " + fields)
+            for path in findings.unknown:
+                builtin_schema.drop(obj, path)
+        return [Cause(field, "Required value", "FieldValueRequired")
+                for field in findings.required]
 
     def _builtin_causes(self, rt: ResourceType, obj: Obj, old: Obj | None) -> list[Cause]:
         causes: list[Cause] = []

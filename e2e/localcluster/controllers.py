@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from . import meta
+from . import aio, meta
 from .api import Api
 from .errors import ApiError
 from .store import Change
@@ -46,8 +46,7 @@ class Controllers:
                 except Exception:
                     log.exception("controller step %s failed", step.__name__)
             await asyncio.sleep(MIN_ROUND_S)  # batch bursts of changes into one round
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            await aio.wait_event(self._wake, self.interval_s)
 
     def collect_garbage(self) -> None:
         store = self.api.store

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import meta, probes
+from . import aio, meta, probes
 from .api import Api
 from .events import record_event
 from .server import set_condition
@@ -191,8 +191,7 @@ class Kubelet:
             except Exception:
                 log.exception("kubelet sync failed")
             await asyncio.sleep(0.02)  # batch bursts of changes into one round
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+            await aio.wait_event(self._wake, 1.0)
 
     def sync(self) -> None:
         for pod in list(self.api.store.items(("", "pods"))):

@@ -8,14 +8,13 @@ binding, the PodScheduled condition and Scheduled / FailedScheduling events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from . import quantity
+from . import aio, quantity
 from .api import Api
 from .events import record_event
 from .server import bind, set_condition
@@ -182,8 +181,7 @@ class Scheduler:
             except Exception:
                 log.exception("scheduling round failed")
             await asyncio.sleep(0.02)  # batch bursts of changes into one round
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            await aio.wait_event(self._wake, self.interval_s)
 
     def schedule_pending(self) -> None:
         store = self.api.store

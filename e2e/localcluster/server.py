@@ -9,14 +9,13 @@ import contextlib
 import copy
 import json
 import logging
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, meta, patch, protobuf, tables
+from . import aio, discovery, errors, meta, patch, protobuf, tables
 from .api import Api
 from .errors import ApiError
 from .resources import ResourceType
@@ -318,10 +317,9 @@ class Server:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                try:
-                    getter: Awaitable[Change | None] = watcher.queue.get()
-                    change = await asyncio.wait_for(getter, min(remaining, BOOKMARK_INTERVAL_S))
-                except TimeoutError:
+                got, change = await aio.next_item(watcher.queue,
+                                                  min(remaining, BOOKMARK_INTERVAL_S))
+                if not got:
                     if request.transport is None or request.transport.is_closing():
                         break  # the client went away
                     if bookmarks:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +271,33 @@ def test_cluster_scoped_custom_resources(clients: Clients) -> None:
         GROUP, VERSION, "zones")["items"]] == ["z1"]
     custom.delete_cluster_custom_object(GROUP, VERSION, "zones", "z1")
     assert custom.list_cluster_custom_object(GROUP, VERSION, "zones")["items"] == []
+
+
+def raw_post(clients: Clients, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST a JSON body as given (the typed client would coerce it first)."""
+    host = clients.core.api_client.configuration.host
+    request = urllib.request.Request(host + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_builtin_objects_are_decoded_like_the_real_server(clients: Clients) -> None:
+    pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "typed"},
+                           "spec": {"containers": [{
+                               "name": "main", "image": "python:3.11",
+                               "command": ["python", "-c", "pass"],
+                               "ports": [{"containerPort": "8080"}]}]}}
+    status, body = raw_post(clients, "/api/v1/namespaces/default/pods", pod)
+    assert status == 400 and body["reason"] == "BadRequest"
+    assert "spec.containers[0].ports[0].containerPort" in body["message"]
+    pod["spec"]["containers"][0]["ports"] = [{"containerPort": 8080}]
+    pod["spec"]["containers"][0]["imagePullPolcy"] = "Always"  # a typo: dropped, not stored
+    status, body = raw_post(clients, "/api/v1/namespaces/default/pods", pod)
+    assert status == 201 and "imagePullPolcy" not in body["spec"]["containers"][0]
+    status, body = raw_post(clients, "/api/v1/namespaces/default/configmaps?fieldValidation="
+                            "Strict", {"metadata": {"name": "c"}, "data": {"n": "1"}, "bogus": {}})
+    assert status == 400 and 'unknown field "bogus"' in body["message"]

@@ -293,3 +293,17 @@ def test_readiness_and_liveness_probes(local_cluster: LocalCluster) -> None:
         "unhealthy", NS).status.container_statuses) and s[0].restart_count >= 1)
     events = api.list_namespaced_event(NS, field_selector="involvedObject.name=unhealthy")
     assert any(e.reason == "Unhealthy" for e in events.items)
+
+
+@pytest.mark.timeout(60)
+def test_stop_ends_crash_looping_pods_and_the_loop_thread(tmp_path: Any) -> None:
+    cluster = LocalCluster(nodes=1, workdir=tmp_path / "c", restart_backoff=(0.05, 0.1))
+    with cluster:
+        api = core(cluster)
+        for i in range(3):
+            api.create_namespaced_pod(NS, python_pod(f"loop-{i}", "pass"))
+        wait_for("several restarts", lambda: all(
+            (s := api.read_namespaced_pod(f"loop-{i}", NS).status.container_statuses)
+            and s[0].restart_count >= 3 for i in range(3)))
+        thread = cluster._thread
+    assert thread is not None and not thread.is_alive()
