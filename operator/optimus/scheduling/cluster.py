@@ -101,6 +101,8 @@ class ClusterIndex:
         self.nodes = nodes
         self.shapes: list[_NodeShape] = []
         self.shape_of_node: list[int] = []
+        #: each node's free (gpu, cpu, memory), in input order
+        self.node_free: list[tuple[float, float, float]] = []
         by_key: dict[object, int] = {}
         total = [0.0, 0.0, 0.0]
         seen: set[str] = set()
@@ -123,6 +125,7 @@ class ClusterIndex:
             shape.members.append(position)
             self.shape_of_node.append(shape_id)
             free = free_triple(node)
+            self.node_free.append(free)
             for r in range(3):
                 shape.free[r] += free[r]
                 if not node.unschedulable:

@@ -35,7 +35,6 @@ from optimus.scheduling.cluster import (
     ClusterIndex,
     JobSignature,
     demand_triple,
-    free_triple,
     job_signature,
     triple,
 )
@@ -107,7 +106,7 @@ class _Placer:
         self.nodes = nodes
         self.index = ClusterIndex(nodes)
         n = len(nodes)
-        self.free = np.array([free_triple(node) for node in nodes], dtype=float).reshape(n, 3).T
+        self.free = np.array(self.index.node_free, dtype=float).reshape(n, 3).T
         self.free = np.ascontiguousarray(self.free)
         allocatable = np.array(
             [triple(node.allocatable) for node in nodes], dtype=float
