@@ -1,0 +1,32 @@
+"""A task small enough for multi-process tests: 384 samples, a 2-layer perceptron.
+
+Addressed by the worker processes as ``tiny_task:tiny`` (the tests put this folder on
+their PYTHONPATH), which also exercises the user-task path of ``--task module:attr``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from optimus_worker.task import TrainingTask
+
+
+def _data() -> TensorDataset:
+    gen = torch.Generator().manual_seed(7)
+    inputs = torch.randn(384, 8, generator=gen)
+    targets = (inputs[:, :4].sum(dim=1) > 0).long() + 2 * (inputs[:, 4] > 0).long()
+    return TensorDataset(inputs, targets)
+
+
+def _model() -> nn.Module:
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+def _adam(params):  # type: ignore[no-untyped-def]
+    return torch.optim.Adam(params, lr=0.01)
+
+
+tiny = TrainingTask(name="tiny", model=_model, optimizer=_adam, dataset=_data,
+                    loss=nn.functional.cross_entropy)
