@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ import pytest
 from e2e.demo.stack import REPO_ROOT, Stack
 from e2e.demo.summary import completion_seconds
 from e2e.scenarios.checks import JctComparison, capacity_violations
-from e2e.scenarios.conftest import MakeStack
+from e2e.scenarios.conftest import FAST_OPERATOR, MakeStack
 from e2e.scenarios.gputask import TASK_REF
 from e2e.scenarios.helpers import (
     allocation,
@@ -35,10 +36,14 @@ from e2e.scenarios.helpers import (
 )
 
 FULL = os.environ.get("E2E_CONTENTION_FULL") == "1"
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900 if FULL else 420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800 if FULL else 420)]
 
 GPUS = 3
-EPOCHS = 6
+#: Short jobs in CI; the full comparison runs longer jobs, which can repay their probing
+#: and resize costs (E2E_CONTENTION_EPOCHS overrides either).
+EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "20" if FULL else "6"))
+#: What a resize really costs on the local cluster (checkpoint, new processes, torch import).
+RESTART_COST_SECONDS = 15.0
 #: The second job arrives once the first has grown, or after this many seconds.
 SECOND_AFTER_SECONDS = 60.0
 
@@ -71,7 +76,7 @@ def _run_pair(stack: Stack, suffix: str, workers: tuple[int, int],
     apply_job(stack.kubectl, first)
     applied_second = False
     arrival = 0.0
-    deadline = began + (360 if FULL else 300)
+    deadline = began + (900 if FULL else 300)
     final: dict[str, dict[str, Any]] = {}
     nodes = stack.kubectl.items("nodes")
     while time.monotonic() < deadline:
@@ -102,7 +107,8 @@ def _run_pair(stack: Stack, suffix: str, workers: tuple[int, int],
 
 @pytest.fixture(scope="module")
 def elastic(make_stack: MakeStack) -> tuple[Stack, list[float], Timeline, float]:
-    stack = make_stack(nodes=1, gpus_per_node=GPUS)
+    stack = make_stack(nodes=1, gpus_per_node=GPUS,
+                       operator=replace(FAST_OPERATOR, restart_cost_seconds=RESTART_COST_SECONDS))
     jcts, timelines, arrival = _run_pair(stack, "", workers=(1, GPUS))
     return stack, jcts, timelines, arrival
 
