@@ -92,6 +92,10 @@ def row_from_object(obj: Mapping[str, Any], now: datetime,
     max_epochs = _number(_mapping(spec.get("convergence")).get("maxEpochs"))
     completion = parse_time(model.get("estimatedCompletionTime"))
     phase = str(status.get("phase") or "Pending")
+    epoch = _number(progress.get("epoch"))
+    loss = _number(progress.get("loss"))
+    if loss == 0.0 and (epoch is None or epoch < 1):
+        loss = None  # the workers report an epoch's mean loss once the first epoch ends
     eta = None
     if completion is not None and phase not in FINISHED_PHASES:
         eta = max(0.0, (completion - now).total_seconds())
@@ -100,9 +104,9 @@ def row_from_object(obj: Mapping[str, Any], now: datetime,
         phase=phase,
         ps=int(ps) if ps is not None else None,
         workers=int(workers) if workers is not None else None,
-        epoch=_number(progress.get("epoch")),
+        epoch=epoch,
         max_epochs=int(max_epochs) if max_epochs is not None else None,
-        loss=_number(progress.get("loss")),
+        loss=loss,
         eta_seconds=eta,
         resizes=resize_count(obj, events_resizes),
     )

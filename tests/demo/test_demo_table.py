@@ -111,3 +111,10 @@ def test_eta_is_relative_to_the_injected_now() -> None:
     assert row_from_object(obj, NOW).eta_seconds == 600
     later = NOW + timedelta(minutes=5)
     assert row_from_object(obj, later).eta_seconds == 300
+
+
+def test_a_zero_loss_before_the_first_epoch_ends_is_unknown() -> None:
+    early = job(phase="Running", progress={"epoch": 0.4, "loss": 0.0})
+    assert row_from_object(early, NOW).loss is None
+    later = job(phase="Running", progress={"epoch": 1.2, "loss": 0.0})
+    assert row_from_object(later, NOW).loss == 0.0
