@@ -270,7 +270,11 @@ class Controller:
             if decision.patch is None:
                 return True
             async with semaphore:
-                ok = await self.api.patch_status(decision.meta, decision.patch)
+                try:
+                    ok = await self.api.patch_status(decision.meta, decision.patch)
+                except Exception:  # one job's refused write must not stop the others
+                    log.exception("writing the status of %s failed", decision.meta.key)
+                    return False
             if ok:
                 self._written[decision.meta.uid] = decision.status.to_dict()
                 report.patched += 1
