@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from optimus_worker.assignment import assign_parameters
 
 
@@ -23,7 +23,7 @@ def test_every_element_on_exactly_one_ps_and_loads_balanced(sizes: list[int], p:
     for name, size in named:
         spans = sorted(covered[name])
         assert spans[0][0] == 0 and spans[-1][1] == size
-        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     average = math.ceil(sum(sizes) / p)
     biggest = max(b.size for shard in shards for b in shard)
     assert biggest <= average  # sliced to at most the per-PS average

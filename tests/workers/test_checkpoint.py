@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from optimus_worker.checkpoint import (
     Checkpoint,
     complete_checkpoints,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from optimus_worker.data import DataSchedule, SampleLedger
 
 
@@ -16,7 +17,7 @@ def test_workers_split_each_step_exactly(n: int, m: int, w: int, step: int) -> N
     plans = [schedule.plan(step, r, w) for r in range(w)]
     epoch, offset = schedule.position(step)
     assert plans[0].start == offset
-    for a, b in zip(plans, plans[1:], strict=False):
+    for a, b in itertools.pairwise(plans):
         assert a.stop == b.start  # contiguous, disjoint
     assert plans[-1].stop == min(offset + m, n)
     sizes = [p.size for p in plans]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from optimus_worker.assignment import Block
 from optimus_worker.ps import Coordinator, ShardServer
 
@@ -28,7 +27,7 @@ def test_sync_applies_the_sum_once_all_workers_pushed() -> None:
 
 def test_async_applies_each_push_and_reports_staleness() -> None:
     server = _server(sync=False, workers=2)
-    v1, values1, s1 = server.push(0, torch.ones(3)).wait()
+    v1, _values1, s1 = server.push(0, torch.ones(3)).wait()
     v2, values2, s2 = server.push(0, torch.ones(3)).wait()  # pulled before the first push
     assert (v1, s1, v2, s2) == (1, 0, 2, 1)
     assert torch.allclose(values2, torch.tensor([-1.0, 0.0, 1.0]))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 import torch
-
 from optimus_worker.assignment import Block, assign_parameters
 from optimus_worker.state import assemble, block_states, hyper_parameters, restore
 
@@ -85,6 +85,7 @@ def test_restore_into_shaped_parameters() -> None:
 
 def test_one_param_group_only() -> None:
     a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 1.0}], lr=0.1)
+    groups: list[dict[str, Any]] = [{"params": [a]}, {"params": [b], "lr": 1.0}]
+    opt = torch.optim.SGD(groups, lr=0.1)
     with pytest.raises(ValueError, match="one param group"):
         hyper_parameters(opt)

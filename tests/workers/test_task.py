@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from optimus_worker.examples import EXAMPLES
 from optimus_worker.reference import train_reference
 from optimus_worker.task import BatchSource, TaskError, TrainingTask, load_task

@@ -1,16 +1,17 @@
 """A task small enough for multi-process tests: 384 samples, a 2-layer perceptron.
 
-Addressed by the worker processes as ``tiny_task:tiny`` (the tests put this folder on
-their PYTHONPATH), which also exercises the user-task path of ``--task module:attr``.
+Addressed by the worker processes as ``tests.workers.tiny_task:tiny`` (the tests put the
+repository on their PYTHONPATH), which also exercises the user path ``--task module:attr``.
 """
 
 from __future__ import annotations
 
+import time
+
 import torch
+from optimus_worker.task import TrainingTask
 from torch import nn
 from torch.utils.data import TensorDataset
-
-from optimus_worker.task import TrainingTask
 
 
 def _data() -> TensorDataset:
@@ -30,3 +31,12 @@ def _adam(params):  # type: ignore[no-untyped-def]
 
 tiny = TrainingTask(name="tiny", model=_model, optimizer=_adam, dataset=_data,
                     loss=nn.functional.cross_entropy)
+
+
+def _slow_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    time.sleep(0.02)  # a step long enough for a test to act in the middle of an epoch
+    return nn.functional.cross_entropy(output, target)
+
+
+slow_tiny = TrainingTask(name="slow_tiny", model=_model, optimizer=_adam, dataset=_data,
+                         loss=_slow_loss)

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from optimus_worker.assignment import Block
 from optimus_worker.checkpoint import Checkpoint, load_latest
 from optimus_worker.data import SampleLedger
+from optimus_worker.lifecycle import log
 from optimus_worker.net import rendezvous_store
 from optimus_worker.state import assemble, block_states, hyper_parameters, restore
 from optimus_worker.worker import Worker
@@ -76,11 +77,14 @@ class AllReduceWorker(Worker):
         ddp = DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.start_control()
+        log(f"{backend} world of {env.num_workers} up; training from step {self.step} to "
+            f"{self.final_step}")
         while self.step < self.final_step:
             if self._train_step(ddp):
                 break
         dist.barrier()
         self.finish()
+        log(f"done at step {self.step}")
 
     def _update_losses(self) -> None:
         finished = [e for e, (_, n) in self.losses.items() if n >= self.source.size]

@@ -13,11 +13,24 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 GRACE_S = 10.0  # a checkpoint write that takes longer than this is abandoned too
+_START = time.monotonic()
+_who = "optimus_worker"
+
+
+def set_identity(who: str) -> None:
+    global _who
+    _who = who
+
+
+def log(message: str) -> None:
+    """One line on stderr, with the task's identity and seconds since it started."""
+    print(f"[{_who} +{time.monotonic() - _START:.2f}s] {message}", file=sys.stderr, flush=True)
 
 
 def hard_exit(code: int) -> None:

@@ -14,11 +14,11 @@ import warnings
 from typing import TYPE_CHECKING
 
 from optimus_worker import contract
-from optimus_worker.lifecycle import Lifecycle, hard_exit
-from optimus_worker.task import TaskError, TrainingTask, load_task
+from optimus_worker.lifecycle import Lifecycle, hard_exit, log, set_identity
 
 if TYPE_CHECKING:
     from optimus_worker.metrics import TaskMetrics
+    from optimus_worker.task import TrainingTask
 
 PS_EXIT_DELAY_S = 0.5  # lets the last answers leave before a PS exits
 
@@ -32,7 +32,9 @@ def run_ps(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics) -> No
     if env.rank == 0:
         ps.COORDINATOR = ps.Coordinator(env.num_workers, len(task.dataset()))  # type: ignore[arg-type]
     init_rpc(env)
+    log("serving")
     ps.SERVER.finished.wait()
+    log("the job is done")
     time.sleep(PS_EXIT_DELAY_S)
 
 
@@ -58,8 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         env = contract.parse_env()
+    except contract.ContractError as exc:  # before importing torch: a fast, clear failure
+        print(f"optimus_worker: {exc}", file=sys.stderr)
+        return 2
+    from optimus_worker.task import TaskError, load_task
+
+    try:
         task = load_task(args.task or env.task)
-    except (contract.ContractError, TaskError) as exc:
+    except TaskError as exc:
         print(f"optimus_worker: {exc}", file=sys.stderr)
         return 2
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
@@ -69,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from optimus_worker.net import bind_host, configure_transports
 
     torch.set_num_threads(1)
+    set_identity(f"{env.job} g{env.generation} {env.role}-{env.rank}")
+    log(f"{env.mode}, {env.num_ps} PS x {env.num_workers} workers, task {task.name}")
     configure_transports()
     lifecycle = Lifecycle()
     lifecycle.install()

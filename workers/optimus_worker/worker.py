@@ -25,7 +25,7 @@ from optimus_worker.assignment import Block, assign_parameters
 from optimus_worker.checkpoint import Checkpoint, load_latest, save_checkpoint
 from optimus_worker.control import ControlServer
 from optimus_worker.data import BatchPlan, DataSchedule, SampleLedger
-from optimus_worker.lifecycle import Lifecycle
+from optimus_worker.lifecycle import Lifecycle, log
 from optimus_worker.metrics import TaskMetrics
 from optimus_worker.net import bind_host, rendezvous_store, rpc_init_method
 from optimus_worker.state import assemble, hyper_parameters
@@ -134,6 +134,7 @@ class Worker:
         )
         path = save_checkpoint(self.env.checkpoint_dir, ckpt)
         self.metrics.checkpoint_step.set(self.step)
+        log(f"checkpoint at step {ckpt.step} (epoch {ckpt.epoch:.3f}): {path.name}")
         return {"step": ckpt.step, "epoch": ckpt.epoch, "path": str(path)}
 
     def answer_requests(self, answer: dict[str, Any],
@@ -200,11 +201,13 @@ def init_rpc(env: contract.PodEnv) -> None:
     rank = env.rank if env.role == "worker" else env.num_workers + env.rank
     name = worker_name(env.rank) if env.role == "worker" else ps_name(env.rank)
     store = rendezvous_store(env.rendezvous, env.is_chief)
+    log(f"rendezvous at {env.rendezvous}")
     options = rpc.TensorPipeRpcBackendOptions(
         init_method=rpc_init_method(store, rank, world), rpc_timeout=RPC_TIMEOUT_S,
         num_worker_threads=max(8, 2 * env.num_workers + 4),
     )
     rpc.init_rpc(name, rank=rank, world_size=world, rpc_backend_options=options)
+    log(f"RPC world of {world} up")
 
 
 class PSWorker(Worker):
@@ -264,6 +267,7 @@ class PSWorker(Worker):
             self.versions[index], values = fut.wait()
             self._write(shard, values)
         self.start_control()
+        log(f"training from step {self.step} to {self.final_step}")
         finished = self.step >= self.final_step
         while not finished:
             finished = self._train_step()
@@ -271,6 +275,7 @@ class PSWorker(Worker):
             for index in range(self.env.num_ps):
                 rpc.rpc_sync(ps_name(index), ps.finish)
         self.finish()
+        log(f"done at step {self.step}")
 
     def _train_step(self) -> bool:
         """One step; at a pause point, the checkpoint protocol. True when the job is done."""
