@@ -24,8 +24,9 @@ _who = "optimus_worker"
 
 
 def set_identity(who: str) -> None:
-    global _who
+    global _who, _START
     _who = who
+    _START = time.monotonic()
 
 
 def log(message: str) -> None:

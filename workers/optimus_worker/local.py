@@ -7,7 +7,9 @@ on its own free ports, and supervises them:
 * a resize (``--resize-after-steps N --to-ps P --to-workers W``, repeatable) follows the
   operator's protocol: ``POST /checkpoint`` to the chief, SIGTERM to the generation, the
   next generation resumes from the newest checkpoint; its cost is timed from the request
-  to the new generation's first finished step;
+  to the new generation's first finished step. Unless ``--no-warm-pool``, the processes of
+  the next generation are started ahead in standby (``python -m optimus_worker
+  --standby``, torch already loaded), as a cluster keeps images pulled and nodes warm;
 * a task that dies (crash, ``kill -9``) takes its generation down; the runner restarts it
   from the newest checkpoint (at most ``--max-restarts`` times);
 * at the end the result comes from the final checkpoint, i.e. from the workers' own
@@ -23,6 +25,7 @@ With ``--json`` the last line of output is one JSON object:
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -79,6 +82,7 @@ class LocalJob:
     extra_env: dict[str, str] = field(default_factory=dict)
     generation: int = -1
     processes: list[Process] = field(default_factory=list)
+    standby: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
     control_port: int = 0
     last_step: int = 0
 
@@ -100,9 +104,50 @@ class LocalJob:
             checkpoint_interval_steps=self.checkpoint_interval, task=self.task,
             global_batch_size=self.global_batch_size, max_epochs=self.epochs,
         )
-        env = {**os.environ, **pod.to_env(), contract.ENV_POD_IP: "127.0.0.1",
-               "OMP_NUM_THREADS": "1", **self.extra_env}
-        return env
+        return {**pod.to_env(), contract.ENV_POD_IP: "127.0.0.1"}
+
+    def _base_env(self) -> dict[str, str]:
+        return {**os.environ, "OMP_NUM_THREADS": "1", **self.extra_env}
+
+    def prewarm(self, count: int) -> None:
+        """Keep `count` standby processes (torch loaded) for the next generation."""
+        assert self.log_dir is not None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        while len(self.standby) < count:
+            log = self.log_dir / f"standby-{len(list(self.log_dir.glob('standby-*')))}.log"
+            with log.open("wb") as out:
+                popen = subprocess.Popen(
+                    [sys.executable, "-m", "optimus_worker", "--standby"],
+                    stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                    env=self._base_env())
+            self.standby.append((popen, log))
+
+    def release_standby(self) -> None:
+        for popen, _ in self.standby:
+            if popen.stdin is not None:
+                popen.stdin.close()  # an empty line: the process exits
+        for popen, _ in self.standby:
+            try:
+                popen.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+        self.standby = []
+
+    def _launch(self, role: contract.Role, rank: int, env: dict[str, str], port: int) -> Process:
+        while self.standby:
+            popen, log = self.standby.pop(0)
+            if popen.poll() is not None or popen.stdin is None:
+                continue
+            popen.stdin.write((json.dumps(env) + "\n").encode())
+            popen.stdin.close()
+            return Process(role, rank, popen, log, port)
+        assert self.log_dir is not None
+        log = self.log_dir / f"g{self.generation}-{role}-{rank}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen([sys.executable, "-m", "optimus_worker"], stdout=out,
+                                     stderr=subprocess.STDOUT, env={**self._base_env(), **env})
+        return Process(role, rank, popen, log, port)
 
     def start(self) -> None:
         """Start the next generation with the current PS and worker counts."""
@@ -116,13 +161,8 @@ class LocalJob:
         self.processes = []
         for role, rank in roles:
             port = free_port()
-            log = self.log_dir / f"g{self.generation}-{role}-{rank}.log"
-            with log.open("wb") as out:
-                popen = subprocess.Popen(
-                    [sys.executable, "-m", "optimus_worker"], stdout=out,
-                    stderr=subprocess.STDOUT, env=self.env_for(role, rank, rendezvous, port),
-                )
-            self.processes.append(Process(role, rank, popen, log, port))
+            self.processes.append(
+                self._launch(role, rank, self.env_for(role, rank, rendezvous, port), port))
 
     def stop(self) -> None:
         """SIGTERM the generation; SIGKILL what is left after STOP_TIMEOUT_S."""
@@ -144,7 +184,8 @@ class LocalJob:
         out = []
         for proc in self.processes:
             text = proc.log.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {proc.log.name} (exit {proc.popen.poll()})\n" + "\n".join(text))
+            out.append(f"--- g{self.generation} {proc.role}-{proc.rank}: {proc.log.name} "
+                       f"(exit {proc.popen.poll()})\n" + "\n".join(text))
         return "\n".join(out)
 
     # ---- the chief's control endpoint ------------------------------------------------------
@@ -159,8 +200,8 @@ class LocalJob:
         """The chief's /status, or None while it is not serving."""
         try:
             status = self._call("GET", contract.CONTROL_STATUS_PATH, timeout=5)
-        except (OSError, urllib.error.URLError, ValueError):
-            return None
+        except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError):
+            return None  # not serving yet, or going away
         self.last_step = max(self.last_step, int(status["step"]))
         return status
 
@@ -270,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resize-after-steps", type=int, action="append", default=[])
     parser.add_argument("--to-ps", type=int, action="append", default=[])
     parser.add_argument("--to-workers", type=int, action="append", default=[])
+    parser.add_argument("--no-warm-pool", dest="warm_pool", action="store_false",
+                        help="start every process cold (default: before a planned resize, "
+                        "keep the next generation's processes warm, torch loaded)")
     parser.add_argument("--max-restarts", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the job")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
@@ -290,10 +334,16 @@ def main(argv: list[str] | None = None) -> int:
                    checkpoint_interval=args.checkpoint_interval)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     records = []
+
+    def next_size(i: int) -> int:
+        return (0 if job.mode == "allreduce" else args.to_ps[i]) + args.to_workers[i]
+
     try:
         job.start()
         log(f"generation 0: {job.num_ps} PS x {job.num_workers} workers, logs in {job.log_dir}")
         for i, at_step in enumerate(resizes):
+            if args.warm_pool:
+                job.prewarm(next_size(i))
             job.wait_step(at_step, timeout=args.timeout)
             to_ps = args.to_ps[i] if args.to_ps else 0
             record = job.resize(to_ps, args.to_workers[i], timeout=args.timeout)
@@ -302,12 +352,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"in {record['seconds']:.2f}s")
         restarts = job.run_to_end(timeout=args.timeout, max_restarts=args.max_restarts)
     except LocalJobError as exc:
-        job.stop()
         print(f"optimus_worker.local: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        job.stop()
         return 130
+    finally:
+        job.stop()
+        job.release_standby()
     result = {**job.summary(), "resizes": records, "restarts": restarts}
     if args.json:
         print(json.dumps(result))

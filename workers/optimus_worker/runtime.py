@@ -1,13 +1,19 @@
 """``python -m optimus_worker``: read the pod's role and world from its environment, run it.
 
 The environment follows `optimus_worker.contract` (what the operator sets). ``--task``
-overrides ``OPTIMUS_TASK``. A bad environment or task exits 2 with a message naming the
-variable; a failed run exits 1; a finished run, or SIGTERM, exits 0.
+overrides ``OPTIMUS_TASK``. ``--standby`` first loads torch (and everything a task needs),
+then reads the environment as one JSON object from stdin: the local runner keeps such warm
+processes ready so that a resize does not wait for Python and torch to start.
+
+A bad environment or task exits 2 with a message naming the variable; a failed run exits
+1; a finished run, or SIGTERM, exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 import warnings
@@ -52,12 +58,36 @@ def run_worker(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics,
     worker.run()
 
 
+def warm_up() -> None:
+    """Import what every task imports on its first step (torch, RPC, DDP, the optimizers,
+    which pull in torch._dynamo), so that a standby process starts training at once."""
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    import prometheus_client  # noqa: F401
+    import torch
+    import torch.distributed.rpc
+    from torch.nn.parallel import DistributedDataParallel  # noqa: F401
+
+    import optimus_worker.examples
+    import optimus_worker.worker  # noqa: F401
+
+    param = torch.zeros(1, requires_grad=True)
+    torch.optim.SGD([param], lr=0.1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optimus_worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", help="module:attr of a TrainingTask or an example name "
                         "(default: $OPTIMUS_TASK)")
+    parser.add_argument("--standby", action="store_true",
+                        help="warm up, then read the environment as JSON from stdin")
     args = parser.parse_args(argv)
+    if args.standby:
+        warm_up()
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0  # the runner no longer needs this process
+        os.environ.update(json.loads(line))
     try:
         env = contract.parse_env()
     except contract.ContractError as exc:  # before importing torch: a fast, clear failure
