@@ -245,3 +245,16 @@ def test_busy_job_is_not_touched() -> None:
     (d,) = _round([_state(_raw(), status, (), busy=True)], {("ml", "mnist"): obs})
     assert d.status.allocation is not None and d.status.allocation.generation == 5
     assert d.action == "none"
+
+
+def test_nothing_new_writes_nothing_even_rounds_later() -> None:
+    allocation = AllocationStatus(1, 1, 5, ("n1",), ("n1",))
+    status = _running(allocation, _fitted_model())
+    pods = _pods("mnist", allocation)
+    (first,) = _round([_state(_raw(), status, pods)], metrics_error=None)
+    for later in (NOW + 3, NOW + 60, NOW + 600):  # no series from the pods, ever
+        (again,) = _round([_state(_raw(), first.status, pods)], now=later)
+        assert again.patch is None or set(again.patch) == {"conditions", "phase"}
+        first = replace(first, status=again.status)
+    (last,) = _round([_state(_raw(), first.status, pods)], now=NOW + 900)
+    assert last.patch is None

@@ -239,7 +239,8 @@ def fit_job(
     now: float,
 ) -> tuple[ModelStatus, Knowledge]:
     """The job's model status after this round's observation, and what it implies.
-    Parameters are refitted only when their samples changed."""
+    Parameters are refitted only when their samples changed; the ETA is `now` plus the
+    predicted remaining time."""
     spec = job.spec
     loss_samples = merge_loss_samples(model.loss_samples,
                                       observation.loss_points if observation else ())
@@ -401,7 +402,11 @@ def assess(
         st.value, _ = with_progress(st.value, progress)
     epochs_done = progress.epoch if progress else 0.0
     # fit
-    model, knowledge = fit_job(job, st.value.model, observation, allocation, epochs_done, now)
+    # the ETA counts from the newest progress, so that it moves only when the job does
+    observed_at = parse_time(progress.updated_at if progress else (
+        allocation.running_since if allocation else ""))
+    model, knowledge = fit_job(job, st.value.model, observation, allocation, epochs_done,
+                               observed_at or now)
     st.value, _ = with_model(st.value, model)
 
     # metrics
@@ -418,7 +423,8 @@ def assess(
     elif started is not None and now - started > settings.metrics_grace_seconds:
         blind = True
         st.set(cond.METRICS, "False", cond.REASON_METRICS_UNAVAILABLE,
-               f"no series from the job's pods for {now - started:.0f} s; check that "
+               f"no series from the job's pods since they started "
+               f"({allocation.running_since if allocation else '?'}); check that "
                f"Prometheus scrapes their '{contract.METRICS_PORT_NAME}' port")
 
     # completion
