@@ -231,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The with-blocks have unwound: everything this demo started has been stopped.
         console.print(f"[yellow]{why}: stopped everything the demo started.[/]")
         return 130
+    except (OSError, TimeoutError, RuntimeError, KubectlError) as error:
+        # Something could not start (a missing tool, a port, a crashed operator): say what,
+        # after the with-blocks stopped whatever did start.
+        console.print(f"[red]The demo could not run: {error}[/]\n"
+                      f"Logs are under {options.workdir}; `make demo` installs what it needs.")
+        return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

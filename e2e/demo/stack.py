@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -247,7 +247,3 @@ class Stack:
 
     def close(self) -> None:
         self._exit.close()
-
-    def with_operator(self, **changes: Any) -> OperatorSettings:
-        """The configured operator settings with some fields changed."""
-        return replace(self.config.operator, **changes)

@@ -3,8 +3,8 @@
 `make_stack(**changes)` starts a local cluster (or uses $E2E_KUBECONFIG's cluster), the CRD,
 a real Prometheus and the operator as a subprocess, with a short scheduling interval; every
 stack a module made is closed when the module ends, whatever happened. Work directories
-(operator log, Prometheus data, checkpoints) live under pytest's tmp_path_factory and their
-path is printed on failure.
+(operator log, Prometheus data, checkpoints) live under pytest's tmp_path_factory; a
+failing scenario's message names its directory (e2e.scenarios.helpers.describe).
 """
 
 from __future__ import annotations
@@ -56,19 +56,3 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory,
     finally:
         for stack in reversed(stacks):
             stack.close()
-
-
-@pytest.fixture(autouse=True)
-def _report_workdirs(request: pytest.FixtureRequest) -> Iterator[None]:
-    """On failure, say where the logs are (the operator's log tail is in the messages)."""
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(f"\nwork directories: {request.config._tmp_path_factory.getbasetemp()}")  # type: ignore[attr-defined]
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    setattr(item, f"rep_{report.when}", report)
