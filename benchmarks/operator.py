@@ -9,17 +9,19 @@ round     An e2e local cluster (optimus's test Kubernetes: real HTTP API, schedu
           Prometheus. J TrainingJobs (ps-sync, 1..4 PS, 1..8 workers, a worker asks one
           GPU) are created with a status.model already holding 10 loss points and 6 speed
           points (synthetic, seeded, from the Optimus equations), so the fit step fits
-          every job. Then `optimus.kube.controller.Controller.run_round` runs in-process
-          against the cluster: 1 snapshot (list nodes, pods), 2 observe (the four range
-          queries), 3 fit, 4 allocate, 5 place, 6 act (write every changed status; pod
-          creation runs in background tasks, timed separately as "pods created"). Three
-          rounds in a row, each after the previous one's pods run: "admit" starts every
-          job at its minimum, "grow" finds the jobs running with fitted models and lets
-          the policy resize them (every resize asks the old chief for a checkpoint: `sleep`
-          pods refuse at once), "settle" records that the new pods run, "steady" finds
-          nothing to change. Baseline, in the same
-          run: the same at 20 jobs x 10 nodes; the ratio column is 200x100 / 20x10 for the
-          admit round. The fit code is warmed up once before the first round.
+          every job. Then `optimus.kube.controller.Controller.run_round` runs against the
+          cluster, which serves from a thread of this same process: the API server, the
+          kubelet supervising hundreds of pods and the round share one interpreter, so
+          the snapshot and act steps include the API server's own time. Steps: 1 snapshot
+          (list nodes, pods), 2 observe (the four range queries), 3 fit, 4 allocate,
+          5 place, 6 act (write every changed status; pod creation runs in background
+          tasks, timed separately as "pods created"). Four rounds in a row, each after
+          the previous one's pods run: "admit" starts every job at its minimum, "grow"
+          finds the jobs running with fitted models and lets the policy resize them (each
+          resize asks the old chief for a checkpoint: `sleep` pods refuse at once),
+          "settle" records that the new pods run, "steady" finds nothing to change.
+          Baseline, in the same run: the same at 20 jobs x 10 nodes; the ratio column is
+          200x100 / 20x10 for the admit round. The fit code is warmed up once first.
 apply     The whole stack (e2e.demo.stack: local cluster, CRD, Prometheus and the
           operator as its own process, `python -m optimus.kube`): the time from running
           `kubectl apply -f job.yaml` to the first pod of the job in phase Running, median

@@ -4,6 +4,8 @@ is small and shared."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -166,7 +168,7 @@ def test_create_probe_fit_grow_restart_blind_shrink_succeed(world: World) -> Non
         world.delete(name)
 
 
-def test_deleting_a_job_cleans_its_pods(world: World) -> None:
+def test_failed_pod_is_replaced_and_deleting_a_job_cleans_its_pods(world: World) -> None:
     name = "short-lived"
     world.apply(world.manifest(name, max_epochs=1000))
     world.wait("its pods to run", lambda: len([p for p in world.pods(name)
@@ -174,6 +176,19 @@ def test_deleting_a_job_cleans_its_pods(world: World) -> None:
     service = contract.service_name(name)
     spec = world.core.read_namespaced_service(service, "default").spec
     assert spec is not None and spec.cluster_ip == "None"
+
+    # a worker dies: the job restarts from its checkpoint as a new generation
+    worker = contract.pod_name(name, "worker", 0, 0)
+    pid = world.stack.cluster.pod_pid("default", worker)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    replaced = world.wait("a new generation after the failure",
+                          lambda: (a := _allocation(world, name)).get("generation") == 1
+                          and world.phase(name) == "Running" and a, 90)
+    assert (replaced["ps"], replaced["workers"]) == (1, 1)
+    assert world.status(name)["restarts"] == 1
+    assert any(e.reason == "PodFailed" for e in world.events(name))
+
     world.delete(name)
     world.wait("its pods to go", lambda: not world.pods(name), 60)
     world.wait("its Service to go", lambda: service not in {
