@@ -90,7 +90,7 @@ def _round(states: list[JobState], observations: Observations | None = None,
     allocations = keep_running(assessed, allocate(job_views, NODES, "optimus", now=now,
                                                   restart_cost_seconds=0.0))
     placement = place(allocations, job_views, NODES, previous_placement(assessed))
-    return decide(assessed, placement, NODES, now=now, settings=SETTINGS)
+    return decide(assessed, placement, now=now, settings=SETTINGS)
 
 
 def _running(allocation: AllocationStatus, model: ModelStatus | None = None) -> TrainingJobStatus:

@@ -193,7 +193,7 @@ class Controller:
         # 5 place
         with self._step(report, "place"):
             placement = place(allocations, job_views, nodes, previous_placement(assessed))
-            decisions = decide(assessed, placement, nodes, now=now, settings=self.settings)
+            decisions = decide(assessed, placement, now=now, settings=self.settings)
             report.decisions = decisions
         # 6 act
         with self._step(report, "act"):

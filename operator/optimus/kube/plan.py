@@ -64,7 +64,7 @@ from optimus.models import (
     propose_probes,
     samples_per_second,
 )
-from optimus.scheduling import Allocation, JobPlacement, JobView, NodeView, Placement
+from optimus.scheduling import Allocation, JobPlacement, JobView, Placement
 from optimus.scheduling.types import RemainingTime
 
 Action = Literal["none", "roll", "delete"]
@@ -559,13 +559,11 @@ def _size(ps: int, workers: int) -> str:
 def decide(
     assessed: Sequence[Assessed],
     placement: Placement,
-    nodes: Sequence[NodeView],
     *,
     now: float,
     settings: RoundSettings,
 ) -> list[Decision]:
     decisions = []
-    del nodes  # the placement already accounts for them
     for a in assessed:
         st = _Status(a.status, now, a.state.meta.generation)
         events = list(a.events)

@@ -3,7 +3,8 @@ Prometheus, as typed observations (loss per epoch, progress, speed per generatio
 
 Four range queries cover all jobs at once, whatever their number (labels from
 optimus_worker.contract; every expression aggregates by namespace, job and generation):
-  steps   sum of the workers' step counters   -> speed (steps/s, the speed model's unit)
+  steps   sum of the workers' step counters   -> speed (summed worker steps/s; the fit
+                                                 step converts it to the model's unit)
   samples sum of the workers' sample counters -> samples per epoch
   epoch   the chief's fractional epoch gauge  -> progress; pairs each loss with its epoch
   loss    the chief's last-epoch loss gauge   -> loss per epoch
