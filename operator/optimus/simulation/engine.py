@@ -46,7 +46,7 @@ from optimus.scheduling.types import (
     Resources,
 )
 from optimus.simulation.inputs import SimulationInputError, TraceJob
-from optimus.simulation.knowledge import LearnedJob
+from optimus.simulation.knowledge import LOSS_REFIT_GROWTH, LearnedJob
 from optimus.simulation.physics import (
     curve_for_epochs,
     fewest_nodes_cross_fraction,
@@ -105,6 +105,8 @@ class SimulationConfig:
     speed_noise: float = 0.05
     loss_noise: float = 0.01
     rule: ConvergenceRule = field(default_factory=ConvergenceRule)
+    #: learned jobs refit their loss model when their loss points grew by this factor
+    loss_refit_growth: float = LOSS_REFIT_GROWTH
     #: probe configurations stay within this many PS and workers (None: the job's bounds,
     #: as optimus.kube.plan does; probing at up to 23 PS and 12 workers on the measured
     #: models costs 25% more average JCT in a contended cluster than this box)
@@ -335,7 +337,8 @@ def _new_job(job: TraceJob, index: int, surface: SpeedSurface,
     rule = ConvergenceRule(config.rule.loss_delta, config.rule.window,
                            max(config.rule.max_epochs, math.ceil(job.epochs)))
     loss = job.loss or curve_for_epochs(job.epochs, rule.loss_delta, rule.window)
-    learned = None if config.oracle else LearnedJob(mode, float(batch), job.dataset_size, rule)
+    learned = None if config.oracle else LearnedJob(mode, float(batch), job.dataset_size, rule,
+                                                    config.loss_refit_growth)
     return _Job(job, surface, loss, mode, batch, min_ps, max_ps, max_workers, ps_request,
                 worker_request, np.random.default_rng([config.seed, index]), learned)
 
