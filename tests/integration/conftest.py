@@ -110,8 +110,10 @@ class World:
             if time.monotonic() > deadline:
                 operator = self.stack.operator
                 tail = operator.process.log_tail() if operator else ""
+                jobs = {j["metadata"]["name"]: j.get("status", {}).get("phase")
+                        for j in self.stack.kubectl.trainingjobs()}
                 pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n"
-                            f"--- operator log ---\n{tail}")
+                            f"jobs: {jobs}\n--- operator log ---\n{tail}")
             time.sleep(interval)
 
     def phase(self, name: str) -> str:
