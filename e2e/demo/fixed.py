@@ -4,7 +4,8 @@ The demo records each job's phase and allocation every time it polls (a timeline
 job spent training at an allocation (p, w) is worth, on the initial allocation (p0, w0),
 that time multiplied by rate(p, w) / rate(p0, w0), where rate is the job's training speed
 in samples per second: what the operator measured at (p, w) (status.model.speedSamples)
-or, where it has no measurement, its fitted speed model (status.model.speed); time spent
+or, where it has no measurement, its fitted speed model (status.model.speed) when that fits
+well; without either the job gets no estimate rather than an invented one. Time spent
 resizing is worth nothing (a fixed allocation never restarts), and time before the job
 first trained (admission, pod start) is the same in both worlds. Units cancel in the
 ratio, so the estimate needs no dataset size. The jobs of the demo fit the cluster side by
@@ -128,14 +129,24 @@ def measured_speeds(obj: Mapping[str, Any]) -> dict[tuple[int, int], float]:
     return {config: sum(v) / len(v) for config, v in found.items()}
 
 
+#: The fitted speed model stands in for a missing measurement only when it fits this well
+#: (status.model.fitError.speed, relative); a poor fit would invent the comparison.
+MAX_SPEED_FIT_ERROR = 0.3
+
+
 def rate_from_status(obj: Mapping[str, Any]) -> Rate | None:
     """Samples/s at (ps, workers): what the operator measured there when it ran there
-    (status.model.speedSamples), else its fitted speed model; None with neither."""
+    (status.model.speedSamples), else its fitted speed model if that fits within
+    MAX_SPEED_FIT_ERROR; None with neither."""
     spec = _mapping(obj.get("spec"))
     batch = _number(spec.get("globalBatchSize"))
     mode = str(spec.get("mode") or "ps-sync")
     measured = measured_speeds(obj)
     params = speed_params_from_status(obj)
+    model = _mapping(_mapping(obj.get("status")).get("model"))
+    fit_error = _number(_mapping(model.get("fitError")).get("speed"))
+    if fit_error is None or fit_error > MAX_SPEED_FIT_ERROR:
+        params = None
     if batch is None or (not measured and params is None):
         return None
 

@@ -166,12 +166,16 @@ def test_growing_never_makes_the_fixed_world_faster(spans: list[tuple[float, int
 def test_the_rate_comes_from_the_fitted_speed_model_in_status() -> None:
     obj = finished_job("a", "2026-11-22T08:00:00Z", None, phase="Running",
                        model={"speed": {"mode": "ps-sync",
-                                        "theta": [0.001, 0.01, 0.002, 0.003, 0.001]}})
+                                        "theta": [0.001, 0.01, 0.002, 0.003, 0.001]},
+                              "fitError": {"speed": 0.1}})
     params = speed_params_from_status(obj)
     # The operator's convention: sync speeds are job steps/s of the whole global batch.
     assert params is not None and params.batch_scope == "per-worker" and params.batch_size == 64
     rate = rate_from_status(obj)
     assert rate is not None and rate(1, 2) == pytest.approx(samples_per_second(params, 1, 2))
+    obj["status"]["model"]["fitError"]["speed"] = 2.0  # a poor fit invents nothing
+    assert rate_from_status(obj) is None
+    obj["status"]["model"]["fitError"]["speed"] = 0.1
     obj["status"]["model"]["speed"]["theta"] = ["x"]
     assert rate_from_status(obj) is None
     del obj["status"]["model"]
