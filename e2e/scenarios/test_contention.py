@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800 if FULL else 420)]
 GPUS = 3
 #: Short jobs in CI; the full comparison runs longer jobs, which can repay their probing
 #: and resize costs (E2E_CONTENTION_EPOCHS overrides either).
-EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "20" if FULL else "6"))
+EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "20" if FULL else "4"))
 #: What a resize really costs on the local cluster (checkpoint, new processes, torch import).
 RESTART_COST_SECONDS = 15.0
 #: The second job arrives once the first has grown, or after this many seconds.
