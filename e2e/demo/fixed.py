@@ -65,12 +65,22 @@ def fixed_allocation_seconds(timeline: Sequence[Observation], rate: Rate,
     initial = initial_allocation(timeline)
     if initial is None:
         return None
-    try:
-        base = rate(*initial)
-    except (ModelError, ZeroDivisionError):
-        return None
-    if not (math.isfinite(base) and base > 0):
-        return None
+    base: float | None = None  # rate(*initial), asked for only when another allocation ran
+
+    def ratio(ps: int, workers: int) -> float | None:
+        nonlocal base
+        if (ps, workers) == initial:
+            return 1.0  # the same allocation: the same speed, measured or not
+        try:
+            if base is None:
+                base = rate(*initial)
+            speed = rate(ps, workers)
+        except (ModelError, ZeroDivisionError):
+            return None
+        if not (math.isfinite(base) and base > 0 and math.isfinite(speed) and speed >= 0):
+            return None
+        return speed / base
+
     points = list(timeline)
     stops = [seen.t for seen in points[1:]] + [end if end is not None else points[-1].t]
     total = max(0.0, points[0].t)  # creation to first observation: the same in both worlds
@@ -79,13 +89,10 @@ def fixed_allocation_seconds(timeline: Sequence[Observation], rate: Rate,
         span = max(0.0, stop - seen.t)
         if seen.phase in TRAINING_PHASES and seen.ps is not None and seen.workers is not None:
             trained = True
-            try:
-                speed = rate(seen.ps, seen.workers)
-            except (ModelError, ZeroDivisionError):
+            factor = ratio(seen.ps, seen.workers)
+            if factor is None:
                 return None
-            if not (math.isfinite(speed) and speed >= 0):
-                return None
-            total += span * speed / base
+            total += span * factor
         elif seen.phase in RESIZE_PHASES:
             continue
         elif not trained:

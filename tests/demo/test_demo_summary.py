@@ -144,9 +144,18 @@ def test_time_on_a_faster_allocation_counts_more_and_resizing_counts_nothing() -
     assert initial_allocation(seen) == (1, 1)
 
 
+def test_a_job_that_kept_its_allocation_needs_no_speed_at_all() -> None:
+    def unknown(ps: int, workers: int) -> float:
+        raise ModelError("never measured")
+
+    seen = timeline((0, "Pending", None, None), (3, "Running", 1, 1), (9, "Resizing", 1, 1))
+    assert fixed_allocation_seconds(seen, unknown, end=12) == 9
+
+
 def test_no_estimate_without_training_or_a_usable_model() -> None:
     assert fixed_allocation_seconds(timeline((0, "Queued", None, None)), linear_rate) is None
-    assert fixed_allocation_seconds(timeline((0, "Running", 1, 1)), lambda p, w: 0.0) is None
+    assert fixed_allocation_seconds(timeline((0, "Running", 1, 1), (5, "Running", 1, 2)),
+                                    lambda p, w: 0.0) is None
     assert fixed_allocation_seconds(timeline((0, "Running", 1, 1), (5, "Running", 1, 2)),
                                     lambda p, w: math.nan if w == 2 else 1.0) is None
 
