@@ -4,8 +4,7 @@ The demo records each job's phase and allocation every time it polls (a timeline
 job spent training at an allocation (p, w) is worth, on the initial allocation (p0, w0),
 that time multiplied by rate(p, w) / rate(p0, w0), where rate is the job's training speed
 in samples per second: what the operator measured at (p, w) (status.model.speedSamples)
-or, where it has no measurement, its fitted speed model (status.model.speed) when that fits
-well; without either the job gets no estimate rather than an invented one. Time spent
+or, where it has no measurement, its fitted speed model (status.model.speed); time spent
 resizing is worth nothing (a fixed allocation never restarts), and time before the job
 first trained (admission, pod start) is the same in both worlds. Units cancel in the
 ratio, so the estimate needs no dataset size. The jobs of the demo fit the cluster side by
@@ -65,22 +64,12 @@ def fixed_allocation_seconds(timeline: Sequence[Observation], rate: Rate,
     initial = initial_allocation(timeline)
     if initial is None:
         return None
-    base: float | None = None  # rate(*initial), asked for only when another allocation ran
-
-    def ratio(ps: int, workers: int) -> float | None:
-        nonlocal base
-        if (ps, workers) == initial:
-            return 1.0  # the same allocation: the same speed, measured or not
-        try:
-            if base is None:
-                base = rate(*initial)
-            speed = rate(ps, workers)
-        except (ModelError, ZeroDivisionError):
-            return None
-        if not (math.isfinite(base) and base > 0 and math.isfinite(speed) and speed >= 0):
-            return None
-        return speed / base
-
+    try:
+        base = rate(*initial)
+    except (ModelError, ZeroDivisionError):
+        return None
+    if not (math.isfinite(base) and base > 0):
+        return None
     points = list(timeline)
     stops = [seen.t for seen in points[1:]] + [end if end is not None else points[-1].t]
     total = max(0.0, points[0].t)  # creation to first observation: the same in both worlds
@@ -89,10 +78,13 @@ def fixed_allocation_seconds(timeline: Sequence[Observation], rate: Rate,
         span = max(0.0, stop - seen.t)
         if seen.phase in TRAINING_PHASES and seen.ps is not None and seen.workers is not None:
             trained = True
-            factor = ratio(seen.ps, seen.workers)
-            if factor is None:
+            try:
+                speed = rate(seen.ps, seen.workers)
+            except (ModelError, ZeroDivisionError):
                 return None
-            total += span * factor
+            if not (math.isfinite(speed) and speed >= 0):
+                return None
+            total += span * speed / base
         elif seen.phase in RESIZE_PHASES:
             continue
         elif not trained:
@@ -136,24 +128,14 @@ def measured_speeds(obj: Mapping[str, Any]) -> dict[tuple[int, int], float]:
     return {config: sum(v) / len(v) for config, v in found.items()}
 
 
-#: The fitted speed model stands in for a missing measurement only when it fits this well
-#: (status.model.fitError.speed, relative); a poor fit would invent the comparison.
-MAX_SPEED_FIT_ERROR = 0.3
-
-
 def rate_from_status(obj: Mapping[str, Any]) -> Rate | None:
     """Samples/s at (ps, workers): what the operator measured there when it ran there
-    (status.model.speedSamples), else its fitted speed model if that fits within
-    MAX_SPEED_FIT_ERROR; None with neither."""
+    (status.model.speedSamples), else its fitted speed model; None with neither."""
     spec = _mapping(obj.get("spec"))
     batch = _number(spec.get("globalBatchSize"))
     mode = str(spec.get("mode") or "ps-sync")
     measured = measured_speeds(obj)
     params = speed_params_from_status(obj)
-    model = _mapping(_mapping(obj.get("status")).get("model"))
-    fit_error = _number(_mapping(model.get("fitError")).get("speed"))
-    if fit_error is None or fit_error > MAX_SPEED_FIT_ERROR:
-        params = None
     if batch is None or (not measured and params is None):
         return None
 

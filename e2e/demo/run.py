@@ -33,9 +33,8 @@ from e2e.demo.summary import completion_seconds, outcomes, render_summary, resiz
 from e2e.demo.table import FINISHED_PHASES, parse_time, render_table, row_from_object
 
 FIXED_METHOD = ("each job's time at every allocation it ran, scaled by its speed there "
-                "(measured by the operator, else its fitted model if that fits within 30%) "
-                "over its speed on its initial allocation; resize downtime removed "
-                "(e2e/demo/fixed.py)")
+                "(measured by the operator, else its fitted model) over its speed on its "
+                "initial allocation; resize downtime removed (e2e/demo/fixed.py)")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ both finish. Then the same two jobs run again in the same harness with a fixed a
 average JCT must beat the fixed run's: measured, not assumed.
 
 The jobs train the `mlp` example on simulated GPUs whose compute time is emulated
-(e2e/simgpu.py): on a machine whose pods all share two host cores, more workers
+(e2e/scenarios/gputask.py): on a machine whose pods all share two host cores, more workers
 could not make a job faster otherwise, and the question would be moot.
 
 The comparison doubles the scenario's time, so CI runs the elastic part (shrink-to-grow,
@@ -26,6 +26,7 @@ from e2e.demo.stack import REPO_ROOT, Stack
 from e2e.demo.summary import completion_seconds
 from e2e.scenarios.checks import JctComparison, capacity_violations
 from e2e.scenarios.conftest import FAST_OPERATOR, MakeStack
+from e2e.scenarios.gputask import TASK_REF
 from e2e.scenarios.helpers import (
     allocation,
     apply_job,
@@ -33,7 +34,6 @@ from e2e.scenarios.helpers import (
     job_manifest,
     phase,
 )
-from e2e.simgpu import TASK_REF
 
 FULL = os.environ.get("E2E_CONTENTION_FULL") == "1"
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800 if FULL else 420)]
@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800 if FULL else 420)]
 GPUS = 3
 #: Short jobs in CI; the full comparison runs longer jobs, which can repay their probing
 #: and resize costs (E2E_CONTENTION_EPOCHS overrides either).
-EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "20" if FULL else "4"))
+EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "20" if FULL else "6"))
 #: What a resize really costs on the local cluster (checkpoint, new processes, torch import).
 RESTART_COST_SECONDS = 15.0
 #: The second job arrives once the first has grown, or after this many seconds.

@@ -15,7 +15,6 @@ from optimus.api.spec import SpecError, parse_meta
 from optimus.api.status import (
     AllocationStatus,
     ModelStatus,
-    ProgressStatus,
     TrainingJobStatus,
     iso,
     parse_status,
@@ -193,19 +192,6 @@ def test_fitted_job_grows_into_a_free_cluster_then_shrinks_for_a_newcomer() -> N
     first, second = decisions
     assert second.status.allocation is not None, second.status
     assert first.status.allocation is not None and first.status.allocation.workers < 8
-
-
-def test_a_new_generation_not_yet_resumed_keeps_the_known_progress() -> None:
-    allocation = AllocationStatus(1, 2, 6, ("n1",), ("n1", "n1"))
-    known = ProgressStatus(epoch=3.5, step=350, loss=0.4, updated_at=iso(NOW - 10))
-    status = replace(_running(allocation, _fitted_model()), progress=known)
-    fresh = JobObservation(generation=6, epoch=0.0, step=0, series=4)
-    (d,) = _round([_state(_raw(), status, _pods("mnist", allocation))], {("ml", "mnist"): fresh})
-    assert d.status.progress == known
-    resumed = JobObservation(generation=6, epoch=3.4, step=340, loss=0.41, series=4)
-    (d,) = _round([_state(_raw(), status, _pods("mnist", allocation))],
-                  {("ml", "mnist"): resumed})
-    assert d.status.progress is not None and d.status.progress.step == 340
 
 
 def test_prometheus_down_freezes_allocations() -> None:

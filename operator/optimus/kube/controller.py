@@ -282,13 +282,7 @@ class Controller:
 
         # statuses first: a new generation is recorded before any pod changes
         written = await asyncio.gather(*(write(d) for d in decisions))
-        # pods that free resources go first: jobs that finish or shrink; the pods of jobs
-        # that start or grow are created once those are gone, so that the new pods never
-        # wait for GPUs the round has already taken from someone else
-        order = sorted(range(len(decisions)), key=lambda i: not _frees(decisions[i]))
-        freeing: list[asyncio.Task[None]] = []
-        for index in order:
-            decision, ok = decisions[index], written[index]
+        for decision, ok in zip(decisions, written, strict=True):
             if not ok:
                 continue
             for event in decision.events:
@@ -307,16 +301,10 @@ class Controller:
                         and p.job == decision.meta.name]
             if decision.action == "roll" and new is not None:
                 report.rolled += 1
-                after = [] if _frees(decision) else list(freeing)
-                task = asyncio.create_task(self._roll(decision, new, job_pods, after))
+                self._tasks[key] = asyncio.create_task(self._roll(decision, new, job_pods))
             elif decision.action == "delete":
                 report.deleted += 1
-                task = asyncio.create_task(self._delete(decision, job_pods))
-            else:
-                continue
-            self._tasks[key] = task
-            if _frees(decision):
-                freeing.append(task)
+                self._tasks[key] = asyncio.create_task(self._delete(decision, job_pods))
 
     def _background(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -349,7 +337,7 @@ class Controller:
                     namespace, job, POD_DELETION_TIMEOUT)
 
     async def _roll(self, decision: Decision, allocation: AllocationStatus,
-                    pods: list[PodSnapshot], after: Sequence[asyncio.Task[None]] = ()) -> None:
+                    pods: list[PodSnapshot]) -> None:
         meta = decision.meta
         try:
             job = decision.job
@@ -361,9 +349,6 @@ class Controller:
                 await self._checkpoint(chief)
             if old:
                 await self._remove_pods(meta.namespace, meta.name, {p.name for p in old})
-            if after:  # bounded: a stuck deletion elsewhere delays, never blocks, this job
-                await asyncio.wait(after, timeout=POD_DELETION_TIMEOUT
-                                   + self.config.checkpoint_timeout_seconds)
             await self.api.create(build_service(job))
             existing = {p.name for p in pods if p.generation == allocation.generation
                         and not p.deleting}
@@ -410,14 +395,3 @@ class Controller:
         self.metrics.set_jobs(gauges)
         self.metrics.set_phases(d.status.phase for d in decisions)
         self.metrics.set_cluster_gpus(allocated_gpus, sum(n.allocatable.gpu for n in nodes))
-
-
-def _frees(decision: Decision) -> bool:
-    """Whether carrying out the decision gives resources back (a finished or invalid job's
-    pods go, or a job shrinks) rather than taking more (a job starts or grows)."""
-    if decision.action == "delete":
-        return True
-    new, old = decision.status.allocation, decision.previous
-    if decision.action != "roll" or new is None or old is None:
-        return False
-    return new.ps <= old.ps and new.workers <= old.workers

@@ -390,11 +390,7 @@ def assess(
                and not p.deleting]
     # observe -> progress
     progress = st.value.progress
-    # A new generation's pods export zeros until they have resumed from the checkpoint:
-    # such an observation says nothing yet, and must not wipe the progress already known.
-    not_resumed = (observation is not None and progress is not None and progress.step > 0
-                   and not observation.step)
-    if observation is not None and observation.epoch is not None and not not_resumed:
+    if observation is not None and observation.epoch is not None:
         progress = ProgressStatus(
             epoch=round(observation.epoch, 4),
             step=int(observation.step or 0),
