@@ -49,12 +49,14 @@ def deployment_env(deployment: dict[str, Any]) -> dict[str, str]:
 
 
 def printer_columns(text: str) -> list[dict[str, str]]:
-    """`kubectl get tj` output as rows of {column: value} (columns split on 2+ spaces)."""
+    """`kubectl get tj` output as rows of {column: value}, cut at the header's column starts
+    (kubectl aligns them), so that a blank cell (an ETA not yet known) stays blank."""
     import re
 
     lines = [line for line in text.splitlines() if line.strip()]
-    headers = re.split(r"\s{2,}", lines[0].strip())
-    return [dict(zip(headers, re.split(r"\s{2,}", line.strip()), strict=False))
+    spans = [(m.group(), m.start()) for m in re.finditer(r"\S+", lines[0])]
+    ends = [start for _, start in spans[1:]] + [None]
+    return [{name: line[start:end].strip() for (name, start), end in zip(spans, ends, strict=True)}
             for line in lines[1:]]
 
 

@@ -38,7 +38,7 @@ def test_resizes_in_the_cluster_lose_no_steps_beyond_the_last_checkpoint(
         make_stack: MakeStack) -> None:
     stack = make_stack(nodes=1, gpus_per_node=4)
     name = "elastic"
-    apply_job(stack.kubectl, job_manifest(name, stack.workdir / "checkpoints", max_epochs=3,
+    apply_job(stack.kubectl, job_manifest(name, stack.workdir / "checkpoints", max_epochs=6,
                                           ps=(1, 2), workers=(1, 3), batch=32,
                                           interval_steps=10))
     recorder = StepRecorder(stack, name).start()
