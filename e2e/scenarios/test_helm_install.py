@@ -108,7 +108,8 @@ def test_helm_install_then_a_sample_runs_to_succeeded(make_stack: MakeStack) -> 
     for column in ("PS", "WORKERS", "EPOCH", "LOSS", "AGE"):
         assert row.get(column) not in (None, "", "<none>"), (column, row, describe(stack))
     assert seen_running, "never saw the job training"
-    for column in ("PHASE", "PS", "WORKERS", "EPOCH", "LOSS", "ETA"):
+    # ETA stays blank while the job probes (no fitted model yet), so it is not required here
+    for column in ("PHASE", "PS", "WORKERS", "EPOCH", "LOSS"):
         assert seen_running[0].get(column) not in (None, "", "<none>"), (column, seen_running)
     wait_until(stack, "helm to list the release", lambda: RELEASE in subprocess.run(
         [helm, "list", "--kubeconfig", str(stack.kubeconfig), "-q"], capture_output=True,
