@@ -22,15 +22,12 @@ import numpy as np
 
 from optimus.scheduling.cluster import (
     NOT_ADMITTED,
-    Budget,
-    ClusterIndex,
     admit,
-    arrival_order,
     demand_triple,
     minimum,
     requested_size,
+    start_round,
     triple,
-    validate_jobs,
 )
 from optimus.scheduling.greedy import remaining
 from optimus.scheduling.types import Allocation, JobView, NodeView
@@ -59,10 +56,7 @@ class DrfPolicy:
         self, jobs: list[JobView], nodes: list[NodeView], *, now: float
     ) -> dict[str, Allocation]:
         del now
-        validate_jobs(jobs)
-        ordered = arrival_order(jobs)
-        index = ClusterIndex(nodes)
-        budget = Budget(index, ordered)
+        ordered, index, budget = start_round(jobs, nodes)
         total = index.total_free
         result = admit(ordered, budget)
         heap: list[tuple[float, int]] = []
@@ -102,9 +96,7 @@ class FixedPolicy:
         self, jobs: list[JobView], nodes: list[NodeView], *, now: float
     ) -> dict[str, Allocation]:
         del now
-        validate_jobs(jobs)
-        ordered = arrival_order(jobs)
-        budget = Budget(ClusterIndex(nodes), ordered)
+        ordered, _, budget = start_round(jobs, nodes)
         return admit(ordered, budget, {job.id: requested_size(job) for job in ordered})
 
 
@@ -133,11 +125,9 @@ class TiresiasPolicy:
         self, jobs: list[JobView], nodes: list[NodeView], *, now: float
     ) -> dict[str, Allocation]:
         del now
-        validate_jobs(jobs)
-        ordered = sorted(
+        ordered, _, budget = start_round(jobs, nodes, order=lambda jobs: sorted(
             jobs, key=lambda job: (self.queue(job), -job.priority, job.arrival, job.id)
-        )
-        budget = Budget(ClusterIndex(nodes), ordered)
+        ))
         return admit(ordered, budget, {job.id: requested_size(job) for job in ordered})
 
 
@@ -160,10 +150,7 @@ class TetrisPolicy:
         self, jobs: list[JobView], nodes: list[NodeView], *, now: float
     ) -> dict[str, Allocation]:
         del now
-        validate_jobs(jobs)
-        ordered = arrival_order(jobs)
-        index = ClusterIndex(nodes)
-        budget = Budget(index, ordered)
+        ordered, index, budget = start_round(jobs, nodes)
         total = np.array(triple(index.total_free))
         scale = np.where(total > 0, total, 1.0)
         result = {job.id: NOT_ADMITTED for job in ordered}

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from optimus.scheduling.types import Allocation, JobView, NodeView, Resources, Taint, Toleration
@@ -278,6 +278,19 @@ def demand_triple(job: JobView, ps: int, workers: int) -> tuple[float, float, fl
 def arrival_order(jobs: Sequence[JobView]) -> list[JobView]:
     """Higher priority first, then first come first served (ties by id, for determinism)."""
     return sorted(jobs, key=lambda job: (-job.priority, job.arrival, job.id))
+
+
+def start_round(
+    jobs: Sequence[JobView],
+    nodes: Sequence[NodeView],
+    order: Callable[[Sequence[JobView]], list[JobView]] = arrival_order,
+) -> tuple[list[JobView], ClusterIndex, Budget]:
+    """What every policy does first: check the jobs, put them in the policy's order, and
+    index the nodes with a fresh budget, so that all policies count capacity alike."""
+    validate_jobs(jobs)
+    ordered = order(jobs)
+    index = ClusterIndex(nodes)
+    return ordered, index, Budget(index, ordered)
 
 
 def minimum(job: JobView) -> Allocation:

@@ -29,12 +29,11 @@ from optimus.scheduling.cluster import (
     Budget,
     ClusterIndex,
     admit,
-    arrival_order,
     demand_triple,
     in_bounds,
     is_running,
+    start_round,
     triple,
-    validate_jobs,
 )
 from optimus.scheduling.types import Allocation, JobView, NodeView
 
@@ -321,10 +320,7 @@ class OptimusPolicy:
         self, jobs: list[JobView], nodes: list[NodeView], *, now: float
     ) -> dict[str, Allocation]:
         del now  # the decision depends on remaining times only, not on the clock
-        validate_jobs(jobs)
-        ordered = arrival_order(jobs)
-        index = ClusterIndex(nodes)
-        budget = Budget(index, ordered)
+        ordered, index, budget = start_round(jobs, nodes)
         state = _GreedyState(ordered, index, self.config.exponent)
         self._admit_and_grow(state, budget, range(len(ordered)))
         if self.config.keep_running:
@@ -390,10 +386,7 @@ def greedy_reference(
     """The same greedy without the heap: every step scans every job for its best grant.
     O(tasks * jobs); the tests check that the heap gives identical results and the
     benchmark measures the speed-up. No restart rule (it checks the greedy alone)."""
-    validate_jobs(jobs)
-    ordered = arrival_order(jobs)
-    index = ClusterIndex(nodes)
-    budget = Budget(index, ordered)
+    ordered, index, budget = start_round(jobs, nodes)
     state = _GreedyState(ordered, index, config.exponent)
     admitted = admit(ordered, budget)
     for i, job in enumerate(ordered):
