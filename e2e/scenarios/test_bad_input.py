@@ -134,9 +134,6 @@ def test_malformed_jobs_are_refused_or_invalid_and_never_disturb_a_running_job(
         print(f"{name[:24]:24} {outcome}")
 
 
-@pytest.mark.xfail(strict=True, reason="the operator queues a job whose minimum can never fit "
-                   "any node (Queued: 'waiting for room for its minimum') instead of marking it "
-                   "Invalid naming the GPU request; reported to the operator's issue")
 def test_an_absurd_gpu_request_is_invalid_naming_the_field(stack: Stack) -> None:
     manifest = job_manifest("bad-gpus", stack.workdir / "checkpoints")
     _gpus(1000)(manifest)

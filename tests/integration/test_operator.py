@@ -8,19 +8,35 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
 from optimus_worker import contract
 
 from e2e.demo.kubectl import KubectlError
-from tests.integration.conftest import World
+from tests.integration.conftest import OPERATOR, World
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 
 def _allocation(world: World, name: str) -> dict[str, Any]:
     return dict(world.status(name).get("allocation") or {})
+
+
+def _settled(world: World, name: str, rounds: int = 4) -> dict[str, Any] | None:
+    """The job's status once its generation has run for `rounds` operator rounds with its
+    size among the measured speed samples, else None."""
+    status = world.status(name)
+    allocation = status.get("allocation") or {}
+    since = allocation.get("runningSince")
+    samples = (status.get("model") or {}).get("speedSamples") or []
+    measured = any((p, w) == (allocation.get("ps"), allocation.get("workers"))
+                   for p, w, _ in samples)
+    if not since or not measured or status.get("phase") != "Running":
+        return None
+    age = time.time() - datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+    return status if age >= rounds * OPERATOR.interval_seconds else None
 
 
 def _edit(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -118,8 +134,10 @@ def test_create_probe_fit_grow_restart_blind_shrink_succeed(world: World) -> Non
     resized = [e.message for e in world.events(big) if e.reason == "Resized"]
     assert resized and all("->" in m for m in resized)
 
-    # the operator restarts mid-job: nothing is resized, nothing is lost
-    before = world.status(big)
+    # the operator restarts mid-job: nothing is resized, nothing is lost. The restart
+    # comes once the allocation has settled (its size measured, unchanged for four rounds):
+    # before that, a resize can be the models' own next step rather than the restart's.
+    before = world.wait("the allocation to settle", lambda: _settled(world, big), 120)
     world.stack.operator.restart()  # type: ignore[union-attr]
     time.sleep(10)  # three rounds
     after = world.status(big)

@@ -82,14 +82,16 @@ def _state(raw: dict[str, Any], status: TrainingJobStatus | None = None,
 
 
 def _round(states: list[JobState], observations: Observations | None = None,
-           metrics_error: str | None = None, now: float = NOW) -> list[Decision]:
+           metrics_error: str | None = None, now: float = NOW,
+           nodes: list[NodeView] = NODES) -> list[Decision]:
     observations = observations or {}
     assessed = [assess(s, observations.get((s.meta.namespace, s.meta.name)),
-                       metrics_error=metrics_error, now=now, settings=SETTINGS) for s in states]
+                       metrics_error=metrics_error, now=now, settings=SETTINGS, nodes=nodes)
+                for s in states]
     job_views = views(assessed)
-    allocations = keep_running(assessed, allocate(job_views, NODES, "optimus", now=now,
+    allocations = keep_running(assessed, allocate(job_views, nodes, "optimus", now=now,
                                                   restart_cost_seconds=0.0))
-    placement = place(allocations, job_views, NODES, previous_placement(assessed))
+    placement = place(allocations, job_views, nodes, previous_placement(assessed))
     return decide(assessed, placement, now=now, settings=SETTINGS)
 
 
@@ -258,3 +260,37 @@ def test_nothing_new_writes_nothing_even_rounds_later() -> None:
         first = replace(first, status=again.status)
     (last,) = _round([_state(_raw(), first.status, pods)], now=NOW + 900)
     assert last.patch is None
+
+
+def _worker_gpus(raw: dict[str, Any], gpus: int) -> dict[str, Any]:
+    container = raw["spec"]["workers"]["template"]["spec"]["containers"][0]
+    container.setdefault("resources", {}).setdefault("limits", {})["nvidia.com/gpu"] = gpus
+    container["resources"].get("requests", {}).pop("nvidia.com/gpu", None)
+    return raw
+
+
+def test_a_job_whose_worker_fits_no_node_is_invalid_until_a_node_is_large_enough() -> None:
+    raw = _worker_gpus(_raw("huge"), 1000)
+    (d,) = _round([_state(raw)])
+    valid = c.find(d.status.conditions, c.VALID)
+    assert d.status.phase == c.INVALID and valid is not None
+    assert valid.reason == c.REASON_EXCEEDS_NODE_CAPACITY
+    assert "spec.workers.template" in valid.message and "nvidia.com/gpu=1000" in valid.message
+    assert "offers 4" in valid.message and "fix:" in valid.message
+    assert [e.type for e in d.events] == ["Warning"] and d.status.allocation is None
+    # the next round changes nothing and warns no more
+    (again,) = _round([_state(raw, d.status)])
+    assert again.patch is None and again.events == ()
+    # a node that large joins: the job is valid and starts
+    big = [*NODES, NodeView("big", Resources(gpu=1000, cpu=64, memory=2**40))]
+    (fits,) = _round([_state(raw, d.status)], nodes=big)
+    assert fits.status.phase != c.INVALID and fits.status.allocation is not None
+
+
+def test_a_running_job_is_never_invalidated_by_the_nodes_it_no_longer_fits() -> None:
+    raw = _worker_gpus(_raw("runner"), 4)
+    allocation = AllocationStatus(ps=1, workers=1, generation=0, ps_nodes=("n1",),
+                                  worker_nodes=("n1",))
+    small = [NodeView("n1", Resources(gpu=2, cpu=8, memory=32 * 2**30))]
+    (d,) = _round([_state(raw, _running(allocation), _pods("runner", allocation))], nodes=small)
+    assert d.status.phase != c.INVALID

@@ -197,28 +197,35 @@ def test_bad_input_names_the_job_and_field() -> None:
         get_policy("drf", restart_cost_seconds=3)
     with pytest.raises(ValueError, match="restart_cost_seconds"):
         OptimusConfig(restart_cost_seconds=-1)
+    with pytest.raises(ValueError, match="min_relative_gain"):
+        OptimusConfig(min_relative_gain=1.0)
 
 
 # ---- the restart cost ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("t_at_3", "cost", "expected_workers"),
+    ("t_at_3", "cost", "relative", "expected_workers"),
     [
-        (80.0, 30.0, 2),  # 80 + 30 >= 100: the grow does not pay for its restart
-        (60.0, 30.0, 3),  # 60 + 30 < 100: it does
-        (80.0, 19.0, 3),  # cheaper restarts make the same grow worth it
-        (80.0, 20.0, 2),  # equality is not enough: strictly shorter
+        (80.0, 30.0, 0.0, 2),  # 80 + 30 >= 100: the grow does not pay for its restart
+        (60.0, 30.0, 0.0, 3),  # 60 + 30 < 100: it does
+        (80.0, 19.0, 0.0, 3),  # cheaper restarts make the same grow worth it
+        (80.0, 20.0, 0.0, 2),  # equality is not enough: strictly shorter
+        (65.0, 30.0, 0.1, 2),  # 65 + 30 < 100 but not < 90: within the hysteresis
+        (55.0, 30.0, 0.1, 3),  # 55 + 30 < 90: beyond it
+        (59.0, 30.0, None, 3),  # the default hysteresis is 10 %: 89 < 90
+        (61.0, 30.0, None, 2),  # 91 is not < 90
     ],
 )
 def test_a_running_job_moves_only_when_the_move_pays_for_its_restart(
-    t_at_3: float, cost: float, expected_workers: int
+    t_at_3: float, cost: float, relative: float | None, expected_workers: int
 ) -> None:
     times = {1: 300.0, 2: 100.0, 3: t_at_3}
     running = job("r", max_workers=3, remaining_time=lambda p, w: times.get(w, math.inf),
                   current=Allocation(0, 2))
     nodes = [node("n0", gpu=8, cpu=100, memory=1e15)]
-    result = allocate([running], nodes, "optimus", restart_cost_seconds=cost)
+    options = {} if relative is None else {"min_relative_gain": relative}
+    result = allocate([running], nodes, "optimus", restart_cost_seconds=cost, **options)
     assert result["r"] == Allocation(0, expected_workers)
     # the paper's rule ignores restarts and always grows
     assert allocate([running], nodes, "optimus-paper")["r"] == Allocation(0, 3)

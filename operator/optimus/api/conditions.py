@@ -26,6 +26,9 @@ CONDITION_TYPES: Final = (VALID, SCHEDULED, RESIZING, METRICS, SUCCEEDED, FAILED
 # ---- reasons (CamelCase, stable: dashboards and users match on them) ------------------------
 REASON_SPEC_VALID: Final = "SpecValid"
 REASON_INVALID_SPEC: Final = "InvalidSpec"
+#: Valid=False: one pod asks for more than any node has at all (re-checked every round,
+#: so a larger node joining the cluster makes the job valid again)
+REASON_EXCEEDS_NODE_CAPACITY: Final = "ExceedsNodeCapacity"
 REASON_QUEUED: Final = "Queued"  # Scheduled=False: the cluster cannot fit its minimum now
 REASON_PROBING: Final = "Probing"  # Scheduled=True: measuring its speed at probe configs
 REASON_ALLOCATED: Final = "Allocated"  # Scheduled=True: allocated by the fitted models

@@ -179,7 +179,8 @@ class Controller:
         with self._step(report, "fit"):
             assessed = [
                 assess(s, observations.get((s.meta.namespace, s.meta.name)),
-                       metrics_error=metrics_error, now=now, settings=self.settings)
+                       metrics_error=metrics_error, now=now, settings=self.settings,
+                       nodes=nodes)
                 for s in states
             ]
         # 4 allocate

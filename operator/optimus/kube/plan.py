@@ -5,6 +5,8 @@ and carries the actions out.
 
 Per job, in order (`assess`):
   invalid spec        -> Valid=False (a Warning event on the change), pods deleted
+  oversized pods      -> Valid=False too when a job that never ran asks, per pod, for more
+                         than any node has (it would queue forever); re-checked every round
   finished            -> nothing but deleting leftover pods
   observe + fit       -> status.progress and status.model (bounded samples, fitted params)
   metrics             -> MetricsAvailable; while False the job is pinned (never resized on
@@ -45,7 +47,7 @@ from optimus.api.status import (
     with_model,
     with_progress,
 )
-from optimus.kube.snapshot import PodSnapshot, job_view
+from optimus.kube.snapshot import PodSnapshot, job_view, oversized_request
 from optimus.metrics.observe import JobObservation, SpeedWindow
 from optimus.models import (
     THETA_NAMES,
@@ -64,7 +66,7 @@ from optimus.models import (
     propose_probes,
     samples_per_second,
 )
-from optimus.scheduling import Allocation, JobPlacement, JobView, Placement
+from optimus.scheduling import Allocation, JobPlacement, JobView, NodeView, Placement
 from optimus.scheduling.types import RemainingTime
 
 Action = Literal["none", "roll", "delete"]
@@ -366,9 +368,11 @@ def assess(
     metrics_error: str | None,
     now: float,
     settings: RoundSettings,
+    nodes: Sequence[NodeView] = (),
 ) -> Assessed:
     """Everything about one job that does not depend on the other jobs (see the module
-    docstring). `metrics_error` is set when Prometheus could not be asked at all."""
+    docstring). `metrics_error` is set when Prometheus could not be asked at all; `nodes`
+    are the cluster's, to tell a job that fits no node at all (none: not checked)."""
     meta = state.meta
     st = _Status(state.status, now, meta.generation)
     events: list[Event] = []
@@ -379,6 +383,12 @@ def assess(
             events.append(Event("Warning", cond.REASON_INVALID_SPEC, message))
         return Assessed(state, st.value, tuple(events), action="delete" if has_pods else "none")
     job = state.job
+    # a job that never started and whose pods fit no node would queue forever
+    oversized = None if state.status.allocation is not None else oversized_request(job, nodes)
+    if oversized is not None:
+        if st.set(cond.VALID, "False", cond.REASON_EXCEEDS_NODE_CAPACITY, oversized):
+            events.append(Event("Warning", cond.REASON_EXCEEDS_NODE_CAPACITY, oversized))
+        return Assessed(state, st.value, tuple(events), action="delete" if has_pods else "none")
     fixed = state.status.phase == cond.INVALID
     if st.set(cond.VALID, "True", cond.REASON_SPEC_VALID, "the spec is valid") and fixed:
         events.append(Event("Normal", cond.REASON_SPEC_VALID, "the spec was fixed"))

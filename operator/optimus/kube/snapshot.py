@@ -8,6 +8,7 @@ pods are not subtracted, because the allocator re-divides exactly that share eve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -16,6 +17,7 @@ from optimus_worker import contract
 
 from optimus.api.quantity import QuantityError, parse_quantity
 from optimus.api.spec import GPU_RESOURCE, TrainingJob, template_request
+from optimus.scheduling.cluster import node_accepts
 from optimus.scheduling.types import (
     Allocation,
     JobView,
@@ -180,3 +182,40 @@ def job_view(
         ),
         requested=Allocation(spec.parameter_servers.min, spec.workers.min),
     )
+
+
+def _amount(name: str, value: float) -> str:
+    if name == "memory":
+        return f"{value / 2**30:g}Gi"
+    return f"{value:g}"
+
+
+def oversized_request(job: TrainingJob, nodes: Iterable[NodeView]) -> str | None:
+    """Why one pod of the job can never run: it asks for more of a resource than the
+    largest node that would take it has allocatable at all (a request no amount of waiting
+    satisfies). The message names the field and the fix; None when every pod fits some
+    node, and also when no node would take the pod (labels and taints change, so that job
+    waits) or no node is known yet."""
+    view = job_view(job, lambda ps, workers: math.inf, current=None, arrival=0.0)
+    accepting = [n for n in nodes if node_accepts(n.labels, n.taints, n.unschedulable,
+                                                  view.node_selector, view.tolerations)]
+    if not accepting:
+        return None
+    for field_name, group, pod in (("parameterServers", job.spec.parameter_servers,
+                                    "parameter server"),
+                                   ("workers", job.spec.workers, "worker")):
+        if group.max <= 0:
+            continue
+        if any(group.request.fits_in(n.allocatable) for n in accepting):
+            continue
+        for name, attribute in ((GPU_RESOURCE, "gpu"), ("cpu", "cpu"), ("memory", "memory")):
+            asked = getattr(group.request, attribute)
+            largest = max(getattr(n.allocatable, attribute) for n in accepting)
+            if asked > largest:
+                return (f"spec.{field_name}.template: one {pod} requests {name}="
+                        f"{_amount(name, asked)} but the largest node offers "
+                        f"{_amount(name, largest)}; fix: request at most "
+                        f"{_amount(name, largest)} per pod, or add a node that large")
+        return (f"spec.{field_name}.template: one {pod} requests {group.request} which no "
+                f"single node offers; fix: request less per pod")
+    return None

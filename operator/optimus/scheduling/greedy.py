@@ -14,7 +14,7 @@ for the tests and the benchmark), in O(tasks * log(jobs)) instead of O(tasks * j
 
 Beyond the paper, a resize costs a restart: a running job moves from its current
 allocation only when remaining_time(new) + restart_cost < remaining_time(current)
-(see `OptimusPolicy._keep_current_unless_worth_a_restart`).
+* (1 - min_relative_gain) (see `OptimusPolicy._keep_current_unless_worth_a_restart`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class OptimusConfig:
     jct_exponent: how strongly; 0 is the paper's absolute cut, 1 maximises the rate at
         which jobs finish (the default), larger values favour short jobs even more.
     min_gain: a grant must have a gain above this (0: any positive gain).
+    min_relative_gain: a running job also moves only when the move cuts its remaining
+        time by more than this fraction (hysteresis: the models are refitted every round,
+        and a move within their noise would be undone by the next refit).
     """
 
     restart_cost_seconds: float = 30.0
@@ -64,8 +67,13 @@ class OptimusConfig:
     jct_aware: bool = True
     jct_exponent: float = 1.0
     min_gain: float = 0.0
+    min_relative_gain: float = 0.1
 
     def __post_init__(self) -> None:
+        if not 0 <= self.min_relative_gain < 1:
+            raise ValueError(
+                f"min_relative_gain={self.min_relative_gain}; give a fraction in [0, 1)"
+            )
         if not self.restart_cost_seconds >= 0:
             raise ValueError(
                 f"restart_cost_seconds={self.restart_cost_seconds}; give seconds >= 0"
@@ -350,7 +358,8 @@ class OptimusPolicy:
         """Apply the restart cost explicitly. For every running job whose current
         allocation is within its bounds: if the greedy left it there, freeze it (a further
         grow would pay a restart the greedy did not count); if the greedy moved it and
-            remaining_time(new) + restart_cost_seconds < remaining_time(current)
+            remaining_time(new) + restart_cost_seconds
+                < remaining_time(current) * (1 - min_relative_gain)
         the move pays for its restart and stands; otherwise the job goes back to its
         current allocation when that still fits (it always does when the greedy grew it)
         and is frozen. Returns which jobs are frozen, and whether a return to the current
@@ -366,7 +375,8 @@ class OptimusPolicy:
             if new == current:
                 frozen[i] = True
                 continue
-            worth_it = state.time[i] + cost < remaining(job, current.ps, current.workers)
+            before = remaining(job, current.ps, current.workers)
+            worth_it = state.time[i] + cost < before * (1.0 - self.config.min_relative_gain)
             if state.active[i] and worth_it:
                 continue
             have = demand_triple(job, new.ps, new.workers) if state.active[i] else (0.0, 0.0, 0.0)
