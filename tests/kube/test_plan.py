@@ -15,6 +15,7 @@ from optimus.api.spec import SpecError, parse_meta
 from optimus.api.status import (
     AllocationStatus,
     ModelStatus,
+    ProgressStatus,
     TrainingJobStatus,
     iso,
     parse_status,
@@ -158,6 +159,24 @@ def test_probe_moves_to_the_next_configuration_once_measured() -> None:
     assert d.status.model.speed_samples == ((1, 1, 10.0),)
     assert d.status.phase == c.RESIZING_PHASE
     assert d.action == "roll"
+
+
+def test_a_new_generation_at_step_zero_does_not_reset_the_progress() -> None:
+    allocation = AllocationStatus(1, 2, 3, ("n1",), ("n1", "n1"))
+    status = replace(_running(allocation), progress=ProgressStatus(
+        epoch=2.5, step=50, loss=0.4, speed=9.0, updated_at=iso(NOW - 3)))
+    state = _state(_raw(), status, _pods("mnist", allocation))
+    restoring = JobObservation(generation=3, epoch=0.0, step=0, series=4)
+    (d,) = _round([state], {("ml", "mnist"): restoring})
+    assert d.status.progress == status.progress
+    # once restored, it reports from the checkpoint (a little behind is the truth)
+    restored = JobObservation(generation=3, epoch=2.4, step=48, series=4)
+    (d,) = _round([state], {("ml", "mnist"): restored})
+    assert d.status.progress is not None and d.status.progress.epoch == 2.4
+    # a job that never reported anything takes its first reading, step 0 or not
+    (d,) = _round([_state(_raw(), _running(allocation), _pods("mnist", allocation))],
+                  {("ml", "mnist"): restoring})
+    assert d.status.progress is not None and d.status.progress.epoch == 0.0
 
 
 def _fitted_model() -> ModelStatus:

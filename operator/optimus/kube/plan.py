@@ -400,7 +400,12 @@ def assess(
                and not p.deleting]
     # observe -> progress
     progress = st.value.progress
-    if observation is not None and observation.epoch is not None:
+    # A new generation's pods report step 0 until they have restored the checkpoint: that
+    # reading is not the job's progress, and showing it would make the epoch jump back to 0.
+    restoring = (progress is not None and observation is not None
+                 and not (observation.step or 0) > 0
+                 and (observation.epoch or 0.0) < progress.epoch)
+    if observation is not None and observation.epoch is not None and not restoring:
         progress = ProgressStatus(
             epoch=round(observation.epoch, 4),
             step=int(observation.step or 0),
