@@ -5,7 +5,7 @@ both finish. Then the same two jobs run again in the same harness with a fixed a
 average JCT must beat the fixed run's: measured, not assumed.
 
 The jobs train the `mlp` example on simulated GPUs whose compute time is emulated
-(e2e/scenarios/gputask.py): on a machine whose pods all share two host cores, more workers
+(e2e/simgpu.py): on a machine whose pods all share two host cores, more workers
 could not make a job faster otherwise, and the question would be moot.
 
 The comparison doubles the scenario's time, so CI runs the elastic part (shrink-to-grow,
@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 
-from e2e.demo.stack import REPO_ROOT, Stack
+from e2e.demo.stack import Stack
 from e2e.demo.summary import completion_seconds
 from e2e.scenarios.checks import JctComparison, capacity_violations
 from e2e.scenarios.conftest import FAST_OPERATOR, MakeStack
-from e2e.scenarios.gputask import TASK_REF
 from e2e.scenarios.helpers import (
     allocation,
     apply_job,
@@ -34,6 +33,7 @@ from e2e.scenarios.helpers import (
     job_manifest,
     phase,
 )
+from e2e.simgpu import TASK_MLP, on_repository_path
 
 FULL = os.environ.get("E2E_CONTENTION_FULL") == "1"
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800 if FULL else 420)]
@@ -49,16 +49,10 @@ SECOND_AFTER_SECONDS = 60.0
 
 
 def _manifests(stack: Stack, suffix: str, workers: tuple[int, int]) -> list[dict[str, Any]]:
-    manifests = [job_manifest(f"{job}{suffix}", stack.workdir / "checkpoints", task=TASK_REF,
-                              max_epochs=EPOCHS, ps=(1, 1), workers=workers, batch=256,
-                              interval_steps=10)
-                 for job in ("first", "second")]
-    for manifest in manifests:  # the pods import the task from this checkout
-        for group in ("parameterServers", "workers"):
-            container = manifest["spec"][group]["template"]["spec"]["containers"][0]
-            container.setdefault("env", []).append({"name": "PYTHONPATH",
-                                                    "value": str(REPO_ROOT)})
-    return manifests
+    return [on_repository_path(job_manifest(
+                f"{job}{suffix}", stack.workdir / "checkpoints", task=TASK_MLP,
+                max_epochs=EPOCHS, ps=(1, 1), workers=workers, batch=256, interval_steps=10))
+            for job in ("first", "second")]
 
 
 Timeline = dict[str, list[tuple[float, tuple[int, int] | None]]]

@@ -30,20 +30,25 @@ from e2e.scenarios.helpers import (
     job_manifest,
     wait_job,
 )
+from e2e.simgpu import TASK_MLP, on_repository_path
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(500)]
 
 
 def test_resizes_in_the_cluster_lose_no_steps_beyond_the_last_checkpoint(
         make_stack: MakeStack) -> None:
     stack = make_stack(nodes=1, gpus_per_node=4)
     name = "elastic"
-    apply_job(stack.kubectl, job_manifest(name, stack.workdir / "checkpoints", max_epochs=6,
-                                          ps=(1, 2), workers=(1, 3), batch=32,
-                                          interval_steps=10))
+    # emulated GPU time gives the job a floor of about 8 s an epoch per worker, so that on
+    # any machine it lasts long enough for the operator to probe and resize it twice; the
+    # convergence rule is out of the way (maxEpochs ends it)
+    apply_job(stack.kubectl, on_repository_path(job_manifest(
+        name, stack.workdir / "checkpoints", task=TASK_MLP, max_epochs=8, ps=(1, 2),
+        workers=(1, 3), batch=32, interval_steps=10,
+        convergence={"lossDelta": 1e-6, "window": 3})))
     recorder = StepRecorder(stack, name).start()
     try:
-        final = wait_job(stack, name, ("Succeeded",), timeout=300)
+        final = wait_job(stack, name, ("Succeeded",), timeout=400)
     finally:
         samples = recorder.stop()
     assert samples, f"never read the chief's step\n{describe(stack, name)}"

@@ -18,6 +18,7 @@ from optimus.api.spec import GROUP, PLURAL, VERSION
 from optimus_worker import contract
 
 from e2e.demo.stack import OperatorSettings, Stack, StackConfig
+from e2e.simgpu import TASK_SMALL_MLP
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
@@ -51,7 +52,7 @@ class World:
             "metadata": {"name": name, "namespace": NAMESPACE},
             "spec": {
                 "mode": "ps-sync",
-                "task": "tests.integration.tasks:accelerated_mlp",
+                "task": TASK_SMALL_MLP,
                 "globalBatchSize": batch,
                 "convergence": {"lossDelta": 1e-6, "window": 3, "maxEpochs": max_epochs},
                 "parameterServers": {"min": ps[0], "max": ps[1], "template": {"spec": {
