@@ -27,6 +27,7 @@ from optimus.kube.plan import (
     RoundSettings,
     assess,
     decide,
+    fit_probes_to_capacity,
     keep_running,
     previous_placement,
     views,
@@ -89,6 +90,7 @@ def _round(states: list[JobState], observations: Observations | None = None,
     assessed = [assess(s, observations.get((s.meta.namespace, s.meta.name)),
                        metrics_error=metrics_error, now=now, settings=SETTINGS, nodes=nodes)
                 for s in states]
+    assessed = fit_probes_to_capacity(assessed, nodes)
     job_views = views(assessed)
     allocations = keep_running(assessed, allocate(job_views, nodes, "optimus", now=now,
                                                   restart_cost_seconds=0.0))
@@ -313,3 +315,37 @@ def test_a_running_job_is_never_invalidated_by_the_nodes_it_no_longer_fits() -> 
     small = [NodeView("n1", Resources(gpu=2, cpu=8, memory=32 * 2**30))]
     (d,) = _round([_state(raw, _running(allocation), _pods("runner", allocation))], nodes=small)
     assert d.status.phase != c.INVALID
+
+
+def test_a_probe_that_cannot_fit_gives_way_to_one_that_does() -> None:
+    # one node of 3 GPUs; the first job holds 2 of them (it may shrink to 1, no further);
+    # the newcomer has measured 1 x 1 and would probe 3 workers first, which cannot fit
+    three = [NodeView("n1", Resources(gpu=3, cpu=16, memory=64 * 2**30))]
+    ps_fixed = {**RAW_JOB["spec"]["parameterServers"], "max": 1}
+    workers = {**RAW_JOB["spec"]["workers"], "max": 3}
+    held = AllocationStatus(1, 2, 6, ("n1",), ("n1", "n1"))
+    first = _state(_raw("first", parameterServers=ps_fixed, workers=workers),
+                   _running(held, _fitted_model()), _pods("first", held))
+    probe = AllocationStatus(1, 1, 0, ("n1",), ("n1",))
+    model = ModelStatus(speed_samples=((1, 1, 5.0),), samples_per_epoch=6400.0)
+    newcomer = _state(_raw("second", parameterServers=ps_fixed, workers=workers),
+                      _running(probe, model), _pods("second", probe))
+    seen = {("ml", "first"): JobObservation(generation=6, epoch=5.2, step=500, series=4),
+            ("ml", "second"): JobObservation(generation=0, epoch=0.5, step=50, series=4)}
+    assessed = [assess(s, seen[(s.meta.namespace, s.meta.name)], metrics_error=None, now=NOW,
+                       settings=SETTINGS, nodes=three) for s in (first, newcomer)]
+    assert assessed[1].pin is not None and assessed[1].knowledge.probes[0] == (1, 3)
+    fitted = fit_probes_to_capacity(assessed, three)
+    assert fitted[0] == assessed[0]
+    assert fitted[1].pin is not None and (fitted[1].pin.ps, fitted[1].pin.workers) == (1, 2)
+    # the whole round: the first job shrinks to its floor and the newcomer probes 2 workers
+    first_decision, second_decision = _round([first, newcomer], seen, nodes=three)
+    assert second_decision.status.allocation is not None
+    assert (second_decision.status.allocation.ps, second_decision.status.allocation.workers) \
+        == (1, 2)
+    assert first_decision.status.allocation is not None
+    assert first_decision.status.allocation.workers == 1
+    # with no room at all for any probe, the newcomer stays where it is
+    crowded = [NodeView("n1", Resources(gpu=2, cpu=16, memory=64 * 2**30))]
+    stuck = fit_probes_to_capacity(assessed, crowded)
+    assert stuck[1].pin is not None and (stuck[1].pin.ps, stuck[1].pin.workers) == (1, 1)

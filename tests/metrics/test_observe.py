@@ -56,6 +56,18 @@ def test_speed_counts_only_after_the_warm_up_of_the_measured_generation() -> Non
     assert short[KEY].speed is None  # not measured long enough yet
 
 
+def test_speed_counts_from_the_first_step_when_the_workers_join_after_the_warm_up() -> None:
+    # the pods ran at t=50 and the warm-up ended at 55, but the workers joined at t=62
+    steps = [_series(3, [(t, 0.0 if t <= 62 else 4.0 * (t - 62)) for t in range(50, 90)])]
+    results = {"steps": steps, "samples": [], "epoch": [], "loss": []}
+    obs = observations_from_series(results, {KEY: SpeedWindow(3, since=55.0)}, min_span=5)
+    assert obs[KEY].speed == pytest.approx(4.0)  # not diluted by the 7 s of waiting
+    waiting = {"steps": [_series(3, [(t, 0.0) for t in range(50, 90)])], "samples": [],
+               "epoch": [], "loss": []}
+    assert observations_from_series(waiting, {KEY: SpeedWindow(3, since=55.0)},
+                                    min_span=5)[KEY].speed is None
+
+
 def test_unknown_jobs_observe_nothing() -> None:
     obs = observations_from_series({}, {KEY: None}, min_span=1)[KEY]
     assert obs.series == 0 and obs.epoch is None and obs.speed is None

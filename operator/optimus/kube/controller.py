@@ -46,6 +46,7 @@ from optimus.kube.plan import (
     RoundSettings,
     assess,
     decide,
+    fit_probes_to_capacity,
     fitted_loss_now,
     keep_running,
     previous_placement,
@@ -183,6 +184,7 @@ class Controller:
                        nodes=nodes)
                 for s in states
             ]
+            assessed = fit_probes_to_capacity(assessed, nodes)
         # 4 allocate
         with self._step(report, "allocate"):
             job_views = views(assessed)

@@ -67,9 +67,13 @@ from optimus.models import (
     samples_per_second,
 )
 from optimus.scheduling import Allocation, JobPlacement, JobView, NodeView, Placement
+from optimus.scheduling.cluster import demand_triple, start_round
 from optimus.scheduling.types import RemainingTime
 
 Action = Literal["none", "roll", "delete"]
+#: how many probe configurations a probing job may choose among when its first choice
+#: does not fit the cluster (see `fit_probes_to_capacity`)
+MAX_PROBE_CHOICES = 6
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class Knowledge:
     samples_per_epoch: float | None = None
     probing: bool = True
     next_probe: tuple[int, int] | None = None
+    #: the configurations still worth measuring, best first (next_probe is the first)
+    probes: tuple[tuple[int, int], ...] = ()
     speed_samples: tuple[tuple[int, int, float], ...] = ()
 
     def seconds_per_sample(self, ps: int, workers: int, batch: int, mode: str) -> float:
@@ -284,7 +290,7 @@ def fit_job(
             speed = None
     probes = propose_probes(
         spec.parameter_servers.min, spec.parameter_servers.max, spec.workers.min,
-        spec.workers.max, configs, 1, mode,
+        spec.workers.max, configs, MAX_PROBE_CHOICES, mode,
     ) if speed is None else []
     probing = speed is None and bool(probes)
 
@@ -301,6 +307,7 @@ def fit_job(
         samples_per_epoch=samples_per_epoch,
         probing=probing,
         next_probe=probes[0] if probes else None,
+        probes=tuple(probes),
         speed_samples=speed_samples,
     )
     eta = ""
@@ -540,6 +547,49 @@ def views(assessed: Sequence[Assessed]) -> list[JobView]:
         out.append(job_view(job, remaining, current=current, arrival=_arrival(a.state.meta),
                             bounds=bounds, progress=progress))
     return out
+
+
+def fit_probes_to_capacity(assessed: Sequence[Assessed],
+                           nodes: Sequence[NodeView]) -> list[Assessed]:
+    """Each probing job's pin moved to a probe the cluster can hold.
+
+    A probe is pinned exactly (the policy may not change it), so a probe that does not fit
+    would leave the job where it is, unmeasured, for as long as the other jobs hold their
+    share: a newcomer that wants to measure 3 workers next to a job that needs at least 1
+    of 3 GPUs would never probe at all. Every other job first keeps its floor (its pin, or
+    its minimum: what the policy cannot take from it); then, in the policy's order, each
+    probing job takes the first of its probes that fits what is left, or stays where it is
+    when none does."""
+    job_views = views(assessed)
+    if not job_views:
+        return list(assessed)
+    ordered, _, budget = start_round(job_views, nodes)
+    by_key = {a.key: a for a in assessed}
+
+    def probing(a: Assessed) -> bool:
+        allocation = a.status.allocation
+        here = None if allocation is None else (allocation.ps, allocation.workers)
+        return (a.pin is not None and a.knowledge.probing and here is not None
+                and (a.pin.ps, a.pin.workers) != here)
+
+    for view in ordered:  # the floors of the jobs that are not moving to a probe
+        if not probing(by_key[view.id]):
+            budget.try_take(view.id, demand_triple(view, view.min_ps, view.min_workers))
+    moved: dict[str, Assessed] = {}
+    for view in ordered:
+        a = by_key[view.id]
+        if not probing(a):
+            continue
+        allocation = a.status.allocation
+        assert allocation is not None and a.state.job is not None
+        here = Allocation(allocation.ps, allocation.workers)
+        choices = [Allocation(*probe) for probe in a.knowledge.probes] + [here]
+        pin = next((c for c in choices if budget.fits(view.id, demand_triple(
+            view, c.ps, c.workers))), here)
+        budget.try_take(view.id, demand_triple(view, pin.ps, pin.workers))
+        if pin != a.pin:
+            moved[view.id] = replace(a, pin=_clip(pin, a.state.job))
+    return [moved.get(a.key, a) for a in assessed]
 
 
 def previous_placement(assessed: Sequence[Assessed]) -> Placement:

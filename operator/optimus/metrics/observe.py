@@ -135,6 +135,10 @@ def observe_job(
         measured = data.steps.get(key, {}).get(window.generation)
         if measured is not None:
             points = [p for p in measured.points if p[0] >= window.since]
+            # A synchronous generation trains only once all its workers have joined, which
+            # on a busy node can take longer than the warm-up: measure from its first step.
+            first_step = next((i for i, p in enumerate(points) if p[1] > 0), len(points))
+            points = points[max(0, first_step - 1):] if first_step < len(points) else []
             increase, span = _increase(points)
             if span >= min_span and increase > 0:
                 speed = increase / span
