@@ -345,7 +345,11 @@ def test_a_probe_that_cannot_fit_gives_way_to_one_that_does() -> None:
         == (1, 2)
     assert first_decision.status.allocation is not None
     assert first_decision.status.allocation.workers == 1
-    # with no room at all for any probe, the newcomer stays where it is
+    # with no room for any probe, the newcomer is free for the round, like a fitted job
     crowded = [NodeView("n1", Resources(gpu=2, cpu=16, memory=64 * 2**30))]
-    stuck = fit_probes_to_capacity(assessed, crowded)
-    assert stuck[1].pin is not None and (stuck[1].pin.ps, stuck[1].pin.workers) == (1, 1)
+    free = fit_probes_to_capacity(assessed, crowded)
+    assert free[1].pin is None and not free[1].knowledge.probing
+    first_decision, second_decision = _round([first, newcomer], seen, nodes=crowded)
+    assert second_decision.status.allocation == newcomer.status.allocation
+    assert first_decision.status.allocation is not None
+    assert first_decision.status.allocation.workers == 1  # 2 GPUs: one each

@@ -558,8 +558,8 @@ def fit_probes_to_capacity(assessed: Sequence[Assessed],
     share: a newcomer that wants to measure 3 workers next to a job that needs at least 1
     of 3 GPUs would never probe at all. Every other job first keeps its floor (its pin, or
     its minimum: what the policy cannot take from it); then, in the policy's order, each
-    probing job takes the first of its probes that fits what is left, or stays where it is
-    when none does."""
+    probing job takes the first of its probes that fits what is left; when none does, the
+    job is left to the policy for this round (not probing), judged by its measurements."""
     job_views = views(assessed)
     if not job_views:
         return list(assessed)
@@ -580,16 +580,26 @@ def fit_probes_to_capacity(assessed: Sequence[Assessed],
         a = by_key[view.id]
         if not probing(a):
             continue
-        allocation = a.status.allocation
-        assert allocation is not None and a.state.job is not None
-        here = Allocation(allocation.ps, allocation.workers)
-        choices = [Allocation(*probe) for probe in a.knowledge.probes] + [here]
-        pin = next((c for c in choices if budget.fits(view.id, demand_triple(
-            view, c.ps, c.workers))), here)
-        budget.try_take(view.id, demand_triple(view, pin.ps, pin.workers))
-        if pin != a.pin:
-            moved[view.id] = replace(a, pin=_clip(pin, a.state.job))
+        assert a.state.job is not None
+        probe = next((c for c in (Allocation(*p) for p in a.knowledge.probes)
+                      if budget.fits(view.id, demand_triple(view, c.ps, c.workers))), None)
+        if probe is None:
+            # no probe fits beside the others: the job is free, like a fitted one, judged
+            # by its nearest measurement, rather than frozen at its size until room appears
+            budget.try_take(view.id, demand_triple(view, job_min(a).ps, job_min(a).workers))
+            moved[view.id] = replace(a, pin=None,
+                                     knowledge=replace(a.knowledge, probing=False))
+            continue
+        budget.try_take(view.id, demand_triple(view, probe.ps, probe.workers))
+        if probe != a.pin:
+            moved[view.id] = replace(a, pin=_clip(probe, a.state.job))
     return [moved.get(a.key, a) for a in assessed]
+
+
+def job_min(a: Assessed) -> Allocation:
+    job = a.state.job
+    assert job is not None
+    return Allocation(job.spec.parameter_servers.min, job.spec.workers.min)
 
 
 def previous_placement(assessed: Sequence[Assessed]) -> Placement:
