@@ -31,15 +31,19 @@ from e2e.scenarios.helpers import (
     job_manifest,
     phase,
 )
-from e2e.simgpu import TASK_MLP, on_repository_path
+from e2e.simgpu import ENV_SECONDS_PER_SAMPLE, TASK_MLP, on_repository_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
 
 GPUS = 3
-#: Long enough that the elastic jobs repay their probes and resizes (about 10 s an epoch
-#: on one simulated GPU, 4 s on three, and a resize costs 10-15 s of training on this
+#: Long enough that the elastic jobs repay their probes and resizes (about 20 s an epoch
+#: on one simulated GPU, 7 s on three, and a resize costs 10-15 s of training on this
 #: local cluster); E2E_CONTENTION_EPOCHS overrides it.
-EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "24"))
+EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "12"))
+#: emulated GPU time per sample: twice the task's default, so that a step is mostly GPU
+#: time even when the host's two cores are busy (the host's share does not split across
+#: workers, the GPU's does)
+SECONDS_PER_SAMPLE = 0.001
 #: What a resize really costs on the local cluster (checkpoint, new processes, torch import).
 RESTART_COST_SECONDS = 15.0
 #: The second jobs arrive once the first elastic job has grown, or after this many seconds.
@@ -56,8 +60,11 @@ def _manifest(stack: Stack, name: str, workers: tuple[int, int], node: str) -> d
         # the jobs run to maxEpochs: the question is scheduling, not when a loss flattens
         convergence={"lossDelta": 1e-6, "window": 3}))
     for group in ("parameterServers", "workers"):
-        manifest["spec"][group]["template"]["spec"]["nodeSelector"] = {
-            "kubernetes.io/hostname": node}
+        pod = manifest["spec"][group]["template"]["spec"]
+        pod["nodeSelector"] = {"kubernetes.io/hostname": node}
+        for container in pod["containers"]:
+            container["env"].append({"name": ENV_SECONDS_PER_SAMPLE,
+                                     "value": str(SECONDS_PER_SAMPLE)})
     return manifest
 
 
@@ -115,6 +122,10 @@ def worlds(make_stack: MakeStack) -> tuple[Stack, dict[str, float], Timeline]:
         for e in stack.kubectl.events():
             print("EVENT", e.get("lastTimestamp") or e.get("eventTime"),
                   e.get("involvedObject", {}).get("name"), e.get("reason"), e.get("message"))
+        for obj in stack.kubectl.trainingjobs():
+            model = (obj.get("status") or {}).get("model") or {}
+            print("MODEL", obj["metadata"]["name"], {k: model.get(k) for k in (
+                "speedSamples", "samplesPerEpoch", "remainingEpochs", "convergedEpoch")})
         print(stack.operator.process.log_tail(400) if stack.operator else "")
     assert set(jcts) == set(ELASTIC + FIXED), jcts
     return stack, jcts, timelines

@@ -68,6 +68,19 @@ def test_speed_counts_from_the_first_step_when_the_workers_join_after_the_warm_u
                                     min_span=5)[KEY].speed is None
 
 
+def test_samples_per_epoch_ignores_the_epoch_gauge_jumping_to_the_checkpoint() -> None:
+    # a new generation: its pods run at t=50, the chief restores epoch 3.0 at t=58 and the
+    # first step lands at t=59; 1,600 samples a second, 0.1 epoch a second from then on
+    steps = [_series(4, [(t, 0.0 if t < 59 else 10.0 * (t - 58)) for t in range(50, 90)])]
+    samples = [_series(4, [(t, 0.0 if t < 59 else 1600.0 * (t - 58)) for t in range(50, 90)])]
+    epoch = [_series(4, [(t, 0.0 if t < 58 else 3.0 + 0.1 * max(0, t - 58))
+                         for t in range(50, 90)])]
+    results = {"steps": steps, "samples": samples, "epoch": epoch, "loss": []}
+    obs = observations_from_series(results, {KEY: SpeedWindow(4, since=55.0)}, min_span=5)
+    assert obs[KEY].samples_per_epoch == pytest.approx(16000.0)
+    assert obs[KEY].speed == pytest.approx(10.0)
+
+
 def test_unknown_jobs_observe_nothing() -> None:
     obs = observations_from_series({}, {KEY: None}, min_span=1)[KEY]
     assert obs.series == 0 and obs.epoch is None and obs.speed is None

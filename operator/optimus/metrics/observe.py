@@ -132,23 +132,25 @@ def observe_job(
     span = 0.0
     samples_per_epoch = None
     if window is not None:
+        # A synchronous generation trains only once all its workers have joined and the
+        # chief has restored the checkpoint, which on a busy node can take longer than the
+        # warm-up: measure from its first step. Before it, the step counters have not
+        # moved, and the chief's epoch gauge still jumps from 0 to the checkpoint's epoch.
         measured = data.steps.get(key, {}).get(window.generation)
-        if measured is not None:
-            points = [p for p in measured.points if p[0] >= window.since]
-            # A synchronous generation trains only once all its workers have joined, which
-            # on a busy node can take longer than the warm-up: measure from its first step.
-            first_step = next((i for i, p in enumerate(points) if p[1] > 0), len(points))
-            points = points[max(0, first_step - 1):] if first_step < len(points) else []
-            increase, span = _increase(points)
+        points = [p for p in measured.points if p[0] >= window.since] if measured else []
+        first = next((i for i, p in enumerate(points) if p[1] > 0), None)
+        if first is not None:
+            trained_from = points[first][0]
+            increase, span = _increase(points[max(0, first - 1):])
             if span >= min_span and increase > 0:
                 speed = increase / span
-        samples = data.samples.get(key, {}).get(window.generation)
-        epochs = data.epoch.get(key, {}).get(window.generation)
-        if samples is not None and epochs is not None:
-            d_samples, _ = _increase([p for p in samples.points if p[0] >= window.since])
-            d_epochs, _ = _increase([p for p in epochs.points if p[0] >= window.since])
-            if d_samples > 0 and d_epochs > 0.05:
-                samples_per_epoch = d_samples / d_epochs
+            samples = data.samples.get(key, {}).get(window.generation)
+            epochs = data.epoch.get(key, {}).get(window.generation)
+            if samples is not None and epochs is not None:
+                d_samples, _ = _increase([p for p in samples.points if p[0] >= trained_from])
+                d_epochs, _ = _increase([p for p in epochs.points if p[0] >= trained_from])
+                if d_samples > 0 and d_epochs > 0.05:
+                    samples_per_epoch = d_samples / d_epochs
     return JobObservation(
         generation=newest,
         loss_points=tuple(sorted(loss_points.items())),
