@@ -3,12 +3,15 @@ after its warm-up, samples per epoch, and the query names from the worker contra
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from optimus.metrics.observe import (
     QUERIES,
     SpeedWindow,
+    longest_rise,
     loss_per_epoch,
     observations_from_series,
 )
@@ -79,6 +82,31 @@ def test_samples_per_epoch_ignores_the_epoch_gauge_jumping_to_the_checkpoint() -
     obs = observations_from_series(results, {KEY: SpeedWindow(4, since=55.0)}, min_span=5)
     assert obs[KEY].samples_per_epoch == pytest.approx(16000.0)
     assert obs[KEY].speed == pytest.approx(10.0)
+
+
+def test_a_worker_leaving_ends_the_measurement_instead_of_dragging_it_down() -> None:
+    # two workers of 5 steps/s each from t=60; at t=80 one stops (its series goes away),
+    # and the sum falls to the other's count; at t=85 the other stops too
+    def summed(t: int, per_worker: float) -> float:
+        one = per_worker * max(0, min(t, 85) - 60)
+        return one + (per_worker * max(0, t - 60) if t < 80 else 0.0)
+    steps = [_series(2, [(t, summed(t, 5.0)) for t in range(58, 86)])]
+    samples = [_series(2, [(t, summed(t, 320.0)) for t in range(58, 86)])]
+    epoch = [_series(2, [(t, 0.04 * max(0, t - 60)) for t in range(58, 86)])]
+    results = {"steps": steps, "samples": samples, "epoch": epoch, "loss": []}
+    obs = observations_from_series(results, {KEY: SpeedWindow(2, since=58.0)}, min_span=5)
+    assert obs[KEY].speed == pytest.approx(10.0)
+    assert obs[KEY].samples_per_epoch == pytest.approx(16000.0)
+
+
+@given(st.lists(st.floats(0, 100, allow_nan=False), min_size=0, max_size=30))
+def test_thelongest_rise_never_falls_and_is_a_contiguous_run(values: list[float]) -> None:
+    points = [(float(t), v) for t, v in enumerate(values)]
+    rise = longest_rise(points)
+    assert all(b[1] >= a[1] for a, b in pairwise(rise))
+    if points:
+        start = points.index(rise[0])
+        assert points[start:start + len(rise)] == rise
 
 
 def test_unknown_jobs_observe_nothing() -> None:

@@ -90,6 +90,21 @@ def group_series(series: Sequence[Series]) -> dict[JobKey, dict[int, Series]]:
     return grouped
 
 
+def longest_rise(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The longest run (in time) over which a summed counter never falls. A sum over a
+    generation's workers falls when one worker's series goes away (its pod stopped for a
+    resize, or one scrape failed); after that it no longer counts the whole generation."""
+    best: list[tuple[float, float]] = []
+    start = 0
+    for i in range(1, len(points) + 1):
+        if i == len(points) or points[i][1] < points[i - 1][1]:
+            run = list(points[start:i])
+            if not best or run[-1][0] - run[0][0] > best[-1][0] - best[0][0]:
+                best = run
+            start = i
+    return best
+
+
 def _increase(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """(increase of a monotone series, seconds it spans)."""
     if len(points) < 2:
@@ -140,15 +155,18 @@ def observe_job(
         points = [p for p in measured.points if p[0] >= window.since] if measured else []
         first = next((i for i, p in enumerate(points) if p[1] > 0), None)
         if first is not None:
-            trained_from = points[first][0]
-            increase, span = _increase(points[max(0, first - 1):])
+            rise = longest_rise(points[max(0, first - 1):])
+            increase, span = _increase(rise)
             if span >= min_span and increase > 0:
                 speed = increase / span
             samples = data.samples.get(key, {}).get(window.generation)
             epochs = data.epoch.get(key, {}).get(window.generation)
             if samples is not None and epochs is not None:
-                d_samples, _ = _increase([p for p in samples.points if p[0] >= trained_from])
-                d_epochs, _ = _increase([p for p in epochs.points if p[0] >= trained_from])
+                low, high = points[first][0], rise[-1][0]
+                counted = longest_rise([p for p in samples.points if low <= p[0] <= high])
+                d_samples, _ = _increase(counted)
+                d_epochs, _ = _increase([p for p in epochs.points if counted and
+                                         counted[0][0] <= p[0] <= counted[-1][0]])
                 if d_samples > 0 and d_epochs > 0.05:
                     samples_per_epoch = d_samples / d_epochs
     return JobObservation(
