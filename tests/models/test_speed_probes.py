@@ -12,6 +12,7 @@ from optimus.models import (
     SpeedSample,
     fit_speed,
     predict_speed,
+    probes_within_box,
     propose_probes,
 )
 
@@ -111,3 +112,16 @@ def test_probed_samples_predict_better_than_diagonal_samples() -> None:
         )
 
     assert error(probes) < 0.5 * error(diagonal)
+
+
+def test_probes_stay_in_the_box_until_it_is_measured_then_use_the_whole_bounds() -> None:
+    inside = probes_within_box(1, 20, 1, 12, {(1, 1)}, 50, "ps-sync")
+    assert inside and all(p <= 8 and w <= 4 for p, w in inside)
+    box = {(p, w) for p in range(1, 9) for w in range(1, 5)}
+    outside = probes_within_box(1, 20, 1, 12, box, 3, "ps-sync")
+    assert len(outside) == 3 and all(p > 8 or w > 4 for p, w in outside)
+    uncapped = probes_within_box(1, 20, 1, 12, {(1, 1)}, 50, "ps-sync", box=(None, None))
+    assert set(uncapped) == set(propose_probes(1, 20, 1, 12, {(1, 1)}, 50, "ps-sync"))
+    # a box below the job's minimum shrinks to the minimum, then gives way to the bounds
+    assert probes_within_box(10, 12, 6, 8, set(), 1, "ps-sync") == [(10, 6)]
+    assert probes_within_box(10, 12, 6, 8, {(10, 6)}, 1, "ps-sync")[0] != (10, 6)

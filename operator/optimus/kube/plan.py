@@ -63,7 +63,7 @@ from optimus.models import (
     fit_speed,
     loss_at,
     predict_speed,
-    propose_probes,
+    probes_within_box,
     samples_per_second,
 )
 from optimus.scheduling import Allocation, JobPlacement, JobView, NodeView, Placement
@@ -288,7 +288,7 @@ def fit_job(
             speed_error = _relative_rmse(speed, samples)
         except ModelError:
             speed = None
-    probes = propose_probes(
+    probes = probes_within_box(
         spec.parameter_servers.min, spec.parameter_servers.max, spec.workers.min,
         spec.workers.max, configs, MAX_PROBE_CHOICES, mode,
     ) if speed is None else []

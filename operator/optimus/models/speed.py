@@ -375,3 +375,33 @@ def propose_probes(
         available[best] = False
         nearest = np.minimum(nearest, np.linalg.norm(coords - coords[best], axis=1))
     return chosen
+
+
+#: Probes stay within this many PS and workers while that box still has configurations to
+#: measure: probing a large job at its extremes costs it (and its neighbours) dearly, and
+#: the speed model extrapolates well from small counts (the simulator measured 25 % more
+#: average JCT when probes roamed up to 23 PS and 12 workers).
+PROBE_BOX: tuple[int, int] = (8, 4)
+
+
+def probes_within_box(
+    min_ps: int,
+    max_ps: int,
+    min_workers: int,
+    max_workers: int,
+    seen: Collection[tuple[int, int]],
+    count: int,
+    mode: SpeedMode | str,
+    box: tuple[int | None, int | None] = PROBE_BOX,
+) -> list[tuple[int, int]]:
+    """`propose_probes` within the job's bounds capped at `box` (None: that count uncapped),
+    and within the whole bounds once the box has nothing left to measure. The operator
+    (optimus.kube.plan) and the simulator both choose their probes here."""
+    capped_ps = max_ps if box[0] is None else min(max_ps, max(min_ps, box[0]))
+    capped_workers = max_workers if box[1] is None else min(max_workers,
+                                                            max(min_workers, box[1]))
+    for high_ps, high_workers in ((capped_ps, capped_workers), (max_ps, max_workers)):
+        probes = propose_probes(min_ps, high_ps, min_workers, high_workers, seen, count, mode)
+        if probes:
+            return probes
+    return []

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
-from optimus.models.speed import SpeedMode, parse_mode, propose_probes
+from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode, probes_within_box
 from optimus.scheduling import allocate, place
 from optimus.scheduling.types import (
     Allocation,
@@ -107,11 +107,10 @@ class SimulationConfig:
     rule: ConvergenceRule = field(default_factory=ConvergenceRule)
     #: learned jobs refit their loss model when their loss points grew by this factor
     loss_refit_growth: float = LOSS_REFIT_GROWTH
-    #: probe configurations stay within this many PS and workers (None: the job's bounds,
-    #: as optimus.kube.plan does; probing at up to 23 PS and 12 workers on the measured
-    #: models costs 25% more average JCT in a contended cluster than this box)
-    probe_max_ps: int | None = 8
-    probe_max_workers: int | None = 4
+    #: probe configurations stay within this many PS and workers while that box has any
+    #: left (None: the job's bounds); the default is the operator's (models.PROBE_BOX)
+    probe_max_ps: int | None = PROBE_BOX[0]
+    probe_max_workers: int | None = PROBE_BOX[1]
     #: run a round as soon as a job arrives, as the operator does (a new TrainingJob forces
     #: a round); otherwise new jobs wait for the next interval
     round_on_arrival: bool = True
@@ -408,16 +407,10 @@ def _next_probe(state: _Job, config: SimulationConfig) -> tuple[int, int] | None
     seen = state.learned.configurations
     if not seen:
         return state.min_ps, state.trace.min_workers
-    max_ps = state.max_ps if config.probe_max_ps is None else min(
-        state.max_ps, max(state.min_ps, config.probe_max_ps))
-    max_workers = state.max_workers if config.probe_max_workers is None else min(
-        state.max_workers, max(state.trace.min_workers, config.probe_max_workers))
-    for box in ((max_ps, max_workers), (state.max_ps, state.max_workers)):
-        probes = propose_probes(state.min_ps, box[0], state.trace.min_workers, box[1], seen, 1,
-                                state.mode)
-        if probes:
-            return probes[0]
-    return None
+    probes = probes_within_box(state.min_ps, state.max_ps, state.trace.min_workers,
+                               state.max_workers, seen, 1, state.mode,
+                               box=(config.probe_max_ps, config.probe_max_workers))
+    return probes[0] if probes else None
 
 
 def _demand(state: _Job) -> Resources:
