@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import least_squares, nnls
+from scipy.optimize import least_squares
 
 from optimus.models.errors import ModelError
 
@@ -112,6 +112,48 @@ def _curve(b: np.ndarray, k: np.ndarray) -> np.ndarray:
     return 1.0 / np.maximum(b[0] * k + b[1], 1e-300) + b[2]
 
 
+def _nnls_two_columns(
+    k: np.ndarray, row: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid row g, (b0, b1) >= 0 minimising sum_i (row[g,i]*(b0*k_i + b1) - target[g,i])^2.
+
+    The same answer scipy's nnls gives for the design [k*row, row], but for every b2 of
+    the grid at once: the fit runs ~3 times a job and the grid loop of 48 nnls calls was
+    half of a 1,000-job simulation's CPU. With two unknowns the non-negative optimum is
+    the cheapest feasible one of four closed forms (its KKT point lies on one face of the
+    quadrant): the unconstrained solution, b1 = 0, b0 = 0, or both 0; each is a 2x2
+    normal-equation solve on sums that numpy reduces over the grid in one pass.
+    """
+    kr = k * row
+    s00 = np.sum(kr * kr, axis=1)
+    s01 = np.sum(kr * row, axis=1)
+    s11 = np.sum(row * row, axis=1)
+    c0 = np.sum(kr * target, axis=1)
+    c1 = np.sum(row * target, axis=1)
+
+    def cost(b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
+        # ||A b - t||^2 less the constant ||t||^2, which does not change the argmin.
+        return b0 * b0 * s00 + 2.0 * b0 * b1 * s01 + b1 * b1 * s11 - 2.0 * (b0 * c0 + b1 * c1)
+
+    tiny = np.finfo(float).tiny
+    det = s00 * s11 - s01 * s01
+    solvable = det > 1e-12 * s00 * s11
+    safe_det = np.where(solvable, det, 1.0)
+    both0 = (c0 * s11 - c1 * s01) / safe_det
+    both1 = (c1 * s00 - c0 * s01) / safe_det
+    both_ok = solvable & (both0 >= 0) & (both1 >= 0)
+    only0 = np.maximum(c0, 0.0) / np.maximum(s00, tiny)  # b1 = 0
+    only1 = np.maximum(c1, 0.0) / np.maximum(s11, tiny)  # b0 = 0
+    zeros = np.zeros_like(s00)
+    candidates0 = np.stack([np.where(both_ok, both0, 0.0), only0, zeros, zeros])
+    candidates1 = np.stack([np.where(both_ok, both1, 0.0), zeros, only1, zeros])
+    costs = cost(candidates0, candidates1)
+    costs[0] = np.where(both_ok, costs[0], np.inf)
+    pick = np.argmin(costs, axis=0)
+    columns = np.arange(len(pick))
+    return candidates0[pick, columns], candidates1[pick, columns]
+
+
 def _fit_normalised(
     k: np.ndarray, y: np.ndarray, weight: np.ndarray, *, robust: bool = False
 ) -> np.ndarray:
@@ -120,23 +162,25 @@ def _fit_normalised(
     robust: refine with a soft-L1 loss instead, so that spikes barely pull the curve
     (used before deciding which points are spikes).
     """
-    best: tuple[float, np.ndarray] | None = None
     floor = float(np.min(y))
     # b2 below the lowest loss; denser near it, where the asymptote usually is.
-    for b2 in floor * (1.0 - np.geomspace(1.0, 1e-3, _B2_GRID)):
-        gap = y - b2
-        if np.any(gap <= 0):
-            continue
+    grid = floor * (1.0 - np.geomspace(1.0, 1e-3, _B2_GRID))
+    gap = y[None, :] - grid[:, None]
+    valid = np.all(gap > 0, axis=1)
+    grid, gap = grid[valid], gap[valid]
+    best: tuple[float, np.ndarray] | None = None
+    if len(grid):
         # d(1/gap) = -d(gap)/gap^2: scale the rows by gap^2 to weigh loss-space residuals.
-        row = np.sqrt(weight) * gap**2
-        design = np.stack([k, np.ones_like(k)], axis=1) * row[:, None]
-        (b0, b1), _ = nnls(design, row / gap)
-        if b0 * k.min() + b1 <= 0:
-            continue
-        candidate = np.array([b0, b1, b2])
-        cost = float(np.sum(weight * (_curve(candidate, k) - y) ** 2))
-        if best is None or cost < best[0]:
-            best = (cost, candidate)
+        row = np.sqrt(weight)[None, :] * gap**2
+        b0, b1 = _nnls_two_columns(k, row, row / gap)
+        denominator = b0[:, None] * k[None, :] + b1[:, None]
+        usable = np.min(denominator, axis=1) > 0
+        with np.errstate(over="ignore"):  # unusable rows may overflow; they are inf anyway
+            fitted = 1.0 / np.maximum(denominator, 1e-300) + grid[:, None]
+            costs = np.where(usable, np.sum(weight * (fitted - y) ** 2, axis=1), np.inf)
+        at = int(np.argmin(costs))  # the first of equal costs, as the loop it replaces
+        if usable[at]:
+            best = (float(costs[at]), np.array([b0[at], b1[at], grid[at]]))
     if best is None:  # every point at the same loss 0: a flat curve at 0 is not 1/(..)
         return np.array([0.0, 1e12, 0.0])
     start = best[1]
