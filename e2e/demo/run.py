@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,16 +25,12 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from e2e.demo.fixed import Observation, fixed_allocation_seconds, rate_from_status
+from e2e.demo.fixed import Observation, describe_method, fixed_allocation_estimates
 from e2e.demo.kubectl import Kubectl, KubectlError
 from e2e.demo.samples import DEMO_SAMPLES, load_sample, prepared, write_manifests
 from e2e.demo.stack import REPO_ROOT, OperatorSettings, Stack, StackConfig
-from e2e.demo.summary import completion_seconds, outcomes, render_summary, resizes_from_events
+from e2e.demo.summary import outcomes, render_summary, resizes_from_events
 from e2e.demo.table import FINISHED_PHASES, parse_time, render_table, row_from_object
-
-FIXED_METHOD = ("each job's time at every allocation it ran, scaled by its speed there "
-                "(measured by the operator, else its fitted model) over its speed on its "
-                "initial allocation; resize downtime removed (e2e/demo/fixed.py)")
 
 
 @dataclass(frozen=True)
@@ -119,10 +115,12 @@ class Monitor:
             created = parse_time(obj["metadata"].get("creationTimestamp")) or now
             status = obj.get("status") or {}
             allocation = status.get("allocation") or {}
+            epoch = (status.get("progress") or {}).get("epoch")
             self.timelines.setdefault(name, []).append(Observation(
                 t=(now - created).total_seconds(),
                 phase=str(status.get("phase") or "Pending"),
-                ps=allocation.get("ps"), workers=allocation.get("workers")))
+                ps=allocation.get("ps"), workers=allocation.get("workers"),
+                epoch=float(epoch) if isinstance(epoch, int | float) else None))
         if with_events:
             self.events = self.kubectl.events()
 
@@ -141,14 +139,6 @@ class Monitor:
         if pending:
             note.append(f"; still to apply: {', '.join(pending)}")
         return Group(render_table(rows), note)
-
-    def fixed_seconds(self, obj: Mapping[str, Any]) -> float | None:
-        name = obj["metadata"]["name"]
-        rate = rate_from_status(obj)
-        if rate is None:
-            return None
-        return fixed_allocation_seconds(self.timelines.get(name, []), rate,
-                                        end=completion_seconds(obj))
 
 
 def run_demo(options: DemoOptions, console: Console) -> int:
@@ -170,15 +160,27 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         names = [m["metadata"]["name"] for m in manifests]
         monitor = Monitor(stack.kubectl, names)
         code = _watch(options, console, stack.kubectl, monitor, paths, names)
-        results = outcomes([monitor.jobs[n] for n in names if n in monitor.jobs],
-                           monitor.events, monitor.fixed_seconds)
+        jobs = [monitor.jobs[n] for n in names if n in monitor.jobs]
+        console.print("Simulating the same jobs on their fixed initial allocations...")
+        fixed = fixed_allocation_estimates(jobs, _nodes(stack.kubectl), monitor.timelines,
+                                           interval=options.interval)
+        results = outcomes(jobs, monitor.events, fixed.of)
         console.print()
-        console.print(render_summary(results, FIXED_METHOD))
+        console.print(render_summary(results, describe_method(fixed)))
         if options.kubeconfig is not None:  # a real cluster: leave it as we found it
             for path in paths:
                 stack.kubectl.delete("-f", str(path))
         console.print("Stopping the operator, Prometheus and the cluster...")
     return code
+
+
+def _nodes(kubectl: Kubectl) -> list[dict[str, Any]]:
+    """The cluster's nodes (`kubectl get nodes -o json`); none when the API server fails."""
+    try:
+        found: list[dict[str, Any]] = kubectl.get_json("nodes", namespaced=False).get("items", [])
+    except KubectlError:
+        return []
+    return found
 
 
 def _watch(options: DemoOptions, console: Console, kubectl: Kubectl, monitor: Monitor,

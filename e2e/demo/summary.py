@@ -3,8 +3,8 @@
 From the final TrainingJob objects and the Kubernetes events: each job's completion time
 (creation to its Succeeded/Failed condition), the resizes the operator made and why (its
 events' messages), the model fit errors (status.model.fitError), and what the same job would
-have taken with its fixed initial allocation (an estimator injected by the caller, see
-e2e.demo.fixed; None when the job's fitted models cannot say).
+have taken with its fixed initial allocation (an estimator injected by the caller: the demo
+passes the simulator's answer, see e2e.demo.fixed; None when the job could not be simulated).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def render_summary(results: Sequence[JobOutcome], fixed_method: str) -> Group:
     """The summary: a table of outcomes, the resizes and why, and the comparison."""
     table = Table(title="Summary", title_justify="left")
     for header in ("job", "phase", "completion", "resizes", "loss fit err", "speed fit err",
-                   "fixed alloc (est.)"):
+                   "fixed alloc (sim.)"):
         table.add_column(header, justify="left" if header in ("job", "phase") else "right")
     for o in results:
         table.add_row(o.name, o.phase, format_duration(o.jct_seconds), str(len(o.resizes)),
@@ -188,7 +188,7 @@ def render_summary(results: Sequence[JobOutcome], fixed_method: str) -> Group:
     verdict = Text(f"{t.finished}/{t.total} jobs finished; average JCT "
                    f"{format_duration(t.avg_jct)}, total {format_duration(t.sum_jct)}")
     if t.avg_fixed is not None:
-        verdict.append(f"; with fixed initial allocations (estimated): average "
+        verdict.append(f"; with fixed initial allocations (simulated): average "
                        f"{format_duration(t.avg_fixed)}, total {format_duration(t.sum_fixed)}")
         if t.speedup is not None:
             verdict.append(f" -> {t.speedup:.2f}x", style="bold")

@@ -1,25 +1,13 @@
-"""The demo's summary: completion times, resizes from events, totals, fixed-allocation estimate."""
+"""The demo's summary: completion times, resizes from events, totals, the comparison
+(the fixed-allocation simulation itself: test_demo_fixed.py)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from optimus.models.errors import ModelError
-from optimus.models.speed import samples_per_second
 from rich.console import Console
 
-from e2e.demo.fixed import (
-    Observation,
-    fixed_allocation_seconds,
-    initial_allocation,
-    measured_speeds,
-    rate_from_status,
-    speed_params_from_status,
-)
 from e2e.demo.summary import (
     JobOutcome,
     completion_seconds,
@@ -119,76 +107,3 @@ def test_the_summary_renders_jobs_resizes_and_the_comparison() -> None:
     text = console.export_text()
     assert "1x1 -> 1x3: gain 40 s, cost 10 s" in text
     assert "1.50x" in text and "the method" in text and "0.200" in text
-
-
-# ---- the fixed-allocation estimate --------------------------------------------------------
-
-def timeline(*points: tuple[float, str, int | None, int | None]) -> list[Observation]:
-    return [Observation(*p) for p in points]
-
-
-def linear_rate(ps: int, workers: int) -> float:
-    return float(workers)
-
-
-def test_a_job_that_never_resized_takes_the_same_time() -> None:
-    seen = timeline((2, "Pending", None, None), (10, "Running", 1, 2), (60, "Running", 1, 2))
-    assert fixed_allocation_seconds(seen, linear_rate, end=100) == 100
-
-
-def test_time_on_a_faster_allocation_counts_more_and_resizing_counts_nothing() -> None:
-    # 10 s starting, 20 s at w=1, 5 s resizing, 30 s at w=3: fixed = 10 + 20 + 90.
-    seen = timeline((0, "Pending", None, None), (10, "Running", 1, 1),
-                    (30, "Resizing", 1, 1), (35, "Running", 1, 3))
-    assert fixed_allocation_seconds(seen, linear_rate, end=65) == 120
-    assert initial_allocation(seen) == (1, 1)
-
-
-def test_no_estimate_without_training_or_a_usable_model() -> None:
-    assert fixed_allocation_seconds(timeline((0, "Queued", None, None)), linear_rate) is None
-    assert fixed_allocation_seconds(timeline((0, "Running", 1, 1)), lambda p, w: 0.0) is None
-    assert fixed_allocation_seconds(timeline((0, "Running", 1, 1), (5, "Running", 1, 2)),
-                                    lambda p, w: math.nan if w == 2 else 1.0) is None
-
-
-@given(st.lists(st.tuples(st.floats(0.1, 100), st.integers(1, 8)), min_size=1, max_size=20))
-def test_growing_never_makes_the_fixed_world_faster(spans: list[tuple[float, int]]) -> None:
-    """With a speed that grows with w and a job that starts at w = 1, the fixed-allocation
-    estimate is at least the actual time spent training."""
-    t, points = 0.0, list[Observation]()
-    for span, workers in spans:
-        points.append(Observation(t, "Running", 1, 1 if not points else workers))
-        t += span
-    estimate = fixed_allocation_seconds(points, linear_rate, end=t)
-    assert estimate is not None and estimate >= t - 1e-6
-
-
-def test_the_rate_comes_from_the_fitted_speed_model_in_status() -> None:
-    obj = finished_job("a", "2026-11-22T08:00:00Z", None, phase="Running",
-                       model={"speed": {"mode": "ps-sync",
-                                        "theta": [0.001, 0.01, 0.002, 0.003, 0.001]}})
-    params = speed_params_from_status(obj)
-    # The operator's convention: sync speeds are job steps/s of the whole global batch.
-    assert params is not None and params.batch_scope == "per-worker" and params.batch_size == 64
-    rate = rate_from_status(obj)
-    assert rate is not None and rate(1, 2) == pytest.approx(samples_per_second(params, 1, 2))
-    obj["status"]["model"]["speed"]["theta"] = ["x"]
-    assert rate_from_status(obj) is None
-    del obj["status"]["model"]
-    assert rate_from_status(obj) is None
-
-
-def test_measured_speeds_win_over_the_model_where_the_job_ran() -> None:
-    obj = finished_job("a", "2026-11-22T08:00:00Z", None, phase="Running",
-                       model={"speedSamples": [[1, 1, 2.0], [1, 1, 4.0], [1, 2, 5.0],
-                                               [1, "x", 9.0], [0, 0, -1]]})
-    assert measured_speeds(obj) == {(1, 1): 3.0, (1, 2): 5.0}
-    rate = rate_from_status(obj)
-    assert rate is not None
-    assert (rate(1, 1), rate(1, 2)) == (3.0 * 64, 5.0 * 64)  # job steps of the global batch
-    with pytest.raises(ModelError):
-        rate(2, 3)  # neither measured nor modelled
-    seen = timeline((0, "Running", 1, 1), (10, "Running", 1, 2))
-    assert fixed_allocation_seconds(seen, rate, end=20) == pytest.approx(10 + 10 * 5 / 3)
-    assert fixed_allocation_seconds(timeline((0, "Running", 1, 1), (10, "Running", 2, 3)),
-                                    rate, end=20) is None
