@@ -187,16 +187,26 @@ def _fit_normalised(
     # Keep the start strictly inside the bounds (least_squares requires it).
     start = np.maximum(start, 1e-12)
 
+    root_weight = np.sqrt(weight)
+
     def residuals(b: np.ndarray) -> np.ndarray:
-        return np.sqrt(weight) * (_curve(b, k) - y)
+        return root_weight * (_curve(b, k) - y)
+
+    def jacobian(b: np.ndarray) -> np.ndarray:
+        # The analytic derivatives: least_squares' default finite differences cost 3 more
+        # residual evaluations per iteration, a third of the fit's time.
+        u = b[0] * k + b[1]
+        slope = np.where(u > 1e-300, -root_weight / np.maximum(u, 1e-300) ** 2, 0.0)
+        return np.stack([slope * k, slope, root_weight], axis=1)
 
     if robust:
         refined = least_squares(
-            residuals, start, bounds=(0.0, np.inf), method="trf", max_nfev=200,
+            residuals, start, jac=jacobian, bounds=(0.0, np.inf), method="trf", max_nfev=200,
             loss="soft_l1", f_scale=SPIKE_FLOOR,
         )
         return np.asarray(refined.x)
-    refined = least_squares(residuals, start, bounds=(0.0, np.inf), method="trf", max_nfev=200)
+    refined = least_squares(residuals, start, jac=jacobian, bounds=(0.0, np.inf),
+                            method="trf", max_nfev=200)
     cost_refined = float(np.sum(residuals(refined.x) ** 2))
     return refined.x if cost_refined <= best[0] else best[1]
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 from scipy.optimize import nnls
@@ -121,19 +121,29 @@ class SpeedParams:
         return dict(zip(THETA_NAMES[self.mode], self.theta, strict=True))
 
 
+def _reciprocal_terms(
+    mode: SpeedMode, batch_size: float, p: Any, w: Any
+) -> tuple[Any, ...]:
+    """The terms x with 1/speed = x @ theta, for float or array p and w (constants as 1.0).
+
+    Plain arithmetic, so the same equations serve the vectorised fit and the scalar
+    prediction (which the allocator asks for hundreds of thousands of times a simulation;
+    numpy's per-call overhead on one row was most of its cost).
+    """
+    if mode == "ps-sync":
+        return (batch_size / w, 1.0, w / p, w, p)
+    if mode == "ps-async":
+        # speed = w / (t0 + t1*w/p + t2*w + t3*p)  =>  1/speed = t0/w + t1/p + t2 + t3*p/w
+        return (1.0 / w, 1.0 / p, 1.0, p / w)
+    return (batch_size / w, 1.0, (w - 1.0) / w, w - 1.0)
+
+
 def _reciprocal_features(
     mode: SpeedMode, batch_size: float, ps: np.ndarray, workers: np.ndarray
 ) -> np.ndarray:
     """Rows x with 1/speed = x @ theta for each (ps, workers)."""
-    p = ps.astype(float)
-    w = workers.astype(float)
-    one = np.ones_like(w)
-    if mode == "ps-sync":
-        return np.stack([batch_size / w, one, w / p, w, p], axis=1)
-    if mode == "ps-async":
-        # speed = w / (t0 + t1*w/p + t2*w + t3*p)  =>  1/speed = t0/w + t1/p + t2 + t3*p/w
-        return np.stack([1.0 / w, 1.0 / p, one, p / w], axis=1)
-    return np.stack([batch_size / w, one, (w - 1.0) / w, w - 1.0], axis=1)
+    terms = _reciprocal_terms(mode, batch_size, ps.astype(float), workers.astype(float))
+    return np.stack(np.broadcast_arrays(*terms), axis=1)
 
 
 def _check_config(mode: SpeedMode, ps: int, workers: int, what: str) -> None:
@@ -211,10 +221,8 @@ def fit_speed(
 def predict_speed(params: SpeedParams, ps: int, workers: int) -> float:
     """Steps/s (a step = one mini-batch of one worker) at (ps, workers); ps ignored in allreduce."""
     _check_config(params.mode, ps, workers, f"configuration (ps={ps}, workers={workers})")
-    features = _reciprocal_features(
-        params.mode, params.batch_size, np.array([ps]), np.array([workers])
-    )[0]
-    seconds_per_step = float(features @ np.array(params.theta))
+    terms = _reciprocal_terms(params.mode, params.batch_size, float(ps), float(workers))
+    seconds_per_step = float(sum(x * t for x, t in zip(terms, params.theta, strict=True)))
     if not (math.isfinite(seconds_per_step) and seconds_per_step > 0):
         raise ModelError(
             f"the fitted {params.mode} model gives no time per step at (ps={ps}, "

@@ -59,6 +59,8 @@ class LearnedJob:
     _speed_samples_at_fit: int = 0
     _configurations_at_fit: int = 0
     _loss_points_at_fit: int = 0
+    #: speed_samples, counted as they arrive: refit() asks on every first use in a round
+    _speed_sample_count: int = 0
     _cache: dict[tuple[int, int], float] = field(default_factory=dict)
 
     # ---- observations ---------------------------------------------------------------
@@ -66,6 +68,7 @@ class LearnedJob:
         entry = self.speed_sums.setdefault((ps, workers), [0.0, 0.0])
         entry[0] += steps_per_sec
         entry[1] += 1.0
+        self._speed_sample_count += 1
 
     def observe_loss(self, epoch: float, loss: float) -> None:
         self.loss_epochs.append(epoch)
@@ -77,7 +80,7 @@ class LearnedJob:
 
     @property
     def speed_samples(self) -> int:
-        return int(sum(count for _, count in self.speed_sums.values()))
+        return self._speed_sample_count
 
     def needs_probes(self) -> int:
         """How many more distinct configurations the speed model needs to be fitted."""
