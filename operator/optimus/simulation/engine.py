@@ -386,24 +386,15 @@ def _true_remaining_time(state: _Job) -> Callable[[int, int], float]:
 def _learned_remaining_time(learned: LearnedJob, done: float,
                             dataset_size: float) -> Callable[[int, int], float]:
     """The remaining time from the job's learned models, refitted on first use in a round:
-    policies that never ask (DRF, fixed, Tiresias) cost no model fits.
-
-    Answers are memoised per (ps, workers) for the round: the allocator and placement ask
-    the same few configurations of a job millions of times over a 1,000-job trace."""
+    policies that never ask (DRF, fixed, Tiresias) cost no model fits."""
     work: list[float] = []
-    answers: dict[tuple[int, int], float] = {}
 
     def remaining_time(ps: int, workers: int) -> float:
-        answer = answers.get((ps, workers))
-        if answer is not None:
-            return answer
         if not work:
             learned.refit(done)
             work.append(learned.remaining_epochs(done) * dataset_size)
         rate = learned.samples_per_sec(ps, workers)
-        answer = work[0] / rate if rate > 0 else math.inf
-        answers[(ps, workers)] = answer
-        return answer
+        return work[0] / rate if rate > 0 else math.inf
 
     return remaining_time
 
