@@ -134,10 +134,18 @@ def test_create_probe_fit_grow_restart_blind_shrink_succeed(world: World) -> Non
     resized = [e.message for e in world.events(big) if e.reason == "Resized"]
     assert resized and all("->" in m for m in resized)
 
-    # the operator restarts mid-job: nothing is resized, nothing is lost. The restart
-    # comes once the allocation has settled (its size measured, unchanged for four rounds):
-    # before that, a resize can be the models' own next step rather than the restart's.
-    before = world.wait("the allocation to settle", lambda: _settled(world, big), 120)
+    # the operator restarts mid-job: nothing is resized, nothing is lost. The job's size is
+    # fixed first (min = max = its settled size): the models keep learning from every
+    # measurement, and a resize they choose on their own would say nothing about the
+    # restart, while one the restart caused (a lost allocation, a re-admission, a job
+    # taken for failed) still shows as a new generation.
+    settled = world.wait("the allocation to settle", lambda: _settled(world, big), 120)
+    size = settled["allocation"]["ps"], settled["allocation"]["workers"]
+    world.apply(world.manifest(big, ps=(size[0], size[0]), workers=(size[1], size[1]),
+                               max_epochs=400))
+    time.sleep(7)  # two rounds with the fixed size
+    before = world.status(big)
+    assert before["allocation"]["generation"] == settled["allocation"]["generation"]
     world.stack.operator.restart()  # type: ignore[union-attr]
     time.sleep(10)  # three rounds
     after = world.status(big)
@@ -161,7 +169,9 @@ def test_create_probe_fit_grow_restart_blind_shrink_succeed(world: World) -> Non
                lambda: world.condition(big, "MetricsAvailable").get("status") == "True", 60)
     assert _allocation(world, big)["generation"] == generation
 
-    # a second job arrives into the full cluster: the first one shrinks to make room
+    # a second job arrives into the full cluster: the first one, free again, shrinks to make
+    # room
+    world.apply(world.manifest(big, ps=(1, 2), workers=(1, 3), max_epochs=400))
     width = _allocation(world, big)["workers"]
     small = "newcomer"
     world.apply(world.manifest(small, max_epochs=3))
