@@ -31,8 +31,9 @@ from types import TracebackType
 from typing import Any
 
 import yaml
+from optimus_worker.net import free_port
 
-from e2e.demo.procs import ManagedProcess, free_port, wait_for
+from e2e.demo.procs import ManagedProcess, wait_for
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from optimus_worker.net import free_port
+
 from e2e.demo.kubectl import Kubectl
-from e2e.demo.procs import ManagedProcess, free_port, wait_for
+from e2e.demo.procs import ManagedProcess, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "manifests" / "crd" / "trainingjobs.optimus.dev.yaml"

@@ -20,9 +20,10 @@ import kubernetes
 import pytest
 from optimus.metrics.exporter import ROUND_STEPS, JobGauges, OperatorMetrics
 from optimus_worker import contract
+from optimus_worker.net import free_port
 
 from e2e.dashboards import invalid_queries, panels_without_series, variables_missing
-from e2e.demo.procs import free_port, wait_for
+from e2e.demo.procs import wait_for
 from e2e.localcluster import LocalCluster
 from e2e.localcluster.testing import api_client
 from e2e.prometheus import LocalPrometheus

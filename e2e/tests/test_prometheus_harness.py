@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
+from optimus_worker.net import free_port
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-from e2e.demo.procs import free_port, wait_for
+from e2e.demo.procs import wait_for
 from e2e.prometheus import POD_SCRAPE_JOB, LocalPrometheus, pod_targets, scrape_config
 
 pytestmark = pytest.mark.e2e

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from optimus_worker.net import FREE_PORT_RANGE, free_port
 
-from e2e.demo.procs import ManagedProcess, free_port, wait_for
+from e2e.demo.procs import ManagedProcess, wait_for
 from e2e.demo.run import parse_args
 from e2e.demo.samples import DEMO_SAMPLES, load_sample, prepared, write_manifests
 from e2e.demo.stack import OperatorSettings
@@ -71,6 +72,8 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+    # outside the ephemeral range, where outgoing connections take their ports
+    assert FREE_PORT_RANGE[0] <= port <= FREE_PORT_RANGE[1]
 
 
 @pytest.mark.parametrize("name", DEMO_SAMPLES)

@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from optimus_worker import contract
+from optimus_worker.net import free_port
 
 POLL_S = 0.1
 STOP_TIMEOUT_S = 10.0
@@ -48,12 +48,6 @@ STOP_TIMEOUT_S = 10.0
 
 class LocalJobError(RuntimeError):
     """The local job failed beyond what restarts can fix, or timed out."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

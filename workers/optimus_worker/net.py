@@ -11,6 +11,7 @@ bounded in time, so tasks may start in any order.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -23,6 +24,31 @@ from optimus_worker import contract
 RENDEZVOUS_TIMEOUT_S = 120.0
 _SCHEME = "optimus"
 _STORES: dict[str, tuple[dist.Store, int, int]] = {}
+
+
+#: Ports handed out by `free_port`: below Linux's default ephemeral range (32768-60999), so
+#: that no outgoing connection on this host is given the port between the moment it is
+#: chosen and the moment its server binds it (seen once under load: EADDRINUSE).
+FREE_PORT_RANGE = (20000, 32767)
+_FREE_PORT_TRIES = 200
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` a moment ago, for a server that binds it soon after.
+
+    Chosen at random from FREE_PORT_RANGE (two callers rarely pick the same one); if that
+    range looks full, the OS picks one from its ephemeral range instead."""
+    for _ in range(_FREE_PORT_TRIES):
+        port = random.randint(*FREE_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def pod_ip() -> str | None:
