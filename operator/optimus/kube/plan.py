@@ -505,7 +505,7 @@ def assess(
 
     # pin
     if allocation is None:
-        pin: Allocation | None = Allocation(job.spec.parameter_servers.min, job.spec.workers.min)
+        pin: Allocation | None = spec_minimum(job)  # a new job starts at its minimum
     else:
         here = Allocation(allocation.ps, allocation.workers)
         measured = any((p, w) == (here.ps, here.workers) for p, w, _ in knowledge.speed_samples)
@@ -586,7 +586,8 @@ def fit_probes_to_capacity(assessed: Sequence[Assessed],
         if probe is None:
             # no probe fits beside the others: the job is free, like a fitted one, judged
             # by its nearest measurement, rather than frozen at its size until room appears
-            budget.try_take(view.id, demand_triple(view, job_min(a).ps, job_min(a).workers))
+            floor = spec_minimum(a.state.job)
+            budget.try_take(view.id, demand_triple(view, floor.ps, floor.workers))
             moved[view.id] = replace(a, pin=None,
                                      knowledge=replace(a.knowledge, probing=False))
             continue
@@ -596,9 +597,8 @@ def fit_probes_to_capacity(assessed: Sequence[Assessed],
     return [moved.get(a.key, a) for a in assessed]
 
 
-def job_min(a: Assessed) -> Allocation:
-    job = a.state.job
-    assert job is not None
+def spec_minimum(job: TrainingJob) -> Allocation:
+    """The smallest allocation the job's spec allows."""
     return Allocation(job.spec.parameter_servers.min, job.spec.workers.min)
 
 
