@@ -10,7 +10,10 @@ These tasks keep everything real (model, data, parameter servers, gradients, che
 metrics) and add, per training forward pass, the time a GPU would take for that worker's
 share of the batch: a sleep of `seconds_per_sample` per sample, which uses no host CPU. A job
 with w workers then steps about w times faster, as it would on w GPUs, and a job's duration
-has a floor set by its samples rather than by the host.
+has a floor set by its samples rather than by the host. The wait is the workers' own
+(`optimus_worker.emulation`, which a local cluster created with emulated GPUs applies to any
+task); these tasks build it in, with their own default time per sample, so that the tests
+need no cluster option. On such a cluster the node's time per sample replaces theirs.
 
 Pods load them as OPTIMUS_TASK=e2e.simgpu:mlp (or :small_mlp) with the repository root on
 PYTHONPATH (`on_repository_path` adds it to a TrainingJob manifest).
@@ -19,12 +22,11 @@ PYTHONPATH (`on_repository_path` adds it to a TrainingJob manifest).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
+from optimus_worker.emulation import emulate_accelerator
 from optimus_worker.examples import _mlp_data, _mlp_model, _sgd
 from optimus_worker.task import TrainingTask
 from torch import nn
@@ -37,20 +39,6 @@ TASK_MLP = "e2e.simgpu:mlp"
 TASK_SMALL_MLP = "e2e.simgpu:small_mlp"
 
 
-class _Accelerated(nn.Module):
-    """A model whose training forward pass also waits the accelerator's time for the batch."""
-
-    def __init__(self, net: nn.Module, seconds_per_sample: float) -> None:
-        super().__init__()
-        self.net = net
-        self.seconds_per_sample = seconds_per_sample
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            time.sleep(self.seconds_per_sample * inputs.shape[0])  # the GPU computing it
-        return self.net(inputs)  # type: ignore[no-any-return]
-
-
 def seconds_per_sample(default: float) -> float:
     return float(os.environ.get(ENV_SECONDS_PER_SAMPLE, default))
 
@@ -59,7 +47,7 @@ def _mlp_task(name: str, samples: int | None, per_sample: float) -> TrainingTask
     per_sample = seconds_per_sample(per_sample)
 
     def model() -> nn.Module:
-        return _Accelerated(_mlp_model(), per_sample)
+        return emulate_accelerator(_mlp_model(), per_sample)
 
     def data() -> TensorDataset:
         full = _mlp_data()

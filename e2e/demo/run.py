@@ -32,6 +32,22 @@ from e2e.demo.stack import REPO_ROOT, OperatorSettings, Stack, StackConfig
 from e2e.demo.summary import outcomes, render_summary, resizes_from_events
 from e2e.demo.table import FINISHED_PHASES, parse_time, render_table, row_from_object
 
+#: the local cluster's emulated GPU time per training sample (seconds). The demo's tasks cost
+#: the host a few ms of CPU per step whatever the allocation; at this time per sample a
+#: worker's step is mostly GPU time, so that more workers (GPUs) make a job faster as they
+#: would on a real cluster, while the longest sample still converges within a few minutes.
+EMULATED_GPU_SECONDS_PER_SAMPLE = 0.002
+
+
+def gpu_note(seconds_per_sample: float, local: bool) -> str:
+    """What the demo's GPUs are, for the table and the summary."""
+    if not local:
+        return "GPUs: the cluster's own"
+    if seconds_per_sample <= 0:
+        return "GPUs: simulated, not emulated (workers train on the host's CPU alone)"
+    return (f"GPUs: emulated, {seconds_per_sample * 1000:g} ms of GPU time per training "
+            f"sample (a worker sleeps it; the host's cores do the rest)")
+
 
 @dataclass(frozen=True)
 class DemoOptions:
@@ -43,6 +59,8 @@ class DemoOptions:
     max_epochs: int | None = None  # override the samples' maxEpochs
     workdir: Path = field(default_factory=lambda: REPO_ROOT / ".demo")
     kubeconfig: Path | None = None
+    # the local cluster's emulated GPU time per training sample (seconds; 0: off)
+    emulated_gpu_seconds_per_sample: float = EMULATED_GPU_SECONDS_PER_SAMPLE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
@@ -67,7 +85,14 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
                         default=os.environ.get("E2E_KUBECONFIG") or None,
                         help="use this cluster instead of starting a local one "
                              "(default: $E2E_KUBECONFIG)")
+    parser.add_argument("--gpu-ms-per-sample", type=float,
+                        default=EMULATED_GPU_SECONDS_PER_SAMPLE * 1000,
+                        help="emulated GPU time per training sample, in ms, on the local "
+                             "cluster (default %(default)g; 0 runs the jobs on the host's "
+                             "CPU alone, where more workers do not go faster)")
     args = parser.parse_args(argv)
+    if args.gpu_ms_per_sample < 0:
+        parser.error(f"--gpu-ms-per-sample must be >= 0, got {args.gpu_ms_per_sample}")
     for name in ("timeout", "interval", "max_epochs"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -81,6 +106,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
         max_epochs=args.max_epochs or (2 if args.quick else None),
         workdir=workdir.resolve(),
         kubeconfig=args.kubeconfig,
+        emulated_gpu_seconds_per_sample=args.gpu_ms_per_sample / 1000,
     )
 
 
@@ -98,9 +124,10 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 class Monitor:
     """Polls the demo's jobs and keeps each one's timeline of phase and allocation."""
 
-    def __init__(self, kubectl: Kubectl, names: Sequence[str]) -> None:
+    def __init__(self, kubectl: Kubectl, names: Sequence[str], note: str = "") -> None:
         self.kubectl = kubectl
         self.names = list(names)
+        self.note = note
         self.jobs: dict[str, dict[str, Any]] = {}
         self.timelines: dict[str, list[Observation]] = {}
         self.events: list[dict[str, Any]] = []
@@ -138,6 +165,8 @@ class Monitor:
         note = Text(f"{elapsed:.0f} s since the first apply", style="dim")
         if pending:
             note.append(f"; still to apply: {', '.join(pending)}")
+        if self.note:
+            note.append(f"; {self.note}")
         return Group(render_table(rows), note)
 
 
@@ -145,6 +174,8 @@ def run_demo(options: DemoOptions, console: Console) -> int:
     """The demo; returns the exit code (0: every job Succeeded)."""
     config = StackConfig(
         workdir=options.workdir, kubeconfig=options.kubeconfig,
+        emulated_gpu_seconds_per_sample=(
+            0.0 if options.kubeconfig is not None else options.emulated_gpu_seconds_per_sample),
         operator=OperatorSettings(interval_seconds=options.interval,
                                   restart_cost_seconds=5.0 if options.quick else 10.0))
     console.print(f"[bold]Optimus demo[/]: work directory {options.workdir}")
@@ -158,7 +189,9 @@ def run_demo(options: DemoOptions, console: Console) -> int:
                               max_epochs=options.max_epochs) for name in DEMO_SAMPLES]
         paths = write_manifests(manifests, options.workdir / "manifests")
         names = [m["metadata"]["name"] for m in manifests]
-        monitor = Monitor(stack.kubectl, names)
+        gpus = gpu_note(options.emulated_gpu_seconds_per_sample, options.kubeconfig is None)
+        console.print(f"  {gpus}")
+        monitor = Monitor(stack.kubectl, names, gpus)
         code = _watch(options, console, stack.kubectl, monitor, paths, names)
         jobs = [monitor.jobs[n] for n in names if n in monitor.jobs]
         console.print("Simulating the same jobs on their fixed initial allocations...")
@@ -167,6 +200,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         results = outcomes(jobs, monitor.events, fixed.of)
         console.print()
         console.print(render_summary(results, describe_method(fixed)))
+        console.print(gpus, style="dim")
         if options.kubeconfig is not None:  # a real cluster: leave it as we found it
             for path in paths:
                 stack.kubectl.delete("-f", str(path))

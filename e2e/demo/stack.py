@@ -82,6 +82,9 @@ class StackConfig:
     start_timeout: float = 120.0
     install_crd: bool = True  # False when something else installs it (helm's crds/)
     run_operator: bool = True  # False: the caller starts it (start_operator) when ready
+    # > 0: the local cluster's GPUs emulate this much accelerator time per training sample
+    # in the workers that hold one (optimus_worker.emulation); 0: pods run as they are
+    emulated_gpu_seconds_per_sample: float = 0.0
 
 
 def python_env() -> dict[str, str]:
@@ -187,7 +190,9 @@ class Stack:
                                    gpus_per_node=self.config.gpus_per_node,
                                    cpus_per_node=self.config.cpus_per_node,
                                    memory_per_node=self.config.memory_per_node,
-                                   workdir=self.workdir / "cluster")
+                                   workdir=self.workdir / "cluster",
+                                   emulated_gpu_seconds_per_sample=(
+                                       self.config.emulated_gpu_seconds_per_sample))
             self.cluster = self._exit.enter_context(cluster)
             self.kubeconfig = Path(cluster.kubeconfig)
         self.kubectl = Kubectl(self.kubeconfig, namespace=self.config.namespace)

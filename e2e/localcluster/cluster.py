@@ -32,14 +32,24 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 class LocalCluster:
-    """A small Kubernetes for tests: `with LocalCluster(nodes=2) as cluster: ...`."""
+    """A small Kubernetes for tests: `with LocalCluster(nodes=2) as cluster: ...`.
+
+    `emulated_gpu_seconds_per_sample` > 0 makes the simulated GPUs emulate accelerator time:
+    every container given an nvidia.com/gpu gets OPTIMUS_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE
+    (as a device plugin injects its devices), so its workers wait that long per training
+    sample (optimus_worker.emulation). 0, the default, leaves pods as they are.
+    """
 
     def __init__(self, nodes: int = 2, gpus_per_node: int = 4, cpus_per_node: int = 8,
                  memory_per_node: str = "32Gi", workdir: str | Path | None = None,
                  port: int = 0, *, host: str = "127.0.0.1", watch_history: int = 5000,
-                 restart_backoff: tuple[float, float] = (1.0, 10.0)) -> None:
+                 restart_backoff: tuple[float, float] = (1.0, 10.0),
+                 emulated_gpu_seconds_per_sample: float = 0.0) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
+        if not emulated_gpu_seconds_per_sample >= 0:
+            raise ValueError("emulated_gpu_seconds_per_sample must be >= 0 (0: no emulation)")
+        self.emulated_gpu_seconds_per_sample = emulated_gpu_seconds_per_sample
         self.nodes = nodes
         self.gpus_per_node = gpus_per_node
         self.cpus_per_node = cpus_per_node
@@ -200,7 +210,9 @@ class LocalCluster:
         self._bootstrap(api, node_ips)
         self._write_kubeconfig()
         loop = asyncio.get_running_loop()
-        for runnable in (Scheduler(api).run(), kubelet.run(), Controllers(api).run()):
+        scheduler = Scheduler(
+            api, emulated_gpu_seconds_per_sample=self.emulated_gpu_seconds_per_sample)
+        for runnable in (scheduler.run(), kubelet.run(), Controllers(api).run()):
             self._tasks.append(loop.create_task(runnable))
 
     def _bootstrap(self, api: Api, node_ips: dict[str, str]) -> None:

@@ -2,7 +2,10 @@
 
 `choose_node` is the pure decision (filters, then least-allocated scoring, as the default
 kube-scheduler does); `Scheduler` is the loop that feeds it from the store and writes the
-binding, the PodScheduled condition and Scheduled / FailedScheduling events.
+binding, the PodScheduled condition and Scheduled / FailedScheduling events. On a cluster
+whose GPUs are emulated, binding a pod also gives each container that holds a GPU the
+variable a device plugin would inject (`with_emulated_gpus`): its workers then wait the
+accelerator time per sample (optimus_worker.emulation).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+
+from optimus_worker import contract
 
 from . import aio, quantity
 from .api import Api
@@ -36,6 +41,36 @@ def pod_requests(pod: Obj) -> dict[str, float]:
         for name, value in requests.items():
             total[name] = total.get(name, 0.0) + quantity.parse(value)
     return total
+
+
+GPU = "nvidia.com/gpu"
+#: what the simulated device plugin injects into a container given a GPU
+ENV_EMULATED_GPU = contract.ENV_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE
+
+
+def container_gpus(container: Obj) -> float:
+    res = container.get("resources") or {}
+    requests = dict(res.get("limits") or {})
+    requests.update(res.get("requests") or {})
+    return quantity.parse(requests[GPU]) if GPU in requests else 0.0
+
+
+def with_emulated_gpus(pod: Obj, seconds_per_sample: float) -> Obj | None:
+    """A copy of `pod` whose containers that hold a GPU have the emulated-accelerator variable
+    set to `seconds_per_sample` (replacing any value the pod declared), or None when no
+    container holds one or the time is 0 (nothing to inject)."""
+    if seconds_per_sample <= 0:
+        return None
+    new = copy.deepcopy(pod)
+    injected = False
+    for container in (new.get("spec") or {}).get("containers") or []:
+        if container_gpus(container) <= 0:
+            continue
+        env = [e for e in container.get("env") or [] if e.get("name") != ENV_EMULATED_GPU]
+        env.append({"name": ENV_EMULATED_GPU, "value": repr(float(seconds_per_sample))})
+        container["env"] = env
+        injected = True
+    return new if injected else None
 
 
 def occupies_node(pod: Obj) -> bool:
@@ -163,9 +198,11 @@ def choose_node(pod: Obj, nodes: list[Obj], pods: list[Obj]) -> Decision:
 
 
 class Scheduler:
-    def __init__(self, api: Api, interval_s: float = 1.0) -> None:
+    def __init__(self, api: Api, interval_s: float = 1.0,
+                 emulated_gpu_seconds_per_sample: float = 0.0) -> None:
         self.api = api
         self.interval_s = interval_s
+        self.emulated_gpu_seconds_per_sample = emulated_gpu_seconds_per_sample
         self._wake = asyncio.Event()
         api.store.listeners.append(self._on_change)
 
@@ -201,6 +238,9 @@ class Scheduler:
             decision = choose_node(pod, nodes, bound)
             md = pod["metadata"]
             if decision.node:
+                emulated = with_emulated_gpus(pod, self.emulated_gpu_seconds_per_sample)
+                if emulated is not None:  # the device plugin's Allocate, before the kubelet
+                    store.write(rt.key, emulated, pod)
                 bind(self.api, rt, md["namespace"], md["name"], decision.node)
                 record_event(self.api, pod, "Normal", "Scheduled",
                              f"Successfully assigned {md['namespace']}/{md['name']} to "

@@ -8,6 +8,7 @@ import copy
 
 import pytest
 import torch
+from optimus_worker import emulation
 
 from e2e import simgpu
 from e2e.demo.samples import load_sample
@@ -18,7 +19,7 @@ from e2e.demo.samples import load_sample
 def test_the_wait_is_per_training_sample(monkeypatch: pytest.MonkeyPatch, factory: object,
                                          samples: int, per_sample: float) -> None:
     waits: list[float] = []
-    monkeypatch.setattr(simgpu.time, "sleep", waits.append)
+    monkeypatch.setattr(emulation.time, "sleep", waits.append)
     task = factory()  # type: ignore[operator]
     assert len(task.dataset()) == samples
     model = task.model()
@@ -33,7 +34,7 @@ def test_the_wait_is_per_training_sample(monkeypatch: pytest.MonkeyPatch, factor
 def test_the_environment_overrides_the_time_per_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(simgpu.ENV_SECONDS_PER_SAMPLE, "0.25")
     waits: list[float] = []
-    monkeypatch.setattr(simgpu.time, "sleep", waits.append)
+    monkeypatch.setattr(emulation.time, "sleep", waits.append)
     simgpu.small_mlp().model()(torch.zeros(2, 32))
     assert waits == [0.5]
 

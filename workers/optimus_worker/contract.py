@@ -38,6 +38,11 @@ ENV_GLOBAL_BATCH: Final = "OPTIMUS_GLOBAL_BATCH_SIZE"  # samples per synchronous
 ENV_MAX_EPOCHS: Final = "OPTIMUS_MAX_EPOCHS"  # the job's convergence.maxEpochs
 ENV_POD_IP: Final = "OPTIMUS_POD_IP"  # from the downward API (status.podIP)
 ENV_HOSTS: Final = "OPTIMUS_HOSTS"  # optional: comma-separated role-rank=host, overrides DNS
+# optional, set by the node rather than the operator (a device plugin's injected variable):
+# seconds of accelerator time a worker's training forward pass takes per sample, emulated by
+# a sleep (optimus_worker.emulation) on clusters whose GPUs are simulated; unset or 0: none
+ENV_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE: Final = (
+    "OPTIMUS_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE")
 
 DEFAULT_METRICS_PORT: Final = 9400
 DEFAULT_CONTROL_PORT: Final = 9401

@@ -1,7 +1,9 @@
 """``python -m optimus_worker``: read the pod's role and world from its environment, run it.
 
 The environment follows `optimus_worker.contract` (what the operator sets). ``--task``
-overrides ``OPTIMUS_TASK``. ``--standby`` first loads torch (and everything a task needs),
+overrides ``OPTIMUS_TASK``. A worker whose node emulates its GPU
+(``OPTIMUS_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE``) trains the task through
+`optimus_worker.emulation`. ``--standby`` first loads torch (and everything a task needs),
 then reads the environment as one JSON object from stdin: the local runner keeps such warm
 processes ready so that a resize does not wait for Python and torch to start.
 
@@ -100,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     except TaskError as exc:
         print(f"optimus_worker: {exc}", file=sys.stderr)
         return 2
+    if env.role == "worker":  # a PS holds no accelerator: it never waits
+        from optimus_worker.emulation import emulated_task, seconds_per_sample_from_env
+
+        try:
+            task = emulated_task(task, seconds_per_sample_from_env(os.environ))
+        except contract.ContractError as exc:
+            print(f"optimus_worker: {exc}", file=sys.stderr)
+            return 2
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     import torch
 
