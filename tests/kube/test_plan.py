@@ -9,6 +9,7 @@ import copy
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from optimus.api import conditions as c
 from optimus.api import parse_training_job
 from optimus.api.spec import SpecError, parse_meta
@@ -22,14 +23,18 @@ from optimus.api.status import (
     with_condition,
 )
 from optimus.kube.plan import (
+    PROBE_PAYBACK_RESTARTS,
+    Assessed,
     Decision,
     JobState,
+    Knowledge,
     RoundSettings,
     assess,
     decide,
     fit_probes_to_capacity,
     keep_running,
     previous_placement,
+    too_late_to_probe,
     views,
 )
 from optimus.kube.snapshot import PodSnapshot
@@ -318,9 +323,8 @@ def test_a_running_job_is_never_invalidated_by_the_nodes_it_no_longer_fits() -> 
 
 
 def test_a_probe_that_cannot_fit_gives_way_to_one_that_does() -> None:
-    # one node of 3 GPUs; the first job holds 2 of them (it may shrink to 1, no further);
-    # the newcomer has measured 1 x 1 and would probe 3 workers first, which cannot fit
-    three = [NodeView("n1", Resources(gpu=3, cpu=16, memory=64 * 2**30))]
+    # the first job holds 2 GPUs of a node; the newcomer has measured 1 x 1 and would
+    # probe 3 workers first, which cannot fit beside what the first job holds
     ps_fixed = {**RAW_JOB["spec"]["parameterServers"], "max": 1}
     workers = {**RAW_JOB["spec"]["workers"], "max": 3}
     held = AllocationStatus(1, 2, 6, ("n1",), ("n1", "n1"))
@@ -332,24 +336,61 @@ def test_a_probe_that_cannot_fit_gives_way_to_one_that_does() -> None:
                       _running(probe, model), _pods("second", probe))
     seen = {("ml", "first"): JobObservation(generation=6, epoch=5.2, step=500, series=4),
             ("ml", "second"): JobObservation(generation=0, epoch=0.5, step=50, series=4)}
-    assessed = [assess(s, seen[(s.meta.namespace, s.meta.name)], metrics_error=None, now=NOW,
-                       settings=SETTINGS, nodes=three) for s in (first, newcomer)]
+
+    def assessed_on(nodes: list[NodeView]) -> list[Assessed]:
+        return [assess(s, seen[(s.meta.namespace, s.meta.name)], metrics_error=None, now=NOW,
+                       settings=SETTINGS, nodes=nodes) for s in (first, newcomer)]
+
+    # 4 GPUs: 2 are free, so the newcomer probes 2 workers instead of 3
+    four = [NodeView("n1", Resources(gpu=4, cpu=16, memory=64 * 2**30))]
+    assessed = assessed_on(four)
     assert assessed[1].pin is not None and assessed[1].knowledge.probes[0] == (1, 3)
-    fitted = fit_probes_to_capacity(assessed, three)
+    fitted = fit_probes_to_capacity(assessed, four)
     assert fitted[0] == assessed[0]
     assert fitted[1].pin is not None and (fitted[1].pin.ps, fitted[1].pin.workers) == (1, 2)
-    # the whole round: the first job shrinks to its floor and the newcomer probes 2 workers
-    first_decision, second_decision = _round([first, newcomer], seen, nodes=three)
+    first_decision, second_decision = _round([first, newcomer], seen, nodes=four)
     assert second_decision.status.allocation is not None
     assert (second_decision.status.allocation.ps, second_decision.status.allocation.workers) \
         == (1, 2)
-    assert first_decision.status.allocation is not None
-    assert first_decision.status.allocation.workers == 1
-    # with no room for any probe, the newcomer is free for the round, like a fitted job
-    crowded = [NodeView("n1", Resources(gpu=2, cpu=16, memory=64 * 2**30))]
-    free = fit_probes_to_capacity(assessed, crowded)
+    assert first_decision.status.allocation == first.status.allocation
+    # 3 GPUs: a probe would have to shrink the first job (two restarts for it, for another
+    # job's measurement): no probe fits, and the newcomer is free for the round, judged by
+    # what it measured, like a fitted job
+    three = [NodeView("n1", Resources(gpu=3, cpu=16, memory=64 * 2**30))]
+    free = fit_probes_to_capacity(assessed_on(three), three)
+    assert free[0].pin == assessed[0].pin
     assert free[1].pin is None and not free[1].knowledge.probing
-    first_decision, second_decision = _round([first, newcomer], seen, nodes=crowded)
+    first_decision, second_decision = _round([first, newcomer], seen, nodes=three)
     assert second_decision.status.allocation == newcomer.status.allocation
-    assert first_decision.status.allocation is not None
-    assert first_decision.status.allocation.workers == 1  # 2 GPUs: one each
+    assert first_decision.status.allocation == first.status.allocation
+    assert first_decision.action == "none" and second_decision.action == "none"
+
+
+@pytest.mark.parametrize(("restarts_left", "epoch_size_known", "probing", "still_probing"), [
+    (PROBE_PAYBACK_RESTARTS * 2, True, True, True),  # long to go: the probe pays
+    (PROBE_PAYBACK_RESTARTS / 2, True, True, False),  # near the end: it cannot any more
+    (0.0, True, True, False),  # nothing left at all
+    (PROBE_PAYBACK_RESTARTS / 2, False, True, True),  # no epoch size: remaining unknown
+    (PROBE_PAYBACK_RESTARTS / 2, True, False, False),  # not probing: unchanged
+])
+def test_a_job_stops_probing_when_a_probe_can_no_longer_pay_for_its_restarts(
+        restarts_left: float, epoch_size_known: bool, probing: bool,
+        still_probing: bool) -> None:
+    job = parse_training_job(_raw("late"))
+    here = AllocationStatus(1, 1, 3, ("n1",), ("n1",))
+    settings = replace(SETTINGS, restart_cost_seconds=10.0)
+    base = Knowledge(remaining_epochs=1.0, samples_per_epoch=6400.0, probing=probing,
+                     next_probe=(1, 2) if probing else None,
+                     probes=((1, 2), (2, 1)) if probing else (),
+                     speed_samples=((1, 1, 5.0),))
+    one_epoch = base.remaining_time(job.spec.global_batch_size, job.spec.mode)(1, 1)
+    epochs = restarts_left * settings.restart_cost_seconds / one_epoch
+    knowledge = replace(base, remaining_epochs=epochs,
+                        samples_per_epoch=6400.0 if epoch_size_known else None)
+    out = too_late_to_probe(knowledge, job, here, settings)
+    assert out.probing == still_probing
+    if still_probing or not probing:
+        assert out == knowledge  # nothing else changes either
+    else:
+        assert out.next_probe is None and out.probes == ()
+        assert out.speed_samples == knowledge.speed_samples

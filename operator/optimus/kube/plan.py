@@ -74,6 +74,10 @@ Action = Literal["none", "roll", "delete"]
 #: how many probe configurations a probing job may choose among when its first choice
 #: does not fit the cluster (see `fit_probes_to_capacity`)
 MAX_PROBE_CHOICES = 6
+#: a job stops probing once it has less than this many restarts' worth of time left: a
+#: probe costs a restart to reach and, unless it is the best size, one to leave, plus its
+#: measuring span at a size that may be worse, so it cannot pay for itself any more
+PROBE_PAYBACK_RESTARTS = 4.0
 
 
 @dataclass(frozen=True)
@@ -503,6 +507,8 @@ def assess(
     settled = (allocation is not None and bool(allocation.running_since)
                and not cond.is_true(st.value.conditions, cond.RESIZING))
 
+    if settled and allocation is not None:
+        knowledge = too_late_to_probe(knowledge, job, allocation, settings)
     # pin
     if allocation is None:
         pin: Allocation | None = spec_minimum(job)  # a new job starts at its minimum
@@ -523,6 +529,21 @@ def assess(
         action = "roll"
     return Assessed(state, st.value, tuple(events), schedulable=True, pin=pin,
                     knowledge=knowledge, action=action, restart=restart)
+
+
+def too_late_to_probe(knowledge: Knowledge, job: TrainingJob, allocation: AllocationStatus,
+                      settings: RoundSettings) -> Knowledge:
+    """The job's knowledge with its probing ended when its predicted remaining time at its
+    current allocation is below PROBE_PAYBACK_RESTARTS restart costs (see there); from
+    then on the policy judges it by what it has measured. A job whose epoch size is not
+    measured yet, or whose remaining time is unknown, keeps probing."""
+    if not knowledge.probing or not knowledge.samples_per_epoch:
+        return knowledge
+    remaining = knowledge.remaining_time(job.spec.global_batch_size, job.spec.mode)(
+        allocation.ps, allocation.workers)
+    if not remaining < PROBE_PAYBACK_RESTARTS * settings.restart_cost_seconds:
+        return knowledge
+    return replace(knowledge, probing=False, next_probe=None, probes=())
 
 
 # ---- steps 4 and 5: the views the policy and the placer work on -----------------------------
@@ -555,11 +576,17 @@ def fit_probes_to_capacity(assessed: Sequence[Assessed],
 
     A probe is pinned exactly (the policy may not change it), so a probe that does not fit
     would leave the job where it is, unmeasured, for as long as the other jobs hold their
-    share: a newcomer that wants to measure 3 workers next to a job that needs at least 1
-    of 3 GPUs would never probe at all. Every other job first keeps its floor (its pin, or
-    its minimum: what the policy cannot take from it); then, in the policy's order, each
+    share: a newcomer that wants to measure 3 workers next to a job that holds 1 of 3 GPUs
+    would never probe at all. Every other job first keeps what it holds (a running job its
+    current allocation, a new one its pin or minimum); then, in the policy's order, each
     probing job takes the first of its probes that fits what is left; when none does, the
-    job is left to the policy for this round (not probing), judged by its measurements."""
+    job is left to the policy for this round (not probing), judged by its measurements.
+
+    A probe never shrinks a running neighbour: that would cost the neighbour two restarts
+    (down for the probe, back up as soon as the policy is free again) for a measurement of
+    another job, and the policy, not a probe, decides who yields room. (The contention
+    scenario measured it: a newcomer's probe took a GPU from the job nearest to finishing,
+    the policy gave it straight back, and each job paid two resizes for nothing.)"""
     job_views = views(assessed)
     if not job_views:
         return list(assessed)
@@ -572,9 +599,10 @@ def fit_probes_to_capacity(assessed: Sequence[Assessed],
         return (a.pin is not None and a.knowledge.probing and here is not None
                 and (a.pin.ps, a.pin.workers) != here)
 
-    for view in ordered:  # the floors of the jobs that are not moving to a probe
+    for view in ordered:  # what the jobs that are not moving to a probe hold
         if not probing(by_key[view.id]):
-            budget.try_take(view.id, demand_triple(view, view.min_ps, view.min_workers))
+            held = view.current or Allocation(view.min_ps, view.min_workers)
+            budget.try_take(view.id, demand_triple(view, held.ps, held.workers))
     moved: dict[str, Assessed] = {}
     for view in ordered:
         a = by_key[view.id]
