@@ -24,6 +24,7 @@ from optimus.api.status import (
 )
 from optimus.kube.plan import (
     PROBE_PAYBACK_RESTARTS,
+    REASON_RESIZE_STUCK,
     Assessed,
     Decision,
     JobState,
@@ -394,3 +395,39 @@ def test_a_job_stops_probing_when_a_probe_can_no_longer_pay_for_its_restarts(
     else:
         assert out.next_probe is None and out.probes == ()
         assert out.speed_samples == knowledge.speed_samples
+
+
+@pytest.mark.parametrize(("decided_ago", "stuck"), [(100.0, False), (400.0, True)])
+def test_a_resize_whose_pods_never_run_is_reported_once(decided_ago: float,
+                                                         stuck: bool) -> None:
+    settings = replace(SETTINGS, resize_timeout_seconds=300.0)
+    allocation = AllocationStatus(1, 2, 4, ("n1",), ("n1", "n1"),
+                                  updated_at=iso(NOW - decided_ago))
+    status, _ = with_condition(TrainingJobStatus(allocation=allocation), c.RESIZING, "True",
+                               c.REASON_RESIZE, "1 PS x 1 worker -> 1 PS x 2 workers",
+                               now=iso(NOW - decided_ago), generation=2)
+    pods = _pods("stuck", allocation, phase="Pending")[:2]  # one worker was never created
+    state = _state(_raw("stuck"), status, pods)
+    (a,) = [assess(state, None, metrics_error=None, now=NOW, settings=settings, nodes=NODES)]
+    resizing = next(x for x in a.status.conditions if x.type == c.RESIZING)
+    assert resizing.status == "True"
+    warnings = [e for e in a.events if e.reason == REASON_RESIZE_STUCK]
+    if not stuck:
+        assert resizing.reason == c.REASON_RESIZE and warnings == []
+        return
+    assert resizing.reason == REASON_RESIZE_STUCK
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    for name in (p.name for p in pods):
+        assert name in warnings[0].message
+    assert "1 not created" in warnings[0].message
+    assert a.action == "roll"  # the missing pod is still created; nothing is torn down
+    # the next round says the same thing: no second Warning
+    again = assess(_state(_raw("stuck"), a.status, pods), None, metrics_error=None,
+                   now=NOW + 4, settings=settings, nodes=NODES)
+    assert not [e for e in again.events if e.reason == REASON_RESIZE_STUCK]
+    # once the pods run, the resize is over
+    running = _pods("stuck", allocation)
+    done = assess(_state(_raw("stuck"), a.status, running), None, metrics_error=None,
+                  now=NOW + 8, settings=settings, nodes=NODES)
+    resizing = next(x for x in done.status.conditions if x.type == c.RESIZING)
+    assert (resizing.status, resizing.reason) == ("False", c.REASON_PODS_RUNNING)

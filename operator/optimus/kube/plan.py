@@ -78,6 +78,9 @@ MAX_PROBE_CHOICES = 6
 #: probe costs a restart to reach and, unless it is the best size, one to leave, plus its
 #: measuring span at a size that may be worse, so it cannot pay for itself any more
 PROBE_PAYBACK_RESTARTS = 4.0
+#: Resizing=True with this reason: the new generation's pods have not all run within
+#: RoundSettings.resize_timeout_seconds (the job keeps waiting for them; nothing is deleted)
+REASON_RESIZE_STUCK = "ResizeStuck"
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class RoundSettings:
     speed_span_seconds: float = 20.0
     #: a running job without any series for this long gets MetricsAvailable=False
     metrics_grace_seconds: float = 60.0
+    #: a generation whose pods do not all run this long after it was decided is reported
+    #: (Resizing reason ResizeStuck and a Warning event)
+    resize_timeout_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -504,6 +510,10 @@ def assess(
             allocation = st.value.allocation
         st.set(cond.RESIZING, "False", cond.REASON_PODS_RUNNING,
                "every pod of the allocation is running")
+    elif allocation is not None and not state.busy and not restart:
+        stuck = stuck_resize(allocation, current, now, settings)
+        if stuck and st.set(cond.RESIZING, "True", REASON_RESIZE_STUCK, stuck):
+            events.append(Event("Warning", REASON_RESIZE_STUCK, stuck))
     settled = (allocation is not None and bool(allocation.running_since)
                and not cond.is_true(st.value.conditions, cond.RESIZING))
 
@@ -529,6 +539,27 @@ def assess(
         action = "roll"
     return Assessed(state, st.value, tuple(events), schedulable=True, pin=pin,
                     knowledge=knowledge, action=action, restart=restart)
+
+
+def stuck_resize(allocation: AllocationStatus, current: Sequence[PodSnapshot], now: float,
+                 settings: RoundSettings) -> str:
+    """Why the generation's resize is stuck ('' while it is not): its pods have not all run
+    within `resize_timeout_seconds` of the decision (a pod that cannot be scheduled or
+    started, say). The message lists the pods that do not run, so that it stays the same
+    from round to round and the Warning is posted once."""
+    decided = parse_time(allocation.updated_at)
+    if allocation.running_since or decided is None or (
+            now - decided < settings.resize_timeout_seconds):
+        return ""
+    waiting = sorted(f"{p.name} ({p.phase})" for p in current if p.phase != "Running")
+    missing = allocation.ps + allocation.workers - len(current)
+    if missing > 0:
+        waiting.append(f"{missing} not created")
+    if not waiting:
+        return ""
+    return (f"generation {allocation.generation} is not running "
+            f"{settings.resize_timeout_seconds:.0f} s after it was decided: "
+            f"{', '.join(waiting)}; see the pods' events (kubectl describe pod)")
 
 
 def too_late_to_probe(knowledge: Knowledge, job: TrainingJob, allocation: AllocationStatus,
