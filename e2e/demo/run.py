@@ -36,7 +36,8 @@ from e2e.demo.table import FINISHED_PHASES, parse_time, render_table, row_from_o
 #: the host a few ms of CPU per step whatever the allocation; at this time per sample a
 #: worker's step is mostly GPU time, so that more workers (GPUs) make a job faster as they
 #: would on a real cluster, while the longest sample still converges within a few minutes.
-EMULATED_GPU_SECONDS_PER_SAMPLE = 0.002
+EMULATED_GPU_SECONDS_PER_SAMPLE = 0.003
+QUICK_EMULATED_GPU_SECONDS_PER_SAMPLE = 0.001  # --quick: shorter epochs
 
 
 def gpu_note(seconds_per_sample: float, local: bool) -> str:
@@ -45,8 +46,7 @@ def gpu_note(seconds_per_sample: float, local: bool) -> str:
         return "GPUs: the cluster's own"
     if seconds_per_sample <= 0:
         return "GPUs: simulated, not emulated (workers train on the host's CPU alone)"
-    return (f"GPUs: emulated, {seconds_per_sample * 1000:g} ms of GPU time per training "
-            f"sample (a worker sleeps it; the host's cores do the rest)")
+    return f"GPUs: emulated, {seconds_per_sample * 1000:g} ms per training sample"
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,16 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
                         default=os.environ.get("E2E_KUBECONFIG") or None,
                         help="use this cluster instead of starting a local one "
                              "(default: $E2E_KUBECONFIG)")
-    parser.add_argument("--gpu-ms-per-sample", type=float,
-                        default=EMULATED_GPU_SECONDS_PER_SAMPLE * 1000,
+    parser.add_argument("--gpu-ms-per-sample", type=float, default=None,
                         help="emulated GPU time per training sample, in ms, on the local "
-                             "cluster (default %(default)g; 0 runs the jobs on the host's "
-                             "CPU alone, where more workers do not go faster)")
+                             f"cluster (default {EMULATED_GPU_SECONDS_PER_SAMPLE * 1000:g}, "
+                             f"{QUICK_EMULATED_GPU_SECONDS_PER_SAMPLE * 1000:g} with --quick; "
+                             "0 runs the jobs on the host's CPU alone, where more workers "
+                             "do not go faster)")
     args = parser.parse_args(argv)
+    if args.gpu_ms_per_sample is None:
+        args.gpu_ms_per_sample = 1000 * (QUICK_EMULATED_GPU_SECONDS_PER_SAMPLE if args.quick
+                                         else EMULATED_GPU_SECONDS_PER_SAMPLE)
     if args.gpu_ms_per_sample < 0:
         parser.error(f"--gpu-ms-per-sample must be >= 0, got {args.gpu_ms_per_sample}")
     for name in ("timeout", "interval", "max_epochs"):
@@ -190,7 +194,8 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         paths = write_manifests(manifests, options.workdir / "manifests")
         names = [m["metadata"]["name"] for m in manifests]
         gpus = gpu_note(options.emulated_gpu_seconds_per_sample, options.kubeconfig is None)
-        console.print(f"  {gpus}")
+        console.print(f"  {gpus} (a worker holding a GPU sleeps that long per sample of "
+                      f"its share of a batch, so w workers step ~w times faster)")
         monitor = Monitor(stack.kubectl, names, gpus)
         code = _watch(options, console, stack.kubectl, monitor, paths, names)
         jobs = [monitor.jobs[n] for n in names if n in monitor.jobs]

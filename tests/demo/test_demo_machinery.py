@@ -13,7 +13,12 @@ import yaml
 from optimus_worker.net import FREE_PORT_RANGE, free_port
 
 from e2e.demo.procs import ManagedProcess, wait_for
-from e2e.demo.run import parse_args
+from e2e.demo.run import (
+    EMULATED_GPU_SECONDS_PER_SAMPLE,
+    QUICK_EMULATED_GPU_SECONDS_PER_SAMPLE,
+    gpu_note,
+    parse_args,
+)
 from e2e.demo.samples import DEMO_SAMPLES, load_sample, prepared, write_manifests
 from e2e.demo.stack import OperatorSettings
 
@@ -121,6 +126,19 @@ def test_demo_arguments(tmp_path: Path) -> None:
     assert full.timeout == 60 and full.max_epochs is None and full.interval == 10
     with pytest.raises(SystemExit):
         parse_args(["--timeout", "-1"])
+
+
+def test_the_demo_emulates_its_gpus_unless_told_otherwise(tmp_path: Path) -> None:
+    assert parse_args([]).emulated_gpu_seconds_per_sample == EMULATED_GPU_SECONDS_PER_SAMPLE > 0
+    quick = parse_args(["--quick"]).emulated_gpu_seconds_per_sample
+    assert quick == QUICK_EMULATED_GPU_SECONDS_PER_SAMPLE > 0
+    assert parse_args(["--gpu-ms-per-sample", "2.5"]).emulated_gpu_seconds_per_sample == 0.0025
+    assert parse_args(["--gpu-ms-per-sample", "0"]).emulated_gpu_seconds_per_sample == 0
+    with pytest.raises(SystemExit):
+        parse_args(["--gpu-ms-per-sample", "-1"])
+    assert gpu_note(0.003, local=True) == "GPUs: emulated, 3 ms per training sample"
+    assert "not emulated" in gpu_note(0.0, local=True)
+    assert "emulated" not in gpu_note(0.003, local=False)
 
 
 @pytest.mark.parametrize("name", DEMO_SAMPLES)

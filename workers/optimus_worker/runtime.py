@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from optimus_worker import contract
@@ -76,6 +77,16 @@ def warm_up() -> None:
     torch.optim.SGD([param], lr=0.1)
 
 
+def task_for_role(task: TrainingTask, role: str, environ: Mapping[str, str]) -> TrainingTask:
+    """The task this pod trains: a worker's waits the emulated accelerator time its node
+    asks for (optimus_worker.emulation); a PS holds no accelerator and never waits."""
+    if role != "worker":
+        return task
+    from optimus_worker.emulation import emulated_task, seconds_per_sample_from_env
+
+    return emulated_task(task, seconds_per_sample_from_env(environ))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optimus_worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,14 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     except TaskError as exc:
         print(f"optimus_worker: {exc}", file=sys.stderr)
         return 2
-    if env.role == "worker":  # a PS holds no accelerator: it never waits
-        from optimus_worker.emulation import emulated_task, seconds_per_sample_from_env
-
-        try:
-            task = emulated_task(task, seconds_per_sample_from_env(os.environ))
-        except contract.ContractError as exc:
-            print(f"optimus_worker: {exc}", file=sys.stderr)
-            return 2
+    try:
+        task = task_for_role(task, env.role, os.environ)
+    except contract.ContractError as exc:
+        print(f"optimus_worker: {exc}", file=sys.stderr)
+        return 2
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     import torch
 
