@@ -114,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="main comparison only")
     parser.add_argument("--scale", action="store_true",
                         help="only time 1,000 jobs on 64 nodes per policy")
+    parser.add_argument("--decompose", action="store_true",
+                        help="only where the JCT goes, per third of the jobs (seed 0)")
     args = parser.parse_args(argv)
     table = load_table()
     if table is None:
@@ -125,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     surfaces = {model: surface_from_rows(rows) for model, rows in table.rows.items()}
     cluster = Cluster.uniform(args.nodes, 8, 64)
     gpus = cluster.total.gpu
+    if args.decompose:
+        trace = make_trace(table, surfaces, args.jobs, 0, args.load, gpus)[0]
+        decompose(trace, surfaces, cluster)
+        return 0
     seeds = list(range(args.seeds))
     traces = {seed: make_trace(table, surfaces, args.jobs, seed, args.load, gpus)
               for seed in seeds}
@@ -188,6 +194,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     (OUT / "scheduling.json").write_text(json.dumps(record, indent=2))
     console.print(f"plots and numbers in {OUT}")
     return 0
+
+
+def decompose(trace: Sequence[TraceJob], surfaces: dict[str, SpeedSurface],
+              cluster: Cluster, seed: int = 0) -> None:
+    """Where each policy's JCT goes: per third of the jobs (split by their DRF JCT), the
+    mean JCT, time queued before the first start, restart downtime, resizes and GPU-hours,
+    for DRF and for optimus with learned and with oracle models."""
+    runs = {}
+    for label, policy, oracle in (("drf", "drf", False), ("optimus learned", "optimus", False),
+                                  ("optimus oracle", "optimus", True)):
+        config = SimulationConfig(policy=policy, interval=60.0, restart_cost=30.0, seed=seed,
+                                  oracle=oracle, loss_refit_growth=LOSS_REFIT_GROWTH)
+        runs[label] = {o.job: o for o in simulate(trace, surfaces, cluster, config).outcomes}
+    by_drf = sorted(runs["drf"], key=lambda job: runs["drf"][job].jct)
+    n = len(by_drf)
+    report = Table(title=f"where the JCT goes, seed {seed}, per job means (h)")
+    for column in ("jobs", "policy", "JCT", "queued", "restarting", "resizes", "GPU-h",
+                   "optimus learned beats DRF"):
+        report.add_column(column, justify="left" if column in ("jobs", "policy") else "right")
+    for lo, hi, name in ((0, n // 3, "short third"), (n // 3, 2 * n // 3, "middle third"),
+                         (2 * n // 3, n, "long third")):
+        chosen = by_drf[lo:hi]
+        wins = sum(runs["optimus learned"][j].jct < runs["drf"][j].jct for j in chosen)
+        for label, outcomes in runs.items():
+            rows = [outcomes[j] for j in chosen]
+            report.add_row(
+                name, label, f"{np.mean([o.jct for o in rows]) / 3600:.2f}",
+                f"{np.mean([(o.start or o.arrival) - o.arrival for o in rows]) / 3600:.2f}",
+                f"{np.mean([o.restart_seconds for o in rows]) / 3600:.3f}",
+                f"{np.mean([o.resizes for o in rows]):.1f}",
+                f"{np.mean([o.gpu_seconds for o in rows]) / 3600:.2f}",
+                f"{wins}/{len(chosen)}" if label == "optimus learned" else "")
+    console.print(report)
 
 
 #: OptimusConfig options that the sweep tries on top of the default optimus policy: a
