@@ -24,7 +24,6 @@ from optimus.api.status import (
 )
 from optimus.kube.plan import (
     PROBE_PAYBACK_RESTARTS,
-    REASON_RESIZE_STUCK,
     Assessed,
     Decision,
     JobState,
@@ -411,11 +410,11 @@ def test_a_resize_whose_pods_never_run_is_reported_once(decided_ago: float,
     (a,) = [assess(state, None, metrics_error=None, now=NOW, settings=settings, nodes=NODES)]
     resizing = next(x for x in a.status.conditions if x.type == c.RESIZING)
     assert resizing.status == "True"
-    warnings = [e for e in a.events if e.reason == REASON_RESIZE_STUCK]
+    warnings = [e for e in a.events if e.reason == c.REASON_RESIZE_STUCK]
     if not stuck:
         assert resizing.reason == c.REASON_RESIZE and warnings == []
         return
-    assert resizing.reason == REASON_RESIZE_STUCK
+    assert resizing.reason == c.REASON_RESIZE_STUCK
     assert len(warnings) == 1 and warnings[0].type == "Warning"
     for name in (p.name for p in pods):
         assert name in warnings[0].message
@@ -424,7 +423,7 @@ def test_a_resize_whose_pods_never_run_is_reported_once(decided_ago: float,
     # the next round says the same thing: no second Warning
     again = assess(_state(_raw("stuck"), a.status, pods), None, metrics_error=None,
                    now=NOW + 4, settings=settings, nodes=NODES)
-    assert not [e for e in again.events if e.reason == REASON_RESIZE_STUCK]
+    assert not [e for e in again.events if e.reason == c.REASON_RESIZE_STUCK]
     # once the pods run, the resize is over
     running = _pods("stuck", allocation)
     done = assess(_state(_raw("stuck"), a.status, running), None, metrics_error=None,

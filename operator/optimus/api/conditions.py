@@ -33,6 +33,9 @@ REASON_QUEUED: Final = "Queued"  # Scheduled=False: the cluster cannot fit its m
 REASON_PROBING: Final = "Probing"  # Scheduled=True: measuring its speed at probe configs
 REASON_ALLOCATED: Final = "Allocated"  # Scheduled=True: allocated by the fitted models
 REASON_RESIZE: Final = "Resize"  # Resizing=True: a new allocation is being rolled out
+#: Resizing=True: the new generation's pods have not all run within the resize timeout (the
+#: job keeps waiting for them; nothing is deleted)
+REASON_RESIZE_STUCK: Final = "ResizeStuck"
 REASON_POD_FAILED: Final = "PodFailed"  # Resizing=True: replacing failed pods
 REASON_PODS_RUNNING: Final = "PodsRunning"  # Resizing=False
 REASON_METRICS_OBSERVED: Final = "MetricsObserved"

@@ -78,9 +78,6 @@ MAX_PROBE_CHOICES = 6
 #: probe costs a restart to reach and, unless it is the best size, one to leave, plus its
 #: measuring span at a size that may be worse, so it cannot pay for itself any more
 PROBE_PAYBACK_RESTARTS = 4.0
-#: Resizing=True with this reason: the new generation's pods have not all run within
-#: RoundSettings.resize_timeout_seconds (the job keeps waiting for them; nothing is deleted)
-REASON_RESIZE_STUCK = "ResizeStuck"
 
 
 @dataclass(frozen=True)
@@ -512,8 +509,8 @@ def assess(
                "every pod of the allocation is running")
     elif allocation is not None and not state.busy and not restart:
         stuck = stuck_resize(allocation, current, now, settings)
-        if stuck and st.set(cond.RESIZING, "True", REASON_RESIZE_STUCK, stuck):
-            events.append(Event("Warning", REASON_RESIZE_STUCK, stuck))
+        if stuck and st.set(cond.RESIZING, "True", cond.REASON_RESIZE_STUCK, stuck):
+            events.append(Event("Warning", cond.REASON_RESIZE_STUCK, stuck))
     settled = (allocation is not None and bool(allocation.running_since)
                and not cond.is_true(st.value.conditions, cond.RESIZING))
 
