@@ -23,7 +23,6 @@ from optimus.api.status import (
     with_condition,
 )
 from optimus.kube.plan import (
-    PROBE_PAYBACK_RESTARTS,
     Assessed,
     Decision,
     JobState,
@@ -40,6 +39,7 @@ from optimus.kube.plan import (
 from optimus.kube.snapshot import PodSnapshot
 from optimus.metrics.observe import JobObservation
 from optimus.scheduling import NodeView, Resources, allocate, place
+from optimus.scheduling.probes import PROBE_PAYBACK_RESTARTS
 from optimus_worker import contract
 
 from tests.api.conftest import RAW_JOB

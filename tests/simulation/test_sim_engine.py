@@ -131,6 +131,18 @@ def test_learning_policies_probe_new_jobs_and_oracle_ones_do_not() -> None:
     assert learned.outcomes != oracle.outcomes
 
 
+@pytest.mark.parametrize(("restart_cost", "probes"), [(5.0, True), (1e5, False)])
+def test_a_job_probes_only_while_a_probe_can_pay_for_itself(restart_cost: float,
+                                                            probes: bool) -> None:
+    # the operator's rule (optimus.scheduling.probes): with restarts this dear, the whole
+    # job is shorter than PROBE_PAYBACK_RESTARTS of them, so it stays at its first size
+    job = TraceJob("solo", 0.0, "cnn-ps-bound", 20, 50_000.0, batch_size=64, min_ps=1,
+                   max_ps=4, min_workers=1, max_workers=4)
+    config = SimulationConfig(policy="optimus", restart_cost=restart_cost)
+    (outcome,) = simulate([job], SURFACES, CLUSTER, config).outcomes
+    assert (outcome.starts > 1) is probes
+
+
 def test_oracle_knowledge_is_no_worse_on_average() -> None:
     from optimus.simulation.metrics import summarise
 

@@ -67,17 +67,10 @@ from optimus.models import (
     samples_per_second,
 )
 from optimus.scheduling import Allocation, JobPlacement, JobView, NodeView, Placement
-from optimus.scheduling.cluster import demand_triple, start_round
+from optimus.scheduling.probes import MAX_PROBE_CHOICES, fit_probes, probe_pays_back
 from optimus.scheduling.types import RemainingTime
 
 Action = Literal["none", "roll", "delete"]
-#: how many probe configurations a probing job may choose among when its first choice
-#: does not fit the cluster (see `fit_probes_to_capacity`)
-MAX_PROBE_CHOICES = 6
-#: a job stops probing once it has less than this many restarts' worth of time left: a
-#: probe costs a restart to reach and, unless it is the best size, one to leave, plus its
-#: measuring span at a size that may be worse, so it cannot pay for itself any more
-PROBE_PAYBACK_RESTARTS = 4.0
 
 
 @dataclass(frozen=True)
@@ -562,14 +555,15 @@ def stuck_resize(allocation: AllocationStatus, current: Sequence[PodSnapshot], n
 def too_late_to_probe(knowledge: Knowledge, job: TrainingJob, allocation: AllocationStatus,
                       settings: RoundSettings) -> Knowledge:
     """The job's knowledge with its probing ended when its predicted remaining time at its
-    current allocation is below PROBE_PAYBACK_RESTARTS restart costs (see there); from
+    current allocation is too short to repay a probe (`probe_pays_back`, the rule the
+    simulator shares); from
     then on the policy judges it by what it has measured. A job whose epoch size is not
     measured yet, or whose remaining time is unknown, keeps probing."""
     if not knowledge.probing or not knowledge.samples_per_epoch:
         return knowledge
     remaining = knowledge.remaining_time(job.spec.global_batch_size, job.spec.mode)(
         allocation.ps, allocation.workers)
-    if not remaining < PROBE_PAYBACK_RESTARTS * settings.restart_cost_seconds:
+    if probe_pays_back(remaining, settings.restart_cost_seconds):
         return knowledge
     return replace(knowledge, probing=False, next_probe=None, probes=())
 
@@ -600,56 +594,34 @@ def views(assessed: Sequence[Assessed]) -> list[JobView]:
 
 def fit_probes_to_capacity(assessed: Sequence[Assessed],
                            nodes: Sequence[NodeView]) -> list[Assessed]:
-    """Each probing job's pin moved to a probe the cluster can hold.
-
-    A probe is pinned exactly (the policy may not change it), so a probe that does not fit
-    would leave the job where it is, unmeasured, for as long as the other jobs hold their
-    share: a newcomer that wants to measure 3 workers next to a job that holds 1 of 3 GPUs
-    would never probe at all. Every other job first keeps what it holds (a running job its
-    current allocation, a new one its pin or minimum); then, in the policy's order, each
-    probing job takes the first of its probes that fits what is left; when none does, the
-    job is left to the policy for this round (not probing), judged by its measurements.
-
-    A probe never shrinks a running neighbour: that would cost the neighbour two restarts
-    (down for the probe, back up as soon as the policy is free again) for a measurement of
-    another job, and the policy, not a probe, decides who yields room. (The contention
-    scenario measured it: a newcomer's probe took a GPU from the job nearest to finishing,
-    the policy gave it straight back, and each job paid two resizes for nothing.)"""
-    job_views = views(assessed)
-    if not job_views:
-        return list(assessed)
-    ordered, _, budget = start_round(job_views, nodes)
-    by_key = {a.key: a for a in assessed}
-
+    """Each probing job's pin moved to a probe the cluster can hold, by the rule the
+    simulator shares (`optimus.scheduling.probes.fit_probes`: a probe fits beside what
+    every other job holds and never shrinks a running neighbour). A job none of whose
+    probes fits is left to the policy for this round (not probing), judged by its
+    measurements."""
     def probing(a: Assessed) -> bool:
         allocation = a.status.allocation
         here = None if allocation is None else (allocation.ps, allocation.workers)
         return (a.pin is not None and a.knowledge.probing and here is not None
                 and (a.pin.ps, a.pin.workers) != here)
 
-    for view in ordered:  # what the jobs that are not moving to a probe hold
-        if not probing(by_key[view.id]):
-            held = view.current or Allocation(view.min_ps, view.min_workers)
-            budget.try_take(view.id, demand_triple(view, held.ps, held.workers))
+    wanted = {a.key: tuple(Allocation(*p) for p in a.knowledge.probes)
+              for a in assessed if probing(a)}
+    # the probing jobs' views carry their spec's bounds, not their first probe
+    job_views = views([replace(a, pin=None) if a.key in wanted else a for a in assessed])
+    chosen = fit_probes(job_views, nodes, wanted)
     moved: dict[str, Assessed] = {}
-    for view in ordered:
-        a = by_key[view.id]
-        if not probing(a):
+    for a in assessed:
+        if a.key not in chosen:
             continue
         assert a.state.job is not None
-        probe = next((c for c in (Allocation(*p) for p in a.knowledge.probes)
-                      if budget.fits(view.id, demand_triple(view, c.ps, c.workers))), None)
+        probe = chosen[a.key]
         if probe is None:
             # no probe fits beside the others: the job is free, like a fitted one, judged
             # by its nearest measurement, rather than frozen at its size until room appears
-            floor = spec_minimum(a.state.job)
-            budget.try_take(view.id, demand_triple(view, floor.ps, floor.workers))
-            moved[view.id] = replace(a, pin=None,
-                                     knowledge=replace(a.knowledge, probing=False))
-            continue
-        budget.try_take(view.id, demand_triple(view, probe.ps, probe.workers))
-        if probe != a.pin:
-            moved[view.id] = replace(a, pin=_clip(probe, a.state.job))
+            moved[a.key] = replace(a, pin=None, knowledge=replace(a.knowledge, probing=False))
+        elif probe != a.pin:
+            moved[a.key] = replace(a, pin=_clip(probe, a.state.job))
     return [moved.get(a.key, a) for a in assessed]
 
 

@@ -15,8 +15,9 @@ Costs and rules:
   of a running job (including a preemption to zero) counts as one resize;
 * learning policies (`optimus`, `optimus-paper`) run a new job at its minimum, then at probe
   configurations (`optimus.models.propose_probes`, within a probe box), until its
-  speed model can be fitted, as the operator does: the job's bounds are pinned to the
-  probe for that round;
+  speed model can be fitted, by the operator's rules (optimus.scheduling.probes: a probe
+  fits beside what the others hold, and only while it can still pay for itself): the
+  job's bounds are pinned to the probe for that round;
 * `oracle` gives every policy the true remaining epochs and the true speed table;
 * randomness (observation noise) comes from one generator per job seeded by (seed, index of
   the job in the trace's (arrival, name) order): the same seed gives the same result.
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ import numpy as np
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
 from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode, probes_within_box
 from optimus.scheduling import allocate, place
+from optimus.scheduling.probes import MAX_PROBE_CHOICES, fit_probes, probe_pays_back
 from optimus.scheduling.types import (
     Allocation,
     JobPlacement,
@@ -289,7 +291,9 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
             raise SimulationError(
                 f"{len(active)} job(s) still unfinished {config.horizon:g} s after the last "
                 f"arrival under {config.policy} (e.g. {stuck}); the policy starves them")
-        views = [_view(state, time, config, learning) for state in active]
+        views = [_view(state, time, config) for state in active]
+        if learning:
+            views = _pin_probes(active, views, node_views, config)
         allocations = allocate(views, node_views, config.policy, now=time, **options)
         placement = place(allocations, views, node_views, previous)
         peak = _check_conservation(placement, active, cluster)
@@ -342,16 +346,9 @@ def _new_job(job: TraceJob, index: int, surface: SpeedSurface,
                 worker_request, np.random.default_rng([config.seed, index]), learned)
 
 
-def _view(state: _Job, now: float, config: SimulationConfig, learning: bool) -> JobView:
+def _view(state: _Job, now: float, config: SimulationConfig) -> JobView:
     job = state.trace
-    min_ps, max_ps = state.min_ps, state.max_ps
-    min_workers, max_workers = job.min_workers, state.max_workers
     learned = state.learned
-    if learning and learned is not None and learned.needs_probes():
-        probe = _next_probe(state, config)
-        if probe is not None:
-            min_ps = max_ps = probe[0]
-            min_workers = max_workers = probe[1]
     remaining_time: Callable[[int, int], float]
     if learned is None:
         remaining_time = _true_remaining_time(state)
@@ -366,8 +363,9 @@ def _view(state: _Job, now: float, config: SimulationConfig, learning: bool) -> 
     requested = Allocation(job.ps or 0, job.workers) if job.workers is not None else None
     return JobView(
         id=job.job, arrival=job.arrival, ps_request=state.ps_request,
-        worker_request=state.worker_request, min_ps=min_ps, max_ps=max_ps,
-        min_workers=min_workers, max_workers=max_workers, remaining_time=remaining_time,
+        worker_request=state.worker_request, min_ps=state.min_ps, max_ps=state.max_ps,
+        min_workers=job.min_workers, max_workers=state.max_workers,
+        remaining_time=remaining_time,
         current=current, mode=job.mode, progress=progress, attained_service=state.attained,
         requested=requested)
 
@@ -399,18 +397,48 @@ def _learned_remaining_time(learned: LearnedJob, done: float,
     return remaining_time
 
 
-def _next_probe(state: _Job, config: SimulationConfig) -> tuple[int, int] | None:
-    """As the operator does (optimus.kube.plan): a new job runs at its minimum first, then
-    at `propose_probes`' next configuration within its bounds (or the probe box), until its
-    speed model can be fitted."""
-    assert state.learned is not None
-    seen = state.learned.configurations
-    if not seen:
-        return state.min_ps, state.trace.min_workers
-    probes = probes_within_box(state.min_ps, state.max_ps, state.trace.min_workers,
-                               state.max_workers, seen, 1, state.mode,
-                               box=(config.probe_max_ps, config.probe_max_workers))
-    return probes[0] if probes else None
+def _pin_probes(states: Sequence[_Job], views: Sequence[JobView],
+                nodes: Sequence[NodeView], config: SimulationConfig) -> list[JobView]:
+    """The views with each learning job's bounds pinned to its probe, as the operator does
+    (optimus.kube.plan: `assess`, then `fit_probes_to_capacity`), with the rules both share
+    (optimus.scheduling.probes): a job that has not run yet starts at its minimum; a running
+    job stays where it is until that configuration is measured, then moves to the first of
+    `probes_within_box`' configurations that fits beside what the others hold, or, when
+    none fits or too little time is left to repay a probe, is left to the policy."""
+    pins: dict[str, tuple[int, int]] = {}
+    wanted: dict[str, tuple[Allocation, ...]] = {}
+    for state, view in zip(states, views, strict=True):
+        learned = state.learned
+        if learned is None or not learned.needs_probes():
+            continue
+        seen = learned.configurations
+        if state.placement is None:
+            first = _probes(state, seen, config, 1) if seen else []
+            pins[view.id] = first[0] if first else (state.min_ps, state.trace.min_workers)
+            continue
+        here = (len(state.placement.ps_nodes), len(state.placement.worker_nodes))
+        if here not in seen:
+            pins[view.id] = here  # still measuring (or restarting into) this configuration
+        elif probe_pays_back(view.remaining_time(*here), config.restart_cost):
+            probes = _probes(state, seen, config, MAX_PROBE_CHOICES)
+            if probes:
+                wanted[view.id] = tuple(Allocation(*p) for p in probes)
+    for job_id, probe in fit_probes(views, nodes, wanted).items():
+        if probe is not None:
+            pins[job_id] = (probe.ps, probe.workers)
+    if not pins:
+        return list(views)
+    return [view if view.id not in pins else replace(
+        view, min_ps=pins[view.id][0], max_ps=pins[view.id][0],
+        min_workers=pins[view.id][1], max_workers=pins[view.id][1]) for view in views]
+
+
+def _probes(state: _Job, seen: set[tuple[int, int]], config: SimulationConfig,
+            count: int) -> list[tuple[int, int]]:
+    """The job's next probe configurations, best first (the operator's choice)."""
+    return probes_within_box(state.min_ps, state.max_ps, state.trace.min_workers,
+                             state.max_workers, seen, count, state.mode,
+                             box=(config.probe_max_ps, config.probe_max_workers))
 
 
 def _demand(state: _Job) -> Resources:
