@@ -246,12 +246,31 @@ def test_a_not_worth_it_grow_frees_room_for_a_queued_job() -> None:
 
 
 def test_a_shrink_forced_by_capacity_still_happens() -> None:
-    # r runs on all 4 GPUs; a higher-priority job needs 2: r must shrink, restart or not
+    # r runs on all 4 GPUs; a higher-priority job needs 2: r must shrink, restart or not,
+    # even though it is about to finish (250 s left, under one restart cost)
     running = job("r", max_workers=4, current=Allocation(0, 4), arrival=5)
     urgent = job("u", min_workers=2, max_workers=2, priority=1, arrival=10)
     nodes = [node("n0", gpu=4, cpu=100, memory=1e15)]
     result = allocate([running, urgent], nodes, "optimus", restart_cost_seconds=1e9)
     assert result == {"r": Allocation(0, 2), "u": Allocation(0, 2)}
+
+
+@pytest.mark.parametrize(("finishing_restarts", "kept"), [(1.0, True), (0.0, False)])
+def test_a_job_about_to_finish_is_not_shrunk_for_a_newcomer(finishing_restarts: float,
+                                                            kept: bool) -> None:
+    # r finishes in 9 s on its 4 GPUs; shrinking it to make room would cost it a 10 s
+    # restart and 29 s at one worker, while the newcomer's own restart means the room
+    # helps it no sooner than r finishing frees it (a resize seen in the demo)
+    times = {1: 29.0, 2: 16.0, 3: 12.0, 4: 9.0}
+    running = job("r", max_workers=4, current=Allocation(0, 4), arrival=0,
+                  remaining_time=lambda p, w: times.get(w, math.inf))
+    newcomer = job("n", max_workers=4, arrival=5)
+    nodes = [node("n0", gpu=4, cpu=100, memory=1e15)]
+    result = allocate([running, newcomer], nodes, "optimus", restart_cost_seconds=10.0,
+                      finishing_restarts=finishing_restarts)
+    assert (result["r"] == Allocation(0, 4)) is kept
+    assert (result["n"] == Allocation(0, 0)) is kept  # else the newcomer took r's room
+    assert demand([running, newcomer], result).fits_in(free(nodes))
 
 
 def test_current_outside_the_bounds_is_not_kept() -> None:

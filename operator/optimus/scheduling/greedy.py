@@ -14,7 +14,8 @@ for the tests and the benchmark), in O(tasks * log(jobs)) instead of O(tasks * j
 
 Beyond the paper, a resize costs a restart: a running job moves from its current
 allocation only when remaining_time(new) + restart_cost < remaining_time(current)
-* (1 - min_relative_gain) (see `OptimusPolicy._keep_current_unless_worth_a_restart`).
+* (1 - min_relative_gain) (see `OptimusPolicy._keep_current_unless_worth_a_restart`),
+and a running job about to finish keeps its allocation (`OptimusConfig.finishing_restarts`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optimus.scheduling.cluster import (
     NOT_ADMITTED,
@@ -60,6 +61,11 @@ class OptimusConfig:
     min_relative_gain: a running job also moves only when the move cuts its remaining
         time by more than this fraction (hysteresis: the models are refitted every round,
         and a move within their noise would be undone by the next refit).
+    finishing_restarts: a running job predicted to finish within this many restart costs
+        at its current allocation keeps it, when every such job can: shrinking it would
+        cost it a restart longer than what it has left, and the room it frees would reach
+        the others no sooner than it finishing does, since growing costs them a restart
+        too. A higher priority that needs the room still shrinks it (0 turns this off).
     """
 
     restart_cost_seconds: float = 30.0
@@ -68,6 +74,7 @@ class OptimusConfig:
     jct_exponent: float = 1.0
     min_gain: float = 0.0
     min_relative_gain: float = 0.1
+    finishing_restarts: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_relative_gain < 1:
@@ -77,6 +84,10 @@ class OptimusConfig:
         if not self.restart_cost_seconds >= 0:
             raise ValueError(
                 f"restart_cost_seconds={self.restart_cost_seconds}; give seconds >= 0"
+            )
+        if not self.finishing_restarts >= 0:
+            raise ValueError(
+                f"finishing_restarts={self.finishing_restarts}; give a number of restarts >= 0"
             )
         if not self.jct_exponent >= 0:
             raise ValueError(f"jct_exponent={self.jct_exponent}; give a number >= 0")
@@ -328,6 +339,35 @@ class OptimusPolicy:
         self, jobs: list[JobView], nodes: list[NodeView], *, now: float
     ) -> dict[str, Allocation]:
         del now  # the decision depends on remaining times only, not on the clock
+        finishing = self._finishing(jobs)
+        if finishing:
+            pinned = self._allocate([
+                replace(job, min_ps=finishing[job.id].ps, max_ps=finishing[job.id].ps,
+                        min_workers=finishing[job.id].workers,
+                        max_workers=finishing[job.id].workers)
+                if job.id in finishing else job for job in jobs], nodes)
+            if all(pinned[job_id] == current for job_id, current in finishing.items()):
+                return pinned
+            # some job needs room that only shrinking a finishing one gives (a higher
+            # priority, say): decide without the pins
+        return self._allocate(jobs, nodes)
+
+    def _finishing(self, jobs: Sequence[JobView]) -> dict[str, Allocation]:
+        """The running jobs that keep their allocation because they are about to finish
+        (see OptimusConfig.finishing_restarts), with that allocation."""
+        horizon = self.config.finishing_restarts * self.config.restart_cost_seconds
+        if not self.config.keep_running or horizon <= 0:
+            return {}
+        out = {}
+        for job in jobs:
+            current = job.current
+            if (current is not None and is_running(job) and in_bounds(current, job)
+                    and remaining(job, current.ps, current.workers) < horizon):
+                out[job.id] = current
+        return out
+
+    def _allocate(self, jobs: Sequence[JobView], nodes: Sequence[NodeView]
+                  ) -> dict[str, Allocation]:
         ordered, index, budget = start_round(jobs, nodes)
         state = _GreedyState(ordered, index, self.config.exponent)
         self._admit_and_grow(state, budget, range(len(ordered)))
