@@ -10,7 +10,8 @@ def test_defaults_match_the_documented_ones() -> None:
     config, verbose = load_config([], {})
     assert config == OperatorConfig()
     assert (config.interval_seconds, config.restart_cost_seconds, config.metrics_port,
-            config.health_port, config.peering) == (60.0, 30.0, 9500, 8080, "optimus")
+            config.health_port, config.peering, config.resize_timeout_seconds) == (
+        60.0, 30.0, 9500, 8080, "optimus", 300.0)
     assert not verbose
 
 
@@ -33,6 +34,7 @@ def test_environment_then_flags() -> None:
         ({"OPTIMUS_POLICY": "fifo"}, [], "OPTIMUS_POLICY"),
         ({"OPTIMUS_PROMETHEUS_URL": "prometheus:9090"}, [], "OPTIMUS_PROMETHEUS_URL"),
         ({"OPTIMUS_RESTART_COST_SECONDS": "-1"}, [], "OPTIMUS_RESTART_COST_SECONDS"),
+        ({}, ["--resize-timeout", "never"], "--resize-timeout"),
     ],
 )
 def test_bad_values_name_their_source(env: dict[str, str], argv: list[str], names: str) -> None:

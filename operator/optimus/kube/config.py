@@ -32,6 +32,7 @@ class OperatorConfig:
     checkpoint_timeout_seconds: float = 30.0
     prometheus_timeout_seconds: float = 5.0
     bind_address: str = "0.0.0.0"
+    resize_timeout_seconds: float = 300.0
 
 
 #: (field, environment variable, flag, help)
@@ -61,6 +62,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "--prometheus-timeout", "timeout of one Prometheus query"),
     ("bind_address", "OPTIMUS_BIND_ADDRESS", "--bind-address",
      "address the metrics and health endpoints listen on"),
+    ("resize_timeout_seconds", "OPTIMUS_RESIZE_TIMEOUT_SECONDS", "--resize-timeout",
+     "seconds after which a resize whose pods do not all run is reported (ResizeStuck)"),
 )
 
 

@@ -103,6 +103,7 @@ class Controller:
             speed_warmup_seconds=config.speed_warmup_seconds,
             speed_span_seconds=config.speed_span_seconds,
             metrics_grace_seconds=max(60.0, 3 * config.interval_seconds),
+            resize_timeout_seconds=config.resize_timeout_seconds,
         )
         self._lock = asyncio.Lock()
         self._pending = False
