@@ -82,6 +82,7 @@ def operator_exporter() -> Iterator[str]:
     for step in ROUND_STEPS:
         metrics.step_duration(step, 0.01)
     metrics.round_done("ok")
+    metrics.restart_cost(18.0)
     metrics.resized(*key)
     metrics.prometheus_failed()
     port = free_port()

@@ -23,6 +23,7 @@ from optimus.api.status import (
     with_condition,
 )
 from optimus.kube.plan import (
+    MIN_MEASURED_RESTARTS,
     Assessed,
     Decision,
     JobState,
@@ -32,6 +33,8 @@ from optimus.kube.plan import (
     decide,
     fit_probes_to_capacity,
     keep_running,
+    learned_restart_cost,
+    measured_restart_seconds,
     previous_placement,
     too_late_to_probe,
     views,
@@ -430,3 +433,50 @@ def test_a_resize_whose_pods_never_run_is_reported_once(decided_ago: float,
                   now=NOW + 8, settings=settings, nodes=NODES)
     resizing = next(x for x in done.status.conditions if x.type == c.RESIZING)
     assert (resizing.status, resizing.reason) == ("False", c.REASON_PODS_RUNNING)
+
+
+# ---- the measured restart cost ----------------------------------------------------------------
+RESIZED = AllocationStatus(1, 2, 3, ("n1",), ("n1", "n1"), updated_at=iso(NOW - 60))
+
+
+@pytest.mark.parametrize(("allocation", "observation", "seconds"), [
+    (RESIZED, JobObservation(generation=3, first_step_at=NOW - 42), 18.0),
+    (RESIZED, JobObservation(generation=3), None),  # no step yet
+    (RESIZED, JobObservation(generation=2, first_step_at=NOW - 42), None),  # the old pods
+    (RESIZED, None, None),
+    (replace(RESIZED, restart_seconds=11.0), JobObservation(generation=3,
+                                                            first_step_at=NOW - 42), None),
+    (replace(RESIZED, generation=0), JobObservation(generation=0, first_step_at=NOW - 42),
+     None),  # a job's first start is not a restart
+    (replace(RESIZED, updated_at=""), JobObservation(generation=3, first_step_at=NOW - 42),
+     None),
+])
+def test_a_restart_is_timed_from_its_decision_to_its_first_step(
+        allocation: AllocationStatus, observation: JobObservation | None,
+        seconds: float | None) -> None:
+    assert measured_restart_seconds(allocation, observation) == seconds
+
+
+def test_the_round_records_the_restart_once_in_the_allocation() -> None:
+    state = _state(_raw("mnist"), _running(RESIZED), _pods("mnist", RESIZED))
+    seen = {("ml", "mnist"): JobObservation(generation=3, epoch=2.0, step=10, series=4,
+                                            first_step_at=NOW - 42)}
+    (decision,) = _round([state], seen)
+    assert decision.status.allocation is not None
+    assert decision.status.allocation.restart_seconds == 18.0
+    assert decision.patch is not None and decision.patch["allocation"]["restartSeconds"] == 18.0
+
+
+@pytest.mark.parametrize(("measured", "cost"), [
+    ((), 30.0),  # nothing measured: the configured value
+    ((12.0, 14.0), 30.0),  # too few to trust
+    ((12.0, 14.0, 40.0), 14.0),  # the median: one slow start does not move it
+    ((12.0, 14.0, 16.0, 18.0), 15.0),
+])
+def test_the_round_uses_the_measured_restart_cost_once_there_are_enough(
+        measured: tuple[float, ...], cost: float) -> None:
+    assert MIN_MEASURED_RESTARTS == 3
+    states = [_state(_raw(f"j{i}"), _running(replace(RESIZED, restart_seconds=seconds)))
+              for i, seconds in enumerate(measured)]
+    states.append(_state(_raw("never-resized"), _running(replace(RESIZED, generation=0))))
+    assert learned_restart_cost(states, configured=30.0) == cost

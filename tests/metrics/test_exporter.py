@@ -42,3 +42,9 @@ def test_job_series_disappear_with_the_job() -> None:
     assert 'job="a"' not in text
     assert f'{names.OP_ALLOCATED_WORKERS}{{job="b",namespace="ml"}} 2.0' in text
     assert f'{names.OP_REMAINING_SECONDS}{{' not in text
+
+
+def test_the_restart_cost_in_use_is_exported() -> None:
+    metrics = OperatorMetrics()
+    metrics.restart_cost(17.5)
+    assert f"{names.OP_RESTART_COST} 17.5" in _text(metrics)

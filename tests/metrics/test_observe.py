@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from optimus.metrics.observe import (
     QUERIES,
     SpeedWindow,
+    first_step_at,
     longest_rise,
     loss_per_epoch,
     observations_from_series,
@@ -133,3 +134,23 @@ def test_result_parsing() -> None:
     assert parse_result(matrix)[0].points == ((1.0, 1.0), (3.0, 3.0))
     with pytest.raises(PrometheusError, match="bad_data"):
         parse_result({"status": "error", "errorType": "bad_data", "error": "parse error"})
+
+
+@pytest.mark.parametrize(("points", "first"), [
+    ([(10.0, 0.0), (11.0, 0.0), (12.0, 3.0), (13.0, 9.0)], 12.0),  # seen at 0, then stepping
+    ([(10.0, 2.0), (11.0, 5.0)], None),  # already stepping in the first sample: unknown when
+    ([(10.0, 0.0), (11.0, 0.0)], None),  # not stepping yet
+    ([], None),
+])
+def test_the_first_step_is_timed_only_when_seen_from_before_it(
+        points: list[tuple[float, float]], first: float | None) -> None:
+    assert first_step_at(_series(3, points)) == first
+    assert first_step_at(None) is None
+
+
+def test_the_observation_times_the_newest_generations_first_step() -> None:
+    old = _series(1, [(0.0, 0.0), (1.0, 4.0), (2.0, 8.0)])
+    new = _series(2, [(5.0, 0.0), (6.0, 0.0), (7.0, 2.0)])
+    (observation,) = observations_from_series({"steps": [old, new]}, {KEY: None},
+                                              min_span=1.0).values()
+    assert observation.generation == 2 and observation.first_step_at == 7.0

@@ -42,12 +42,20 @@ class AllocationStatus:
     updated_at: str = ""
     #: when every pod of this generation was first seen running ("" until then)
     running_since: str = ""
+    #: seconds from this generation's decision to its first training step, as Prometheus
+    #: saw it (None until then, and for a job's first generation, whose start is not a
+    #: restart): what this restart cost the job, the operator's measured restart cost
+    restart_seconds: float | None = None
 
     @property
     def nodes(self) -> tuple[str, ...]:
         return tuple(sorted(set(self.ps_nodes) | set(self.worker_nodes)))
 
     def to_dict(self) -> dict[str, Any]:
+        # restartSeconds only once measured: a merge patch's null would delete it, so the
+        # stored status would never equal one written with null (and be re-patched)
+        measured = {} if self.restart_seconds is None else {
+            "restartSeconds": self.restart_seconds}
         return {
             "ps": self.ps,
             "workers": self.workers,
@@ -57,6 +65,7 @@ class AllocationStatus:
             "reason": self.reason,
             "updatedAt": self.updated_at,
             "runningSince": self.running_since,
+            **measured,
         }
 
 
@@ -153,6 +162,13 @@ def _strings(raw: Any) -> tuple[str, ...]:
     return tuple(str(x) for x in raw) if isinstance(raw, list) else ()
 
 
+def _seconds(raw: Any) -> float | None:
+    """A duration written by the operator: a finite number >= 0, else unknown (None)."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    return float(raw) if math.isfinite(raw) and raw >= 0 else None
+
+
 def _allocation(raw: Any) -> AllocationStatus | None:
     if not isinstance(raw, Mapping):
         return None
@@ -167,6 +183,7 @@ def _allocation(raw: Any) -> AllocationStatus | None:
             reason=str(raw.get("reason") or ""),
             updated_at=str(raw.get("updatedAt") or ""),
             running_since=str(raw.get("runningSince") or ""),
+            restart_seconds=_seconds(raw.get("restartSeconds")),
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -49,6 +49,7 @@ from optimus.kube.plan import (
     fit_probes_to_capacity,
     fitted_loss_now,
     keep_running,
+    learned_restart_cost,
     previous_placement,
     speed_window,
     views,
@@ -177,11 +178,15 @@ class Controller:
         with self._step(report, "observe"):
             observations, metrics_error = await self._observe(states, now)
             report.metrics_error = metrics_error
+        # the round's restart cost: measured on this cluster once it can be, else configured
+        settings = replace(self.settings, restart_cost_seconds=learned_restart_cost(
+            states, self.config.restart_cost_seconds))
+        self.metrics.restart_cost(settings.restart_cost_seconds)
         # 3 fit
         with self._step(report, "fit"):
             assessed = [
                 assess(s, observations.get((s.meta.namespace, s.meta.name)),
-                       metrics_error=metrics_error, now=now, settings=self.settings,
+                       metrics_error=metrics_error, now=now, settings=settings,
                        nodes=nodes)
                 for s in states
             ]
@@ -190,14 +195,14 @@ class Controller:
         with self._step(report, "allocate"):
             job_views = views(assessed)
             options: dict[str, Any] = {}
-            if self.settings.policy in ("optimus", "optimus-paper"):
-                options["restart_cost_seconds"] = self.settings.restart_cost_seconds
+            if settings.policy in ("optimus", "optimus-paper"):
+                options["restart_cost_seconds"] = settings.restart_cost_seconds
             allocations = keep_running(assessed, allocate(
                 job_views, nodes, self.settings.policy, now=now, **options))
         # 5 place
         with self._step(report, "place"):
             placement = place(allocations, job_views, nodes, previous_placement(assessed))
-            decisions = decide(assessed, placement, now=now, settings=self.settings)
+            decisions = decide(assessed, placement, now=now, settings=settings)
             report.decisions = decisions
         # 6 act
         with self._step(report, "act"):

@@ -24,6 +24,7 @@ change), Scheduled conditions, events and actions.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -71,6 +72,8 @@ from optimus.scheduling.probes import MAX_PROBE_CHOICES, fit_probes, probe_pays_
 from optimus.scheduling.types import RemainingTime
 
 Action = Literal["none", "roll", "delete"]
+#: the measured restarts needed before they replace the configured restart cost
+MIN_MEASURED_RESTARTS = 3
 
 
 @dataclass(frozen=True)
@@ -405,6 +408,12 @@ def assess(
     allocation = st.value.allocation
     current = [p for p in state.pods if allocation and p.generation == allocation.generation
                and not p.deleting]
+    # observe -> what this generation's restart cost (once, when its first step shows)
+    if allocation is not None:
+        cost = measured_restart_seconds(allocation, observation)
+        if cost is not None:
+            st.value, _ = with_allocation(st.value, replace(allocation, restart_seconds=cost))
+            allocation = st.value.allocation
     # observe -> progress
     progress = st.value.progress
     # A new generation's pods report step 0 until they have restored the checkpoint: that
@@ -529,6 +538,37 @@ def assess(
         action = "roll"
     return Assessed(state, st.value, tuple(events), schedulable=True, pin=pin,
                     knowledge=knowledge, action=action, restart=restart)
+
+
+def measured_restart_seconds(allocation: AllocationStatus,
+                             observation: JobObservation | None) -> float | None:
+    """What the allocation's generation cost as a restart, when it can first be told: the
+    seconds from its decision to its first training step (`first_step_at`, from the step
+    counters in Prometheus). None when it is already recorded, when the generation is a
+    job's first (its start is not a restart, and may include an image pull), or when the
+    observation is of another generation or has not seen the first step."""
+    if (allocation.restart_seconds is not None or allocation.generation < 1
+            or observation is None or observation.generation != allocation.generation
+            or observation.first_step_at is None):
+        return None
+    decided = parse_time(allocation.updated_at)
+    if decided is None:
+        return None
+    return round(max(0.0, observation.first_step_at - decided), 1)
+
+
+def learned_restart_cost(states: Sequence[JobState], configured: float) -> float:
+    """The restart cost the round uses: the median of the restarts measured on this cluster
+    (each job's current generation, `measured_restart_seconds`) once there are
+    MIN_MEASURED_RESTARTS of them, else the configured value. A restart's cost is mostly
+    the cluster's (pod start, process start, checkpoint restore), so one value for all jobs;
+    the median keeps one slow start (a busy node) from moving it."""
+    measured = sorted(s.status.allocation.restart_seconds for s in states
+                      if s.status.allocation is not None
+                      and s.status.allocation.restart_seconds is not None)
+    if len(measured) < MIN_MEASURED_RESTARTS:
+        return configured
+    return float(statistics.median(measured))
 
 
 def stuck_resize(allocation: AllocationStatus, current: Sequence[PodSnapshot], now: float,

@@ -63,6 +63,10 @@ class OperatorMetrics:
                                      "Predicted steps/s at the allocation", job, registry=r)
         self.fit_error = Gauge(names.OP_FIT_ERROR, "Model fit error (relative RMSE)",
                                [*job, names.LABEL_MODEL], registry=r)
+        self.restart_cost_seconds = Gauge(
+            names.OP_RESTART_COST, "Restart cost the last round used: the median measured "
+            "restart on this cluster, or the configured value before 3 are measured",
+            registry=r)
         self.round_seconds = Histogram(names.OP_ROUND_SECONDS,
                                        "Duration of each step of a scheduling round",
                                        [names.LABEL_STEP], buckets=_ROUND_BUCKETS, registry=r)
@@ -79,6 +83,9 @@ class OperatorMetrics:
 
     def step_duration(self, step: str, seconds: float) -> None:
         self.round_seconds.labels(step).observe(seconds)
+
+    def restart_cost(self, seconds: float) -> None:
+        self.restart_cost_seconds.set(seconds)
 
     def round_done(self, outcome: str) -> None:
         self.rounds.labels(outcome).inc()

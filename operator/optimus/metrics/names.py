@@ -18,6 +18,7 @@ OP_CONVERGED_EPOCH: Final = "optimus_job_predicted_converged_epoch"  # gauge, ns
 OP_FITTED_LOSS: Final = "optimus_job_fitted_loss"  # gauge, ns, job: l(k) of the fit at now
 OP_PREDICTED_SPEED: Final = "optimus_job_predicted_speed"  # gauge, ns, job: f(p, w) now
 OP_FIT_ERROR: Final = "optimus_model_fit_error"  # gauge, labels namespace, job, model
+OP_RESTART_COST: Final = "optimus_restart_cost_seconds"  # gauge: the round's restart cost
 OP_ROUND_SECONDS: Final = "optimus_scheduling_round_seconds"  # histogram, label step
 OP_RESIZES: Final = "optimus_resizes"  # counter (*_total), labels namespace, job
 OP_PROM_FAILURES: Final = "optimus_prometheus_query_failures"  # counter (*_total)

@@ -54,6 +54,9 @@ class JobObservation:
     speed: steps/s summed over the workers of the measured generation, or None when it has
         not run for `min_span` seconds since its warm-up.
     samples_per_epoch: samples the job processes per epoch (None until measurable).
+    first_step_at: when the newest generation's step counters first showed a step (the
+        first sample above 0), or None when none has shown or the lookback does not reach
+        back to before it (the counters were already moving in its first sample).
     """
 
     generation: int | None = None
@@ -65,6 +68,7 @@ class JobObservation:
     speed_span: float = 0.0
     samples_per_epoch: float | None = None
     series: int = 0
+    first_step_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ def observe_job(
                 if d_samples > 0 and d_epochs > 0.05:
                     samples_per_epoch = d_samples / d_epochs
     return JobObservation(
+        first_step_at=first_step_at(steps_s),
         generation=newest,
         loss_points=tuple(sorted(loss_points.items())),
         epoch=epoch_s.last if epoch_s else None,
@@ -180,6 +185,15 @@ def observe_job(
         samples_per_epoch=samples_per_epoch,
         series=sum(len(getattr(data, name).get(key, {})) for name in QUERIES),
     )
+
+
+def first_step_at(steps: Series | None) -> float | None:
+    """The time of the first sample in which a generation's summed step counters are above
+    0, when an earlier sample saw them at 0 (so the step happened within one sample step
+    before it); None otherwise. A generation's counters start at 0 with its processes."""
+    if steps is None or not steps.points or steps.points[0][1] > 0:
+        return None
+    return next((t for t, value in steps.points if value > 0), None)
 
 
 def observations_from_series(
