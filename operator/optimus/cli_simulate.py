@@ -57,6 +57,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="observation-noise seed")
     parser.add_argument("--oracle", action="store_true",
                         help="give every policy the true speed and convergence")
+    parser.add_argument("--baseline-placement", default="optimus", metavar="{optimus,spread}",
+                        help="placement of drf, tetris, tiresias and fixed: 'optimus' (the "
+                             "default) places them like optimus (fewest nodes, even spread); "
+                             "'spread' places each of their pods on the least allocated node, "
+                             "as the Kubernetes default scheduler does and as in the Optimus "
+                             "paper's experiments (a job spread over more nodes pays a network "
+                             "slowdown); optimus and optimus-paper always use their own")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--plot", type=Path, help="write the JCT CDF per policy (PNG)")
     parser.set_defaults(func=run)
@@ -93,7 +100,12 @@ def load_workload(trace: Path | None, speeds: Path | None) -> tuple[SpeedTable,
 
 
 def run(args: argparse.Namespace) -> int:
-    from optimus.simulation.engine import Cluster, SimulationConfig, check_fits
+    from optimus.simulation.engine import (
+        BASELINE_PLACEMENTS,
+        Cluster,
+        SimulationConfig,
+        check_fits,
+    )
     from optimus.simulation.inputs import SimulationInputError
     from optimus.simulation.metrics import summarise
     from optimus.simulation.speeds import surface_from_rows
@@ -103,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not policies:
         raise InputError(f"--policy names {', '.join(unknown) or 'nothing'}; use a comma-"
                          f"separated list of {', '.join(ALL_POLICIES)}")
+    if args.baseline_placement not in BASELINE_PLACEMENTS:
+        raise InputError(f"--baseline-placement is {args.baseline_placement!r}; use one of "
+                         f"{', '.join(BASELINE_PLACEMENTS)}")
     if args.nodes < 1:
         raise InputError(f"--nodes is {args.nodes}; give at least 1 node")
     _positive(args.gpus_per_node, "--gpus-per-node", strict=False)
@@ -121,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(str(error)) from None
     configs = [SimulationConfig(policy=name, interval=args.interval,
                                 restart_cost=args.restart_cost, seed=args.seed,
-                                oracle=args.oracle) for name in policies]
+                                oracle=args.oracle,
+                                baseline_placement=args.baseline_placement)
+               for name in policies]
     results = run_policies(jobs, surfaces, cluster, configs, progress=not args.json)
     metrics = {name: summarise(result) for name, result in results.items()}
     if args.plot:
@@ -196,6 +213,8 @@ def print_report(metrics: Mapping[str, PolicyMetrics], table: SpeedTable, jobs: 
         console = Console(width=120)
     source = args.trace or "default generated trace"
     knowledge = "oracle models" if args.oracle else "models learned online"
+    if args.baseline_placement != "optimus":
+        knowledge += f", baselines placed by {args.baseline_placement}"
     report = Table(title=(
         f"{jobs} jobs ({source}) on {args.nodes} nodes x {args.gpus_per_node:g} GPUs, "
         f"interval {args.interval:g} s, restart cost {args.restart_cost:g} s, {knowledge}, "

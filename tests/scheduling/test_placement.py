@@ -1,5 +1,7 @@
 """Step 5: placement invariants (no over-commit, whole or nothing, fewest nodes, even
-spread, selectors and taints), stability of previous placements, and random clusters."""
+spread, selectors and taints), stability of previous placements, and random clusters; and
+`spread_place`, the model of the Kubernetes default scheduler's spreading that the
+simulator can give the baselines (least allocated node per task)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from optimus.scheduling import (
     Allocation,
     JobPlacement,
     Placement,
+    Resources,
     Taint,
     Toleration,
     allocate,
     even_spread,
     place,
+    spread_place,
 )
 from optimus.scheduling.cluster import tolerates
 
@@ -25,6 +29,7 @@ from .support import (
     TAINT,
     TOLERATION,
     WORKER,
+    GiB,
     check_placement,
     job,
     jobs_strategy,
@@ -259,3 +264,126 @@ def test_memory_bytes_never_over_commit_by_rounding() -> None:
     placement = place({"j": Allocation(0, 4)}, [j], nodes)
     assert placement.unplaceable == ("j",)  # 4 * 16 GiB > 48 GiB
     assert not math.isnan(nodes[0].free.memory)
+
+
+# ---- spread_place: the Kubernetes default scheduler's LeastAllocated spreading ----------
+
+
+@pytest.mark.parametrize(
+    ("used_workers", "ps", "workers", "expected_ps", "expected_workers", "packed"),
+    [
+        # empty identical nodes: one task per node, ties by name
+        ([0, 0, 0, 0], 0, 4, (), ("n0", "n1", "n2", "n3"), 1),
+        # each task to the least loaded node left at that moment (n2, then n1 ties n2)
+        ([3, 1, 0, 2], 0, 3, (), ("n2", "n1", "n2"), 1),
+        # the PS first; the workers then avoid its node, which has less free
+        ([0, 0, 0], 1, 2, ("n0",), ("n1", "n2"), 1),
+        # more tasks than nodes: round robin by load
+        ([0, 0], 2, 4, ("n0", "n1"), ("n0", "n1", "n0", "n1"), 2),
+    ],
+)
+def test_spread_puts_each_task_on_the_least_allocated_node(
+    used_workers: list[int], ps: int, workers: int,
+    expected_ps: tuple[str, ...], expected_workers: tuple[str, ...], packed: int,
+) -> None:
+    nodes = [node(f"n{i}", used=WORKER.scale(u)) for i, u in enumerate(used_workers)]
+    j = job("j", min_ps=ps, max_ps=ps, min_workers=workers, max_workers=workers)
+    allocations = {"j": Allocation(ps, workers)}
+    placement = spread_place(allocations, [j], nodes)
+    assert placement.jobs["j"] == JobPlacement(expected_ps, expected_workers)
+    check_placement(placement, allocations, [j], nodes)  # even here: identical task sizes
+    # Optimus's placement packs the same job on the fewest nodes instead
+    assert len(place(allocations, [j], nodes).jobs["j"].nodes) == packed
+
+
+def test_spread_scores_only_the_resources_a_task_asks_for() -> None:
+    # n0's GPUs are mostly taken, n1's CPUs and memory: the PS (no GPU) goes to n0 (scored
+    # on CPU and memory only; counting the GPU too would send it to n1), the worker to n1
+    nodes = [node("n0", used=Resources(gpu=3)),
+             node("n1", used=Resources(cpu=4, memory=16 * GiB))]
+    j = job("j", min_ps=1, max_ps=1, min_workers=1, max_workers=1)
+    placement = spread_place({"j": Allocation(1, 1)}, [j], nodes)
+    assert placement.jobs["j"] == JobPlacement(("n0",), ("n1",))
+
+
+def test_spread_respects_selectors_taints_and_cordons() -> None:
+    nodes = [
+        node("a100", gpu=8, cpu=64, memory=1e15, labels={"acc": "a100"}),
+        node("tainted", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"}, taints=(TAINT,)),
+        node("cordoned", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"},
+             unschedulable=True),
+        node("soft", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"},
+             taints=(Taint("spot", "", "PreferNoSchedule"),)),
+    ]
+    jobs = [
+        job("pinned", min_workers=2, max_workers=2, node_selector={"acc": "v100"}),
+        job("tolerant", min_workers=4, max_workers=4, node_selector={"acc": "v100"},
+            tolerations=(TOLERATION,), arrival=1),
+        job("anywhere", min_workers=6, max_workers=6, arrival=2),
+        job("impossible", min_workers=1, max_workers=1, node_selector={"acc": "tpu"}),
+    ]
+    allocations = {"pinned": Allocation(0, 2), "tolerant": Allocation(0, 4),
+                   "anywhere": Allocation(0, 6), "impossible": Allocation(0, 1)}
+    placement = spread_place(allocations, jobs, nodes)
+    assert placement.jobs["pinned"].nodes == ("soft",)
+    # "soft" holds 2 workers already: the tolerant job's first 2 go to the tainted node
+    assert placement.jobs["tolerant"].worker_nodes == ("tainted", "tainted", "soft", "tainted")
+    # never the cordoned node (the emptiest) nor the tainted one (not tolerated): a100 fills
+    # up to soft's level, then the two take turns
+    assert placement.jobs["anywhere"].worker_nodes == (
+        "a100", "a100", "a100", "a100", "soft", "a100")
+    assert placement.unplaceable == ("impossible",)
+
+
+def test_spread_places_a_job_whole_or_not_at_all() -> None:
+    nodes = [node("n0", gpu=2, cpu=64, memory=1e15), node("n1", gpu=1, cpu=64, memory=1e15)]
+    big = job("big", min_workers=4, max_workers=4)
+    small = job("small", min_workers=3, max_workers=3, arrival=1)
+    allocations = {"big": Allocation(0, 4), "small": Allocation(0, 3)}
+    placement = spread_place(allocations, [big, small], nodes)
+    assert placement.unplaceable == ("big",)  # went first, took nothing
+    assert sorted(placement.jobs["small"].worker_nodes) == ["n0", "n0", "n1"]
+
+
+def test_spread_keeps_unchanged_jobs_and_places_resized_ones_afresh() -> None:
+    nodes = [node(f"n{i}", gpu=4, cpu=64, memory=1e15) for i in range(3)]
+    j = job("j", min_workers=2, max_workers=4)
+    previous = Placement({"j": JobPlacement((), ("n2", "n2"))})
+    kept = spread_place({"j": Allocation(0, 2)}, [j], nodes, previous)
+    assert kept.jobs["j"] == previous.jobs["j"]  # not spread out although n0, n1 are emptier
+    resized = spread_place({"j": Allocation(0, 3)}, [j], nodes, previous)
+    assert resized.jobs["j"] == JobPlacement((), ("n0", "n1", "n2"))
+    full = [node("n0", gpu=2, cpu=64, memory=1e15)]
+    small = Placement({"j": JobPlacement((), ("n0", "n0"))})
+    grown = spread_place({"j": Allocation(0, 3)}, [j], full, small)
+    assert grown.jobs["j"] == small.jobs["j"] and grown.unplaceable == ()
+
+
+def test_spread_orders_jobs_by_priority_then_arrival() -> None:
+    nodes = [node("n0", gpu=1, cpu=64, memory=1e15)]
+    early = job("early", min_workers=1, max_workers=1, arrival=0)
+    urgent = job("urgent", min_workers=1, max_workers=1, arrival=5, priority=1)
+    allocations = {"early": Allocation(0, 1), "urgent": Allocation(0, 1)}
+    placement = spread_place(allocations, [early, urgent], nodes)
+    assert set(placement.jobs) == {"urgent"} and placement.unplaceable == ("early",)
+
+
+@PROPERTY
+@given(nodes=nodes_strategy(), jobs=jobs_strategy(), policy=st.sampled_from(
+    ["optimus", "drf", "tetris", "tiresias", "fixed"]))
+def test_spread_never_over_commits_on_random_clusters(nodes, jobs, policy: str) -> None:  # type: ignore[no-untyped-def]
+    allocations = allocate(jobs, nodes, policy)
+    placement = spread_place(allocations, jobs, nodes)
+    # check_placement with the placement as its own previous: every invariant but the even
+    # spread, which is Optimus's rule, not the default scheduler's (no over-commit, whole
+    # or nothing, eligible nodes only, every non-empty job placed or unplaceable)
+    check_placement(placement, allocations, jobs, nodes, placement)
+    for job_id, where in placement.jobs.items():  # with no previous, exactly the allocation
+        a = allocations[job_id]
+        assert (len(where.ps_nodes), len(where.worker_nodes)) == (a.ps, a.workers)
+    # placing again with the result as the previous placement keeps every placed job
+    again = spread_place(allocations, jobs, nodes, placement)
+    check_placement(again, allocations, jobs, nodes, placement)
+    for job_id, where in placement.jobs.items():
+        assert again.jobs[job_id] == where
+

@@ -46,6 +46,20 @@ def test_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "━" not in err  # no progress bar with --json
 
 
+def test_baseline_placement_spreads_the_baselines_only(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    runs = {}
+    for placement in ("optimus", "spread"):
+        code = cli.main(["simulate", *_files(tmp_path), "--policy", "optimus,fixed", "--json",
+                         "--oracle", "--baseline-placement", placement])
+        assert code == 0
+        runs[placement] = json.loads(capsys.readouterr().out)["policies"]
+    assert runs["spread"]["optimus"] == runs["optimus"]["optimus"]
+    assert runs["spread"]["fixed"]["jobs_done"] == 3
+    # fixed's jobs (1 PS + 2 workers, 2 PS + 2 workers) now span both nodes: slower
+    assert runs["spread"]["fixed"]["avg_jct"] > runs["optimus"]["fixed"]["avg_jct"]
+
+
 def test_report_plot_and_dropped_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plot = tmp_path / "out" / "cdf.png"
     code = cli.main(["simulate", *_files(tmp_path), "--policy", "optimus,tiresias",
@@ -90,6 +104,8 @@ def test_bad_traces_exit_2_naming_file_and_line(tmp_path: Path, trace: str, need
         (["--interval", "0"], "--interval is 0"),
         (["--restart-cost", "-1"], "--restart-cost is -1"),
         (["--trace", "/nonexistent/t.csv"], "/nonexistent/t.csv: cannot read the trace"),
+        (["--baseline-placement", "kube"],
+         "--baseline-placement is 'kube'; use one of optimus, spread"),
     ],
 )
 def test_bad_arguments_exit_2(args: list[str], needle: str,

@@ -3,10 +3,13 @@ marginal gain, placement of tasks on nodes, and the baseline policies behind one
 
     allocations = allocate(jobs, nodes, "optimus", now=t)     # step 4
     placement = place(allocations, jobs, nodes, previous)      # step 5
+
+`spread_place` (same signature) models the Kubernetes default scheduler's spreading, for
+comparisons with the Optimus paper's baselines; the operator uses `place`.
 """
 
 from optimus.scheduling.greedy import PAPER_CONFIG, OptimusConfig, marginal_gain
-from optimus.scheduling.placement import even_spread, place
+from optimus.scheduling.placement import even_spread, place, spread_place
 from optimus.scheduling.policies import POLICY_NAMES, allocate, get_policy
 from optimus.scheduling.types import (
     Allocation,
@@ -38,4 +41,5 @@ __all__ = [
     "get_policy",
     "marginal_gain",
     "place",
+    "spread_place",
 ]

@@ -17,6 +17,10 @@ Order, chosen for packing and stability:
 3. a job that cannot be placed whole keeps its previous placement (then with its previous
    counts) when that is still valid, or is reported in `unplaceable`; never half-placed.
 
+`spread_place` is the other rule, for comparisons only: what the Kubernetes default scheduler
+does with these pods (each task on the node with the most free resources left), which is how
+the Optimus paper's baselines were placed. The operator always uses `place`.
+
 Scale: the free resources live in numpy arrays; each kind of job (node selector and
 tolerations) has a pool of candidate nodes from which full nodes are dropped, and a job is
 first tried on the pool's first `WINDOW` nodes, then on the whole pool, so that the
@@ -27,13 +31,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from optimus.scheduling.cluster import (
     ClusterIndex,
     JobSignature,
+    arrival_order,
     demand_triple,
     job_signature,
     triple,
@@ -111,6 +116,8 @@ class _Placer:
         allocatable = np.array(
             [triple(node.allocatable) for node in nodes], dtype=float
         ).reshape(n, 3).T
+        #: each node's allocatable (gpu, cpu, memory), one row per resource
+        self.allocatable = allocatable
         biggest = allocatable.max(axis=1) if n else np.zeros(3)
         self.tolerance: tuple[float, float, float] = tuple(  # type: ignore[assignment]
             float(v) for v in _EPS * np.maximum(biggest, 1.0)
@@ -135,12 +142,16 @@ class _Placer:
             & (f[2, positions] >= need[2] - t[2])
         )
 
+    def eligible(self, signature: JobSignature) -> np.ndarray:
+        """Which nodes accept a job with this signature (selector, taints, cordons)."""
+        shapes = np.array(self.index.eligible_shapes(signature), dtype=bool)
+        shape_of = np.array(self.index.shape_of_node, dtype=np.int64)
+        return shapes[shape_of] if shapes.size else np.zeros(0, dtype=bool)
+
     def pool(self, signature: JobSignature) -> _Pool:
         pool = self.pools.get(signature)
         if pool is None:
-            shapes = np.array(self.index.eligible_shapes(signature), dtype=bool)
-            shape_of = np.array(self.index.shape_of_node, dtype=np.int64)
-            eligible = shapes[shape_of] if shapes.size else np.zeros(0, dtype=bool)
+            eligible = self.eligible(signature)
             members = self.order[eligible[self.order] & self.alive[self.order]]
             pool = self.pools[signature] = _Pool(members, self.free, self.deaths)
         elif self.deaths - pool.deaths_seen >= WINDOW // 4:
@@ -330,17 +341,15 @@ def _order_key(
     return (pool_size, -share, -(allocation.ps + allocation.workers), job.id)
 
 
-def place(
+def _start(
     allocations: Mapping[str, Allocation],
     jobs: Sequence[JobView],
     nodes: Sequence[NodeView],
-    previous: Placement | None = None,
-) -> Placement:
-    """Place every job with a non-empty allocation whole, or list it as unplaceable.
-
-    A job absent from `allocations` or allocated Allocation(0, 0) is not placed. A job that
-    keeps its previous placement because the new allocation did not fit is placed with its
-    previous counts, which then differ from its allocation."""
+    previous: Placement | None,
+) -> tuple[_Placer, dict[str, JobPlacement], list[tuple[JobView, Allocation]]]:
+    """What both placements do first: check the allocations, index the nodes, and keep the
+    previous placement of every job whose allocation did not change (no pod moves).
+    Returns the placer, the kept placements and the jobs still to place."""
     by_id = {job.id: job for job in jobs}
     todo: list[tuple[JobView, Allocation]] = []
     for job_id, allocation in allocations.items():
@@ -372,11 +381,22 @@ def place(
             placed[job.id] = old
         else:
             fresh.append((job, allocation))
-    total = placer.index.total_free
-    fresh.sort(key=lambda item: _order_key(placer, item[0], item[1], total))
+    return placer, placed, fresh
+
+
+def _finish(
+    placer: _Placer,
+    placed: dict[str, JobPlacement],
+    fresh: Sequence[tuple[JobView, Allocation]],
+    previous: Placement | None,
+    place_one: Callable[[JobView, Allocation], JobPlacement | None],
+) -> Placement:
+    """Place the remaining jobs in the given order with `place_one`; a job that does not fit
+    whole keeps its previous placement when that is still valid, else is unplaceable."""
+    old_jobs: Mapping[str, JobPlacement] = previous.jobs if previous is not None else {}
     unplaceable: list[str] = []
     for job, allocation in fresh:
-        placement = placer.place_new(job, allocation)
+        placement = place_one(job, allocation)
         if placement is not None:
             placed[job.id] = placement
             continue
@@ -386,3 +406,109 @@ def place(
         else:
             unplaceable.append(job.id)
     return Placement(placed, tuple(sorted(unplaceable)))
+
+
+def place(
+    allocations: Mapping[str, Allocation],
+    jobs: Sequence[JobView],
+    nodes: Sequence[NodeView],
+    previous: Placement | None = None,
+) -> Placement:
+    """Place every job with a non-empty allocation whole, or list it as unplaceable.
+
+    A job absent from `allocations` or allocated Allocation(0, 0) is not placed. A job that
+    keeps its previous placement because the new allocation did not fit is placed with its
+    previous counts, which then differ from its allocation."""
+    placer, placed, fresh = _start(allocations, jobs, nodes, previous)
+    total = placer.index.total_free
+    fresh.sort(key=lambda item: _order_key(placer, item[0], item[1], total))
+    return _finish(placer, placed, fresh, previous, placer.place_new)
+
+
+def spread_place(
+    allocations: Mapping[str, Allocation],
+    jobs: Sequence[JobView],
+    nodes: Sequence[NodeView],
+    previous: Placement | None = None,
+) -> Placement:
+    """Place jobs as the Kubernetes default scheduler would: every task on the least
+    allocated node. A model for comparisons, not what the operator does.
+
+    Why it exists: in the Optimus paper the baselines (DRF, Tetris, ...) ran with the
+    default scheduler's placement, and part of Optimus's gain there is its own placement
+    (`place`: fewest nodes, even spread), since a job whose PS and workers span more nodes
+    sends more traffic over the network. With `spread_place` the simulator can reproduce
+    that setting (optimus.simulation's `baseline_placement`).
+
+    The rule, kube-scheduler's NodeResourcesFit filter with LeastAllocated scoring: the
+    tasks of a job go one at a time, its PS first (by rank), then its workers, each to the
+    eligible node with room for it whose score is highest, where the score is the mean,
+    over the resources the task requests (GPU, CPU, memory), of the fraction of the node's
+    allocatable left free after the task; ties go to the first node by name (kube-scheduler
+    rounds scores to integers and breaks ties at random; here placement is deterministic).
+    The scheduler's other scoring plugins (balanced allocation, affinity, topology spread)
+    and its node sampling are left out. Beyond kube-scheduler, a job is placed whole or
+    not at all, jobs go in arrival order (higher priority first), and the rest matches
+    `place`: node selectors, NoSchedule/NoExecute taints and cordons respected, no node
+    over-committed, a job whose allocation did not change keeps its previous nodes, and a
+    job that cannot be placed whole keeps its previous placement when still valid (with
+    its previous counts) or is listed in `unplaceable`."""
+    placer, placed, fresh = _start(allocations, jobs, nodes, previous)
+    rank = {job.id: i for i, job in enumerate(arrival_order([job for job, _ in fresh]))}
+    fresh.sort(key=lambda item: rank[item[0].id])
+    name_rank = np.empty(len(nodes), dtype=np.int64)
+    name_rank[sorted(range(len(nodes)), key=placer.names.__getitem__)] = np.arange(len(nodes))
+
+    def place_one(job: JobView, allocation: Allocation) -> JobPlacement | None:
+        chosen = _least_allocated(placer, job, allocation, name_rank)
+        if chosen is None:
+            return None
+        ps_nodes, worker_nodes = chosen
+        counts: dict[int, tuple[int, int]] = {}
+        for position in ps_nodes:
+            p, w = counts.get(position, (0, 0))
+            counts[position] = (p + 1, w)
+        for position in worker_nodes:
+            p, w = counts.get(position, (0, 0))
+            counts[position] = (p, w + 1)
+        placer.commit(job, counts)
+        return JobPlacement(
+            tuple(placer.names[pos] for pos in ps_nodes),
+            tuple(placer.names[pos] for pos in worker_nodes),
+        )
+
+    return _finish(placer, placed, fresh, previous, place_one)
+
+
+def _least_allocated(
+    placer: _Placer, job: JobView, allocation: Allocation, name_rank: np.ndarray
+) -> tuple[list[int], list[int]] | None:
+    """The node of each PS and each worker of the job, chosen one task at a time by
+    LeastAllocated scoring on a scratch copy of the free resources (so that a job that
+    does not fit whole takes nothing); None when some task fits nowhere."""
+    eligible = placer.eligible(job_signature(job))
+    free = placer.free.copy()
+    tolerance = np.array(placer.tolerance)[:, None]
+    chosen: tuple[list[int], list[int]] = ([], [])
+    for nodes_of_role, request, count in (
+        (chosen[0], job.ps_request, allocation.ps),
+        (chosen[1], job.worker_request, allocation.workers),
+    ):
+        need = np.array(triple(request), dtype=float)
+        asked = need > 0
+        if not asked.any():  # a task that asks for nothing: score it on every resource
+            asked = np.ones(3, dtype=bool)
+        allocatable = placer.allocatable[asked]
+        capacity = np.where(allocatable > 0, allocatable, np.inf)  # 0: no such resource
+        for _ in range(count):
+            left = free - need[:, None]
+            fit = eligible & (left >= -tolerance).all(axis=0)
+            if not fit.any():
+                return None
+            score = np.where(fit, (np.maximum(left[asked], 0.0) / capacity).mean(axis=0),
+                             -np.inf)
+            best = np.flatnonzero(score >= score.max() - _EPS)
+            position = int(best[np.argmin(name_rank[best])])
+            free[:, position] -= need
+            nodes_of_role.append(position)
+    return chosen

@@ -19,6 +19,11 @@ Costs and rules:
   fits beside what the others hold, and only while it can still pay for itself): the
   job's bounds are pinned to the probe for that round;
 * `oracle` gives every policy the true remaining epochs and the true speed table;
+* every policy is placed by Optimus's placement (`optimus.scheduling.place`) unless
+  `baseline_placement` is "spread": then the non-Optimus policies (drf, tetris, tiresias,
+  fixed) are placed as the Kubernetes default scheduler would (`spread_place`), the setting
+  of the Optimus paper's baselines, and pay the physics' network slowdown when that puts a
+  job on more nodes than the fewest;
 * randomness (observation noise) comes from one generator per job seeded by (seed, index of
   the job in the trace's (arrival, name) order): the same seed gives the same result.
 
@@ -37,7 +42,7 @@ import numpy as np
 
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
 from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode, probes_within_box
-from optimus.scheduling import allocate, place
+from optimus.scheduling import allocate, place, spread_place
 from optimus.scheduling.probes import MAX_PROBE_CHOICES, fit_probes, probe_pays_back
 from optimus.scheduling.types import (
     Allocation,
@@ -62,6 +67,13 @@ WORKER_MEMORY = 8 * GIB
 #: policies that learn their models online (and so probe new jobs)
 LEARNING_POLICIES = frozenset({"optimus", "optimus-paper"})
 DEFAULT_BATCH_SIZE = 32
+#: policies always placed by Optimus's own placement, whatever `baseline_placement` says
+OPTIMUS_POLICIES = frozenset({"optimus", "optimus-paper"})
+#: how the other policies may be placed (SimulationConfig.baseline_placement)
+BASELINE_PLACEMENTS: Mapping[str, Callable[..., Placement]] = {
+    "optimus": place,  # fewest nodes, even spread: what the operator does
+    "spread": spread_place,  # the Kubernetes default scheduler (the paper's baselines)
+}
 
 
 class SimulationError(RuntimeError):
@@ -120,6 +132,10 @@ class SimulationConfig:
     horizon: float = 180 * 86400.0
     #: extra keyword options for the policy (e.g. OptimusConfig fields)
     policy_options: Mapping[str, Any] = field(default_factory=dict)
+    #: placement of the non-Optimus policies (BASELINE_PLACEMENTS): "optimus" places every
+    #: policy alike; "spread" places drf, tetris, tiresias and fixed as the Kubernetes
+    #: default scheduler would, as in the paper's experiments
+    baseline_placement: str = "optimus"
 
 
 @dataclass(frozen=True)
@@ -259,6 +275,12 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
         raise ValueError("the scheduling interval must be positive")
     if config.restart_cost < 0:
         raise ValueError("the restart cost must be >= 0")
+    placer = BASELINE_PLACEMENTS.get(config.baseline_placement)
+    if placer is None:
+        raise ValueError(f"unknown baseline placement {config.baseline_placement!r}; choose "
+                         f"one of {', '.join(BASELINE_PLACEMENTS)}")
+    if config.policy in OPTIMUS_POLICIES:
+        placer = place
     check_fits(jobs, surfaces, cluster)
     ordered = sorted(jobs, key=lambda j: (j.arrival, j.job))
     learning = config.policy in LEARNING_POLICIES and not config.oracle
@@ -295,7 +317,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
         if learning:
             views = _pin_probes(active, views, node_views, config)
         allocations = allocate(views, node_views, config.policy, now=time, **options)
-        placement = place(allocations, views, node_views, previous)
+        placement = placer(allocations, views, node_views, previous)
         peak = _check_conservation(placement, active, cluster)
         end = time + interval
         if config.round_on_arrival and pending and pending[-1].trace.arrival < end:
