@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from optimus.scheduling import (
     Allocation,
     JobPlacement,
+    NodeView,
     Placement,
     Resources,
     Taint,
@@ -119,8 +120,10 @@ def test_whole_or_nothing() -> None:
     check_placement(placement, allocations, [big, small], nodes)
 
 
-def test_selectors_taints_and_cordons() -> None:
-    nodes = [
+def _labelled_tainted_cordoned() -> list[NodeView]:
+    """One a100 node and three v100 ones: tainted NoSchedule, cordoned, and softly tainted
+    (PreferNoSchedule, which does not keep pods off)."""
+    return [
         node("a100", gpu=8, cpu=64, memory=1e15, labels={"acc": "a100"}),
         node("tainted", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"}, taints=(TAINT,)),
         node("cordoned", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"},
@@ -128,6 +131,10 @@ def test_selectors_taints_and_cordons() -> None:
         node("soft", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"},
              taints=(Taint("spot", "", "PreferNoSchedule"),)),
     ]
+
+
+def test_selectors_taints_and_cordons() -> None:
+    nodes = _labelled_tainted_cordoned()
     jobs = [
         job("pinned", min_workers=2, max_workers=2, node_selector={"acc": "v100"}),
         job("tolerant", min_workers=8, max_workers=8, node_selector={"acc": "v100"},
@@ -307,14 +314,7 @@ def test_spread_scores_only_the_resources_a_task_asks_for() -> None:
 
 
 def test_spread_respects_selectors_taints_and_cordons() -> None:
-    nodes = [
-        node("a100", gpu=8, cpu=64, memory=1e15, labels={"acc": "a100"}),
-        node("tainted", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"}, taints=(TAINT,)),
-        node("cordoned", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"},
-             unschedulable=True),
-        node("soft", gpu=8, cpu=64, memory=1e15, labels={"acc": "v100"},
-             taints=(Taint("spot", "", "PreferNoSchedule"),)),
-    ]
+    nodes = _labelled_tainted_cordoned()
     jobs = [
         job("pinned", min_workers=2, max_workers=2, node_selector={"acc": "v100"}),
         job("tolerant", min_workers=4, max_workers=4, node_selector={"acc": "v100"},
