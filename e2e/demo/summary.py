@@ -98,6 +98,8 @@ class JobOutcome:
     loss_fit_error: float | None
     speed_fit_error: float | None
     fixed_seconds: float | None  # the same job on its fixed initial allocation
+    #: the operator's measurement of the job's last restart (status.allocation.restartSeconds)
+    restart_seconds: float | None = None
 
 
 FixedEstimator = Callable[[Mapping[str, Any]], float | None]
@@ -120,6 +122,7 @@ def outcomes(jobs: Sequence[Mapping[str, Any]], events: Iterable[Mapping[str, An
             loss_fit_error=_number(fit_error.get("loss")),
             speed_fit_error=_number(fit_error.get("speed")),
             fixed_seconds=fixed_estimator(obj),
+            restart_seconds=_number(_mapping(status.get("allocation")).get("restartSeconds")),
         ))
     return sorted(result, key=lambda o: o.name)
 
@@ -168,13 +171,13 @@ def _error(value: float | None) -> str:
 def render_summary(results: Sequence[JobOutcome], fixed_method: str) -> Group:
     """The summary: a table of outcomes, the resizes and why, and the comparison."""
     table = Table(title="Summary", title_justify="left")
-    for header in ("job", "phase", "completion", "resizes", "loss fit err", "speed fit err",
-                   "fixed alloc (sim.)"):
+    for header in ("job", "phase", "completion", "resizes", "last restart", "loss fit err",
+                   "speed fit err", "fixed alloc (sim.)"):
         table.add_column(header, justify="left" if header in ("job", "phase") else "right")
     for o in results:
         table.add_row(o.name, o.phase, format_duration(o.jct_seconds), str(len(o.resizes)),
-                      _error(o.loss_fit_error), _error(o.speed_fit_error),
-                      format_duration(o.fixed_seconds))
+                      format_duration(o.restart_seconds), _error(o.loss_fit_error),
+                      _error(o.speed_fit_error), format_duration(o.fixed_seconds))
     parts: list[Any] = [table]
     lines = Text()
     for o in results:

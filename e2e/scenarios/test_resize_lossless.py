@@ -57,11 +57,15 @@ def test_resizes_in_the_cluster_lose_no_steps_beyond_the_last_checkpoint(
         f"the operator never resized the job (generations seen {seen})\n"
         f"{describe(stack, name)}")
     assert step_regressions(samples) == []
+    # the operator timed the last restart, from its decision to the first step after it
+    measured = (final.get("status") or {}).get("allocation", {}).get("restartSeconds")
+    assert isinstance(measured, int | float) and 0 < measured < 300, (
+        f"status.allocation.restartSeconds = {measured!r}\n{describe(stack, name)}")
     steps, problems = checkpoint_problems(checkpoint_dir(stack, name))
     assert steps, "no complete checkpoint was kept"
     assert problems == []
     print(f"resize-lossless: generations {seen}, {len(samples)} step samples, final step "
-          f"{samples[-1].step}, checkpoints at steps {steps}")
+          f"{samples[-1].step}, checkpoints at steps {steps}, last restart {measured} s")
 
 
 def test_the_local_runner_counts_no_sample_skipped_or_repeated_across_a_resize() -> None:

@@ -101,9 +101,10 @@ def test_totals_refuse_to_compare_different_sets_of_jobs() -> None:
 def test_the_summary_renders_jobs_resizes_and_the_comparison() -> None:
     results = [JobOutcome("a", "Succeeded", 100.0, tuple(resizes_from_events(
         [event("a", "Resized", "1x1 -> 1x3: gain 40 s, cost 10 s", "2026-11-22T08:01:00Z")]
-    )["a"]), 0.01, 0.2, 150.0)]
+    )["a"]), 0.01, 0.2, 150.0, restart_seconds=17.0)]
     console = Console(width=140, record=True, color_system=None)
     console.print(render_summary(results, "the method"))
     text = console.export_text()
+    assert "last restart" in text and "17s" in text
     assert "1x1 -> 1x3: gain 40 s, cost 10 s" in text
     assert "1.50x" in text and "the method" in text and "0.200" in text
