@@ -198,7 +198,7 @@ class Controller:
             if settings.policy in ("optimus", "optimus-paper"):
                 options["restart_cost_seconds"] = settings.restart_cost_seconds
             allocations = keep_running(assessed, allocate(
-                job_views, nodes, self.settings.policy, now=now, **options))
+                job_views, nodes, settings.policy, now=now, **options))
         # 5 place
         with self._step(report, "place"):
             placement = place(allocations, job_views, nodes, previous_placement(assessed))

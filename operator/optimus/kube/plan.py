@@ -563,9 +563,9 @@ def learned_restart_cost(states: Sequence[JobState], configured: float) -> float
     MIN_MEASURED_RESTARTS of them, else the configured value. A restart's cost is mostly
     the cluster's (pod start, process start, checkpoint restore), so one value for all jobs;
     the median keeps one slow start (a busy node) from moving it."""
-    measured = sorted(s.status.allocation.restart_seconds for s in states
-                      if s.status.allocation is not None
-                      and s.status.allocation.restart_seconds is not None)
+    measured = [s.status.allocation.restart_seconds for s in states
+                if s.status.allocation is not None
+                and s.status.allocation.restart_seconds is not None]
     if len(measured) < MIN_MEASURED_RESTARTS:
         return configured
     return float(statistics.median(measured))

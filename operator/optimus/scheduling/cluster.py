@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optimus.scheduling.types import Allocation, JobView, NodeView, Resources, Taint, Toleration
 
@@ -260,6 +260,13 @@ def in_bounds(allocation: Allocation, job: JobView) -> bool:
         job.min_ps <= allocation.ps <= job.max_ps
         and job.min_workers <= allocation.workers <= job.max_workers
     )
+
+
+def pinned(job: JobView, allocation: Allocation) -> JobView:
+    """The job with both bounds set to `allocation`: the policy must give exactly that (a
+    probe, or a job kept where it is) or nothing."""
+    return replace(job, min_ps=allocation.ps, max_ps=allocation.ps,
+                   min_workers=allocation.workers, max_workers=allocation.workers)
 
 
 def is_running(job: JobView) -> bool:

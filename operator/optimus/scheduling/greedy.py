@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from optimus.scheduling.cluster import (
     NOT_ADMITTED,
@@ -33,6 +33,7 @@ from optimus.scheduling.cluster import (
     demand_triple,
     in_bounds,
     is_running,
+    pinned,
     start_round,
     triple,
 )
@@ -344,13 +345,10 @@ class OptimusPolicy:
         del now  # the decision depends on remaining times only, not on the clock
         finishing = self._finishing(jobs)
         if finishing:
-            pinned = self._allocate([
-                replace(job, min_ps=finishing[job.id].ps, max_ps=finishing[job.id].ps,
-                        min_workers=finishing[job.id].workers,
-                        max_workers=finishing[job.id].workers)
-                if job.id in finishing else job for job in jobs], nodes)
-            if all(pinned[job_id] == current for job_id, current in finishing.items()):
-                return pinned
+            kept = self._allocate([pinned(job, finishing[job.id]) if job.id in finishing
+                                   else job for job in jobs], nodes)
+            if all(kept[job_id] == current for job_id, current in finishing.items()):
+                return kept
             # some job needs room that only shrinking a finishing one gives (a higher
             # priority, say): decide without the pins
         return self._allocate(jobs, nodes)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ import numpy as np
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
 from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode, probes_within_box
 from optimus.scheduling import allocate, place, spread_place
+from optimus.scheduling.cluster import pinned
 from optimus.scheduling.probes import MAX_PROBE_CHOICES, fit_probes, probe_pays_back
 from optimus.scheduling.types import (
     Allocation,
@@ -313,7 +314,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
             raise SimulationError(
                 f"{len(active)} job(s) still unfinished {config.horizon:g} s after the last "
                 f"arrival under {config.policy} (e.g. {stuck}); the policy starves them")
-        views = [_view(state, time, config) for state in active]
+        views = [_view(state) for state in active]
         if learning:
             views = _pin_probes(active, views, node_views, config)
         allocations = allocate(views, node_views, config.policy, now=time, **options)
@@ -368,7 +369,7 @@ def _new_job(job: TraceJob, index: int, surface: SpeedSurface,
                 worker_request, np.random.default_rng([config.seed, index]), learned)
 
 
-def _view(state: _Job, now: float, config: SimulationConfig) -> JobView:
+def _view(state: _Job) -> JobView:
     job = state.trace
     learned = state.learned
     remaining_time: Callable[[int, int], float]
@@ -427,7 +428,7 @@ def _pin_probes(states: Sequence[_Job], views: Sequence[JobView],
     job stays where it is until that configuration is measured, then moves to the first of
     `probes_within_box`' configurations that fits beside what the others hold, or, when
     none fits or too little time is left to repay a probe, is left to the policy."""
-    pins: dict[str, tuple[int, int]] = {}
+    pins: dict[str, Allocation] = {}
     wanted: dict[str, tuple[Allocation, ...]] = {}
     for state, view in zip(states, views, strict=True):
         learned = state.learned
@@ -436,23 +437,20 @@ def _pin_probes(states: Sequence[_Job], views: Sequence[JobView],
         seen = learned.configurations
         if state.placement is None:
             first = _probes(state, seen, config, 1) if seen else []
-            pins[view.id] = first[0] if first else (state.min_ps, state.trace.min_workers)
+            pins[view.id] = Allocation(*first[0]) if first else Allocation(
+                state.min_ps, state.trace.min_workers)
             continue
         here = (len(state.placement.ps_nodes), len(state.placement.worker_nodes))
-        if here not in seen:
-            pins[view.id] = here  # still measuring (or restarting into) this configuration
+        if here not in seen:  # still measuring (or restarting into) this configuration
+            pins[view.id] = Allocation(*here)
         elif probe_pays_back(view.remaining_time(*here), config.restart_cost):
             probes = _probes(state, seen, config, MAX_PROBE_CHOICES)
             if probes:
                 wanted[view.id] = tuple(Allocation(*p) for p in probes)
     for job_id, probe in fit_probes(views, nodes, wanted).items():
         if probe is not None:
-            pins[job_id] = (probe.ps, probe.workers)
-    if not pins:
-        return list(views)
-    return [view if view.id not in pins else replace(
-        view, min_ps=pins[view.id][0], max_ps=pins[view.id][0],
-        min_workers=pins[view.id][1], max_workers=pins[view.id][1]) for view in views]
+            pins[job_id] = probe
+    return [pinned(view, pins[view.id]) if view.id in pins else view for view in views]
 
 
 def _probes(state: _Job, seen: set[tuple[int, int]], config: SimulationConfig,
