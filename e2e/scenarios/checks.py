@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optimus.api.quantity import QuantityError, parse_quantity
+from optimus.resources import QuantityError, parse_quantity
 
 GPU = "nvidia.com/gpu"
 RESOURCES = ("cpu", "memory", GPU)

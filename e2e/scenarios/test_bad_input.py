@@ -55,10 +55,6 @@ def _gpus(count: int) -> Mutation:
     return mutate
 
 
-def _rename(name: str) -> Mutation:
-    return _set("metadata.name", name)
-
-
 #: (job name, what is wrong, the field a message must name, the change)
 MALFORMED: list[tuple[str, str, str, Mutation]] = [
     ("bad-type", "globalBatchSize is a string", "spec.globalBatchSize",

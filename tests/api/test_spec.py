@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from optimus.api import SpecError, parse_training_job
-from optimus.api.quantity import QuantityError, parse_quantity
 from optimus.api.spec import DEFAULT_MOUNT_PATH, DEFAULT_RESTART_LIMIT
-from optimus.scheduling.types import Resources
+from optimus.resources import Resources
 
 from tests.api.conftest import RAW_JOB
 
@@ -116,20 +115,6 @@ def test_every_error_is_reported_at_once(raw_job: dict[str, Any]) -> None:
         parse_training_job(raw_job)
     paths = {e.path for e in caught.value.errors}
     assert {"spec.mode", "spec.workers.min"} <= paths
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [("500m", 0.5), ("2Gi", 2.0 * 2**30), ("1e3", 1000.0), (3, 3.0), ("1.5", 1.5), ("10k", 1e4)],
-)
-def test_quantities(text: object, value: float) -> None:
-    assert parse_quantity(text) == pytest.approx(value)
-
-
-@pytest.mark.parametrize("text", ["", "lots", "1Qi", True, None, "1e3Gi"])
-def test_bad_quantities(text: object) -> None:
-    with pytest.raises(QuantityError):
-        parse_quantity(text)
 
 
 @given(st.integers(min_value=1, max_value=9950), st.integers(min_value=0, max_value=50))

@@ -65,6 +65,7 @@ def test_a_custom_file_and_restart_cost(tmp_path: Path, capsys: pytest.CaptureFi
     [
         (lambda d: d.pop("nodes"), "'nodes' must be a non-empty list"),
         (lambda d: d["nodes"][0].update(memory="lots"), "nodes[0].memory: 'lots' is not a"),
+        (lambda d: d["nodes"][0].update(cpu="-2"), "nodes[0].cpu: '-2' must be a finite amount"),
         (lambda d: d["jobs"][1]["speed"].pop("t0"), "jobs[1].speed: missing field 't0'"),
         (lambda d: d["jobs"][0].update(mode="sideways"), "jobs[0]: unknown speed mode"),
         (lambda d: d["jobs"][0]["workers"].update(min=5, max=2), "min_workers=5, max_workers=2"),

@@ -54,7 +54,6 @@ CONTROL_CHECKPOINT_PATH: Final = "/checkpoint"  # POST -> {"step": int, "epoch":
 CONTROL_STATUS_PATH: Final = "/status"  # GET -> {"epoch": float, "step": int, "loss": float}
 
 # ---- metrics the workers export (prometheus-client) --------------------------------------
-METRIC_PREFIX: Final = "optimus_worker"
 METRIC_LOSS: Final = "optimus_worker_training_loss"  # gauge: mean loss of the last finished epoch
 METRIC_EPOCH: Final = "optimus_worker_epoch_progress"  # gauge: fractional epochs done
 METRIC_SAMPLES: Final = "optimus_worker_samples"  # counter (exported as *_total)

@@ -21,7 +21,6 @@ RESIZING: Final = "Resizing"  # True from the new allocation until its pods run
 METRICS: Final = "MetricsAvailable"  # False (reason MetricsUnavailable) while blind
 SUCCEEDED: Final = "Succeeded"
 FAILED: Final = "Failed"
-CONDITION_TYPES: Final = (VALID, SCHEDULED, RESIZING, METRICS, SUCCEEDED, FAILED)
 
 # ---- reasons (CamelCase, stable: dashboards and users match on them) ------------------------
 REASON_SPEC_VALID: Final = "SpecValid"

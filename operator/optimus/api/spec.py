@@ -16,10 +16,9 @@ from typing import Any, Final
 
 from optimus_worker.contract import DEFAULT_CHECKPOINT_INTERVAL_STEPS, MODES, Mode
 
-from optimus.api.quantity import QuantityError, parse_quantity
 from optimus.api.status import TrainingJobStatus, parse_status
 from optimus.models.loss import ConvergenceRule
-from optimus.scheduling.types import Resources
+from optimus.resources import QuantityError, Resources, parse_quantity
 
 GROUP: Final = "optimus.dev"
 VERSION: Final = "v1alpha1"

@@ -15,15 +15,14 @@ from typing import Any, Final
 
 from optimus_worker import contract
 
-from optimus.api.quantity import QuantityError, parse_quantity
 from optimus.api.spec import GPU_RESOURCE, TrainingJob, template_request
+from optimus.resources import QuantityError, Resources, parse_quantity
 from optimus.scheduling.cluster import node_accepts
 from optimus.scheduling.types import (
     Allocation,
     JobView,
     NodeView,
     RemainingTime,
-    Resources,
     Taint,
     Toleration,
 )

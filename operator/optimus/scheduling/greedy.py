@@ -206,14 +206,14 @@ class _GreedyState:
         self.version[i] += 1
         self.active[i] = active
 
-    def candidates(self, i: int, dead: int = 0) -> list[tuple[float, float, int, int, int]]:
+    def candidates(self, i: int) -> list[tuple[float, float, int, int, int]]:
         """Heap entries (-gain, t_next, i, kind, version) for one more PS and one more
-        worker of job i, best first, leaving out the kinds in the bit mask `dead`; ties go
-        to the shorter resulting time, then to arrival order."""
+        worker of job i, best first; ties go to the shorter resulting time, then to arrival
+        order."""
         job, p, w = self.jobs[i], self.ps[i], self.workers[i]
         out = []
         for kind, p2, w2 in ((_PS, p + 1, w), (_WORKER, p, w + 1)):
-            if p2 > job.max_ps or w2 > job.max_workers or dead & (1 << kind):
+            if p2 > job.max_ps or w2 > job.max_workers:
                 continue
             t_next = remaining(job, p2, w2)
             gain = marginal_gain(self.time[i], t_next, self.share[i][kind], self.exponent)

@@ -15,7 +15,6 @@ The bundled example is `examples/cluster.yaml`; its comments describe the format
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,24 +26,17 @@ from optimus.models import (
     ModelError,
     SpeedParams,
     converged_epoch,
-    loss_at,
     parse_mode,
     samples_per_second,
 )
+from optimus.resources import QuantityError, Resources, parse_quantity
 from optimus.scheduling.types import (
     Allocation,
     JobView,
     NodeView,
-    Resources,
     Taint,
     Toleration,
 )
-
-_SUFFIX = {
-    "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "m": 1e-3,
-}
-_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
 class PlanInputError(ValueError):
@@ -52,18 +44,12 @@ class PlanInputError(ValueError):
 
 
 def quantity(value: object, where: str) -> float:
-    """A Kubernetes quantity ("16Gi", "500m", 4) as a float >= 0."""
-    if isinstance(value, bool):
-        raise PlanInputError(f"{where}: {value!r} is not a quantity; write e.g. 4, 500m, 16Gi")
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        match = _QUANTITY.match(str(value))
-        if match is None or match.group(2) not in _SUFFIX:
-            raise PlanInputError(
-                f"{where}: {value!r} is not a quantity; write e.g. 4, 500m, 16Gi"
-            )
-        number = float(match.group(1)) * _SUFFIX[match.group(2)]
+    """A Kubernetes quantity ("16Gi", "500m", 4) as a float >= 0 (optimus.resources parses
+    it; this adds the field's name and the plan's bounds to the error)."""
+    try:
+        number = parse_quantity(value)
+    except QuantityError as error:
+        raise PlanInputError(f"{where}: {error}") from None
     if not (math.isfinite(number) and number >= 0):
         raise PlanInputError(f"{where}: {value!r} must be a finite amount >= 0")
     return number
@@ -108,9 +94,6 @@ class PlannedJob:
     view: JobView
     mode: str
     remaining_epochs: float
-    speed: SpeedParams
-    samples_per_epoch: float
-    loss_now: float
 
 
 @dataclass(frozen=True)
@@ -227,9 +210,7 @@ def _job(data: object, where: str) -> PlannedJob:
             _count(requested, "workers", f"{where}.requested"),
         ),
     )
-    return PlannedJob(
-        view, mode, remaining_epochs, speed, samples_per_epoch, loss_at(loss, epochs_done)
-    )
+    return PlannedJob(view, mode, remaining_epochs)
 
 
 def parse_plan_input(data: object) -> PlanInput:

@@ -3,6 +3,8 @@
 The operator builds them from its snapshot (optimus.kube), the simulator from its simulated
 cluster (optimus.simulation), and external harnesses by hand: the allocator only needs each
 job's remaining time as a callable of (ps, workers), never a fitted model in particular.
+`Resources` lives in the leaf module optimus.resources (the CRD types use it too) and is
+re-exported here with the other types the allocator works on.
 """
 
 from __future__ import annotations
@@ -11,48 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from optimus.resources import ZERO, Resources
+
 #: Remaining wall-clock seconds a job needs if it ran with (ps, workers) from now on.
 #: It may return math.inf for configurations that can make no progress.
 RemainingTime = Callable[[int, int], float]
-
-
-@dataclass(frozen=True)
-class Resources:
-    """An amount of each schedulable resource: GPUs, CPU cores, memory in bytes."""
-
-    gpu: float = 0.0
-    cpu: float = 0.0
-    memory: float = 0.0
-
-    def __add__(self, other: Resources) -> Resources:
-        return Resources(self.gpu + other.gpu, self.cpu + other.cpu, self.memory + other.memory)
-
-    def __sub__(self, other: Resources) -> Resources:
-        return Resources(self.gpu - other.gpu, self.cpu - other.cpu, self.memory - other.memory)
-
-    def scale(self, factor: float) -> Resources:
-        return Resources(self.gpu * factor, self.cpu * factor, self.memory * factor)
-
-    def fits_in(self, capacity: Resources, eps: float = 1e-9) -> bool:
-        """True when every component of self is at most capacity's."""
-        return (
-            self.gpu <= capacity.gpu + eps
-            and self.cpu <= capacity.cpu + eps
-            and self.memory <= capacity.memory + eps
-        )
-
-    def dominant_share(self, total: Resources) -> float:
-        """The largest fraction of the cluster's total that this amount takes (DRF's share)."""
-        shares = [
-            part / whole
-            for part, whole in ((self.gpu, total.gpu), (self.cpu, total.cpu),
-                                (self.memory, total.memory))
-            if whole > 0
-        ]
-        return max(shares, default=0.0)
-
-
-ZERO = Resources()
 
 
 @dataclass(frozen=True)

@@ -90,19 +90,3 @@ def default_workload() -> tuple[SpeedTable, tuple[TraceJob, ...]]:
     table = default_speed_table()
     return table, generate_trace(table)
 
-
-def trace_to_csv(jobs: tuple[TraceJob, ...]) -> str:
-    """The trace as TRACE.csv text (the columns `optimus simulate --trace` reads)."""
-    header = "job,arrival,model,epochs,dataset_size,mode,batch_size,ps,workers"
-    lines = [header] + [
-        f"{j.job},{j.arrival:g},{j.model},{j.epochs:g},{j.dataset_size:g},{j.mode},"
-        f"{j.batch_size or ''},{'' if j.ps is None else j.ps},{j.workers or ''}"
-        for j in jobs]
-    return "\n".join(lines) + "\n"
-
-
-def speed_table_to_csv(table: SpeedTable) -> str:
-    lines = ["model,ps,workers,samples_per_sec,batch_size"] + [
-        f"{r.model},{r.ps},{r.workers},{r.samples_per_sec:g},{r.batch_size or ''}"
-        for rows in table.rows.values() for r in rows]
-    return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ once, so a lookup in the simulator's inner loop is an array index.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,10 +83,3 @@ def surface_from_rows(rows: Sequence[SpeedRow]) -> SpeedSurface:
     return SpeedSurface(rows[0].model, ps_min, ps_max, w_min, w_max,
                         np.asarray(values, dtype=np.float64))
 
-
-def surface_from_function(model: str, speed: Callable[[int, int], float], *, ps_min: int,
-                          ps_max: int, workers_min: int, workers_max: int) -> SpeedSurface:
-    """Tabulate a speed function (e.g. Optimus speed-model coefficients) as a surface."""
-    grid = np.array([[max(0.0, speed(p, w)) for w in range(workers_min, workers_max + 1)]
-                     for p in range(ps_min, ps_max + 1)], dtype=np.float64)
-    return SpeedSurface(model, ps_min, ps_max, workers_min, workers_max, grid)
