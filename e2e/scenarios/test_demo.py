@@ -1,6 +1,7 @@
 """The demo as a user runs it: `python -m e2e.demo --quick` runs the three samples to the
 end and prints its summary; Ctrl-C (SIGINT) in the middle stops everything it started (no
-process it spawned survives it)."""
+process it spawned survives it). The runs train one epoch a job (`--max-epochs 1`): the
+whole path (apply, schedule, train, finish, summary, stop) is the same at any length."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def _demo(workdir: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def test_the_quick_demo_runs_every_sample_and_prints_the_summary(tmp_path: Path) -> None:
-    demo = _demo(tmp_path, "--quick")
+    demo = _demo(tmp_path, "--quick", "--max-epochs", "1")
     try:
         output, _ = demo.communicate(timeout=400)
     finally:
@@ -68,7 +69,7 @@ def test_the_quick_demo_runs_every_sample_and_prints_the_summary(tmp_path: Path)
 
 
 def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
-    demo = _demo(tmp_path, "--quick")
+    demo = _demo(tmp_path, "--quick", "--max-epochs", "1")
     assert demo.stdout is not None
     spawned: set[int] = set()
     began = time.monotonic()
@@ -83,8 +84,11 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
             spawned |= _descendants(demo.pid)
             if "tiny-cnn" in line and "kubectl apply" in line:
                 break
-        time.sleep(8)
-        spawned |= _descendants(demo.pid)
+        # ... and their pods start: the operator, Prometheus and a PS and a worker a job
+        settle = time.monotonic() + 8
+        while time.monotonic() < settle and len(spawned) < 2 + 2 * len(DEMO_SAMPLES):
+            time.sleep(0.5)
+            spawned |= _descendants(demo.pid)
         assert len(spawned) >= 3, "".join(lines)  # operator, prometheus, pods
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=90)

@@ -131,10 +131,10 @@ def test_a_job_survives_operator_worker_prometheus_and_node_faults(
         timeline.append(f"deleted the pods of node {node}")
         _advances(stack, recorder, f"losing node {node}'s pods")
 
-        # Done with faults: let it finish soon.
+        # Done with faults: let it finish at the end of the epoch it is in.
         epoch = float(stack.kubectl.trainingjob(NAME)["status"]["progress"]["epoch"])
         stack.kubectl.run("patch", "trainingjob", NAME, "--type=merge", "-p",
-                          f'{{"spec": {{"convergence": {{"maxEpochs": {int(epoch) + 2}}}}}}}')
+                          f'{{"spec": {{"convergence": {{"maxEpochs": {int(epoch) + 1}}}}}}}')
         wait_job(stack, NAME, ("Succeeded",), timeout=180)
     finally:
         samples = recorder.stop()

@@ -3,9 +3,10 @@ for more than it has, jobs finish or wait in the queue, and the operator's memor
 scheduling-round duration stay bounded (reported).
 
 Bounded for CI: the cluster is one node with 4 GPUs, so at most four 1-worker jobs run at
-a time; the scenario watches for LOAD_WATCH_SECONDS (default 100) and checks that jobs
-finish and the rest queue, rather than waiting for all fifty to finish (that would take
-about fifty times a job's run time over four; E2E_LOAD_ALL=1 waits for all of them).
+a time; the scenario watches until every job is admitted, one has finished and the rest
+queue (at most LOAD_WATCH_SECONDS, default 100), rather than waiting for all fifty to
+finish (that would take about fifty times a job's run time over four; E2E_LOAD_ALL=1
+waits for all of them).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ RSS_BOUND_MIB = 400.0
 ROUND_BOUND_SECONDS = 3.0
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600 if WAIT_FOR_ALL else 420)]
+
+
+def _finished_one_and_queued_the_rest(phases: dict[str, str]) -> bool:
+    succeeded = sum(p == "Succeeded" for p in phases.values())
+    queued = sum(p == "Queued" for p in phases.values())
+    return succeeded >= 1 and succeeded + queued >= JOBS - GPUS
 
 
 def test_fifty_tiny_jobs_are_admitted_scheduled_within_capacity_and_finish_or_queue(
@@ -73,6 +80,9 @@ def test_fifty_tiny_jobs_are_admitted_scheduled_within_capacity_and_finish_or_qu
             rss_peak = max(rss_peak, process_tree_rss_mib(stack.operator.process.pid))
         if all(p == "Succeeded" for p in phases.values()):
             break
+        if not WAIT_FOR_ALL and admitted_at is not None and _finished_one_and_queued_the_rest(
+                phases):
+            break  # what the scenario asks is seen: watching longer proves nothing more
         time.sleep(2)
 
     counts = {p: list(phases.values()).count(p) for p in sorted(set(phases.values()))}
@@ -94,6 +104,6 @@ def test_fifty_tiny_jobs_are_admitted_scheduled_within_capacity_and_finish_or_qu
     if WAIT_FOR_ALL:
         assert counts == {"Succeeded": JOBS}, report
     else:
-        assert counts.get("Queued", 0) + counts.get("Succeeded", 0) >= JOBS - GPUS, report
+        assert _finished_one_and_queued_the_rest(phases), report
     assert 0 < rss_peak <= RSS_BOUND_MIB, report
     assert rounds and rounds["all"] <= ROUND_BOUND_SECONDS, report
