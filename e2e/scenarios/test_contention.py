@@ -38,8 +38,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
 GPUS = 3
 #: Long enough that the elastic jobs repay their probes and resizes (about 20 s an epoch
 #: on one simulated GPU, 7 s on three, and a resize costs 10-15 s of training on this
-#: local cluster); E2E_CONTENTION_EPOCHS overrides it.
-EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "12"))
+#: local cluster), and that the first job, alone on three GPUs, still has about 45 s to go
+#: when the second arrives (with 8 epochs it had 16 s left: too close to its end to be worth
+#: shrinking); E2E_CONTENTION_EPOCHS overrides it.
+EPOCHS = int(os.environ.get("E2E_CONTENTION_EPOCHS", "9"))
 #: emulated GPU time per sample: twice the task's default, so that a step is mostly GPU
 #: time even when the host's two cores are busy (the host's share does not split across
 #: workers, the GPU's does)
@@ -49,8 +51,9 @@ RESTART_COST_SECONDS = 15.0
 #: The second job of each world arrives this many seconds after the first, in both worlds
 #: alike (a fixed time, not one tied to the elastic world's state: tying it to the first
 #: job's growth made the newcomer arrive exactly while that job measured its widest probe,
-#: the one moment it cannot be given room).
-SECOND_AFTER_SECONDS = 60.0
+#: the one moment it cannot be given room). The first job has grown by then (to 1x3 after
+#: 17 s in a run here).
+SECOND_AFTER_SECONDS = 40.0
 #: node of each world (the local cluster's nodes carry kubernetes.io/hostname)
 ELASTIC_NODE, FIXED_NODE = "node-0", "node-1"
 ELASTIC, FIXED = ("first", "second"), ("first-fixed", "second-fixed")
