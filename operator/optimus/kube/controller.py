@@ -46,19 +46,16 @@ from optimus.kube.plan import (
     RoundSettings,
     assess,
     decide,
-    fit_probes_to_capacity,
     fitted_loss_now,
-    keep_running,
     learned_restart_cost,
-    previous_placement,
+    schedule_assessed,
     speed_window,
-    views,
 )
 from optimus.kube.snapshot import PodSnapshot, node_views, parse_pod
 from optimus.metrics.exporter import JobGauges, OperatorMetrics
 from optimus.metrics.observe import JobKey, JobObservation, SpeedWindow, fetch_observations
 from optimus.metrics.prometheus import PrometheusClient, PrometheusError
-from optimus.scheduling import NodeView, allocate, place
+from optimus.scheduling import NodeView
 
 log = logging.getLogger("optimus.kube")
 
@@ -190,19 +187,11 @@ class Controller:
                        nodes=nodes)
                 for s in states
             ]
-            assessed = fit_probes_to_capacity(assessed, nodes)
-        # 4 allocate
+        # 4 allocate and 5 place: the round's pins, policy, keep-running and placement
         with self._step(report, "allocate"):
-            job_views = views(assessed)
-            options: dict[str, Any] = {}
-            if settings.policy in ("optimus", "optimus-paper"):
-                options["restart_cost_seconds"] = settings.restart_cost_seconds
-            allocations = keep_running(assessed, allocate(
-                job_views, nodes, settings.policy, now=now, **options))
-        # 5 place
+            outcome = schedule_assessed(assessed, nodes, now=now, settings=settings)
         with self._step(report, "place"):
-            placement = place(allocations, job_views, nodes, previous_placement(assessed))
-            decisions = decide(assessed, placement, now=now, settings=settings)
+            decisions = decide(assessed, outcome, now=now, settings=settings)
             report.decisions = decisions
         # 6 act
         with self._step(report, "act"):
