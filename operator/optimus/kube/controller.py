@@ -1,11 +1,12 @@
-"""The cluster-wide scheduling loop: one round runs the numbered, timed steps of DESIGN.md
-over every TrainingJob at once, and the act step carries out the resize protocol.
+"""The cluster-wide scheduling loop: one round runs the numbered, timed steps of a round
+(docs/architecture.md) over every TrainingJob at once, and the act step carries out the
+resize protocol.
 
     1 snapshot  nodes and pods from the API, jobs from the kopf index
     2 observe   four Prometheus range queries for all jobs (optimus.metrics.observe)
     3 fit       per job: progress, models, conditions (optimus.kube.plan.assess)
-    4 allocate  the policy over every schedulable job (optimus.scheduling.allocate)
-    5 place     a node for every pod (optimus.scheduling.place), then the decisions
+    4 allocate  pins, the policy, keep-running over every schedulable job (optimus.round)
+    5 place     a node for every pod (optimus.round), then the decisions (plan.decide)
     6 act       write the changed statuses, record events, roll or delete pods
 
 The round is the only writer of every status field (one round at a time, under a lock),
