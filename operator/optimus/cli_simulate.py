@@ -105,8 +105,8 @@ def load_workload(trace: Path | None, speeds: Path | None) -> tuple[SpeedTable,
 
 
 def run(args: argparse.Namespace) -> int:
+    from optimus.round import BASELINE_PLACEMENTS
     from optimus.simulation.engine import (
-        BASELINE_PLACEMENTS,
         Cluster,
         SimulationConfig,
         check_fits,

@@ -3,7 +3,7 @@
 It replaces steps 1, 2 and 6 of a scheduling round (snapshot, observe, act) with a simulated
 cluster and runs steps 3-5 with the operator's own round (`optimus.round.run_round`: the
 fit, the pins, the policy, keep-running and placement): this module builds the round's
-inputs from its simulated state (`round_jobs`, `observation`) and applies the round's
+inputs from its simulated state (`round_job`, `observation`) and applies the round's
 placement; it keeps only the clock and the physics. Time advances in
 scheduling intervals; within an interval every job runs at its true speed under its
 placement (optimus.simulation.physics), so a job's completion time is exact, not rounded to
@@ -49,7 +49,6 @@ import numpy as np
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
 from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode
 from optimus.round import (
-    BASELINE_PLACEMENTS,
     JobObservation,
     ModelMemory,
     Oracle,
@@ -85,8 +84,6 @@ DEFAULT_BATCH_SIZE = 32
 #: that barely move between epochs
 LOSS_REFIT_GROWTH = 3.0
 SPEED_REFIT_SAMPLES = 8
-__all__ = ["BASELINE_PLACEMENTS", "Cluster", "NodeSpec", "SimulationConfig", "SimulationError",
-           "simulate"]
 
 
 class SimulationError(RuntimeError):
