@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 from optimus.api.spec import SpecError, TrainingJobSpec, parse_spec
-from optimus.kube.plan import batch_scope, samples_per_step
 from optimus.kube.snapshot import node_views
 from optimus.models.errors import ModelError
 from optimus.models.speed import SpeedParams, parse_mode, samples_per_second
+from optimus.round import batch_scope, samples_per_step
 from optimus.scheduling.types import Resources
 from optimus.simulation import (
     Cluster,
@@ -107,7 +107,7 @@ def start_seconds(timeline: Sequence[Observation]) -> float | None:
 
 def speed_params_from_status(obj: Mapping[str, Any]) -> SpeedParams | None:
     """The job's fitted speed model from status.model.speed ({mode, theta}), in the unit and
-    batch scope the operator fits it with (optimus.kube.plan.batch_scope); None when the
+    batch scope the operator fits it with (optimus.round.batch_scope); None when the
     operator has not fitted one."""
     spec = _mapping(obj.get("spec"))
     speed = _mapping(_mapping(_mapping(obj.get("status")).get("model")).get("speed"))

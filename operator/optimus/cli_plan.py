@@ -33,6 +33,7 @@ from optimus.scheduling import (
     allocate,
     get_policy,
     place,
+    policy_traits,
 )
 from optimus.scheduling.plan import PlanInput, PlanInputError, parse_plan_input
 
@@ -52,7 +53,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--policy", choices=POLICY_NAMES, default="optimus")
     parser.add_argument(
         "--restart-cost", type=float, default=None, metavar="SECONDS",
-        help="seconds a resize costs a running job (optimus policies; default 30)",
+        help="seconds a resize costs a running job (the policies that honour it: optimus; "
+        "default 30)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -92,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     plan, source = _load(args.file)
     options: dict[str, Any] = {}
     if args.restart_cost is not None:
-        if not args.policy.startswith("optimus"):
-            raise InputError("--restart-cost applies to the optimus policies only")
+        if not policy_traits(args.policy).honours_restart_cost:
+            honour = [n for n in POLICY_NAMES if policy_traits(n).honours_restart_cost]
+            raise InputError(f"--restart-cost applies only to the policies that honour a "
+                             f"restart cost ({', '.join(honour)}); {args.policy} does not")
         options["restart_cost_seconds"] = args.restart_cost
     try:
         policy = get_policy(args.policy, **options)

@@ -17,13 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optimus.cli import InputError
+from optimus.scheduling.policies import POLICY_NAMES, policy_traits
 
 if TYPE_CHECKING:
     from optimus.simulation.engine import SimulationResult
     from optimus.simulation.inputs import SpeedTable, TraceJob
     from optimus.simulation.metrics import PolicyMetrics
 
+#: every policy, in the order the tables list them
 ALL_POLICIES = ("optimus", "drf", "tetris", "tiresias", "fixed", "optimus-paper")
+#: the policies placed by Optimus's placement whatever --baseline-placement says
+_OWN_PLACEMENT = ", ".join(n for n in POLICY_NAMES if policy_traits(n).optimus_placement)
+_OTHERS = ", ".join(n for n in POLICY_NAMES if not policy_traits(n).optimus_placement)
 
 
 def register(subparsers: Any) -> None:
@@ -58,12 +63,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--oracle", action="store_true",
                         help="give every policy the true speed and convergence")
     parser.add_argument("--baseline-placement", default="optimus", metavar="{optimus,spread}",
-                        help="placement of drf, tetris, tiresias and fixed: 'optimus' (the "
+                        help=f"placement of {_OTHERS}: 'optimus' (the "
                              "default) places them like optimus (fewest nodes, even spread); "
                              "'spread' places each of their pods on the least allocated node, "
                              "as the Kubernetes default scheduler does and as in the Optimus "
                              "paper's experiments (a job spread over more nodes pays a network "
-                             "slowdown); optimus and optimus-paper always use their own")
+                             f"slowdown); {_OWN_PLACEMENT} always use their own")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--plot", type=Path, help="write the JCT CDF per policy (PNG)")
     parser.set_defaults(func=run)
@@ -100,8 +105,8 @@ def load_workload(trace: Path | None, speeds: Path | None) -> tuple[SpeedTable,
 
 
 def run(args: argparse.Namespace) -> int:
+    from optimus.round import BASELINE_PLACEMENTS
     from optimus.simulation.engine import (
-        BASELINE_PLACEMENTS,
         Cluster,
         SimulationConfig,
         check_fits,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from optimus.kube.config import load_config
 from optimus.metrics.names import DEFAULT_OPERATOR_METRICS_PORT
-from optimus.scheduling import POLICY_NAMES
+from optimus.scheduling import OPERATOR_POLICY_NAMES
 from optimus_worker.contract import METRICS_PORT_NAME, POD_LABEL_MANAGED, POD_LABEL_MANAGED_VALUE
 
 from e2e.dashboards import ALERTS_FILE, DASHBOARDS_DIR
@@ -127,7 +127,7 @@ def test_chart_policies_are_the_operators(helm: str) -> None:
         capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     listed = result.stderr.split("use one of ", 1)[1].split("\n")[0].strip().split(", ")
-    assert tuple(listed) == POLICY_NAMES
+    assert tuple(listed) == OPERATOR_POLICY_NAMES
 
 
 def test_defaults_run_two_peered_replicas_watching_all_namespaces(render: Render) -> None:

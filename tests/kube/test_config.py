@@ -40,3 +40,10 @@ def test_environment_then_flags() -> None:
 def test_bad_values_name_their_source(env: dict[str, str], argv: list[str], names: str) -> None:
     with pytest.raises(ConfigError, match=names):
         load_config(argv, env)
+
+
+def test_a_policy_that_needs_what_the_operator_does_not_keep_is_refused() -> None:
+    # tiresias orders jobs by attained service and preempts; the operator keeps neither
+    with pytest.raises(ConfigError, match=r"tiresias.*attained service and preemption.*"
+                                          r"optimus simulate.*optimus, optimus-paper"):
+        load_config(["--policy", "tiresias"], env={})

@@ -31,17 +31,14 @@ from optimus.kube.plan import (
     RoundSettings,
     assess,
     decide,
-    fit_probes_to_capacity,
-    keep_running,
     learned_restart_cost,
     measured_restart_seconds,
-    previous_placement,
-    too_late_to_probe,
-    views,
+    schedule_assessed,
 )
 from optimus.kube.snapshot import PodSnapshot
-from optimus.metrics.observe import JobObservation
-from optimus.scheduling import NodeView, Resources, allocate, place
+from optimus.round import JobObservation
+from optimus.round.pins import too_late_to_probe
+from optimus.scheduling import Allocation, NodeView, Resources
 from optimus.scheduling.probes import PROBE_PAYBACK_RESTARTS
 from optimus_worker import contract
 
@@ -98,12 +95,8 @@ def _round(states: list[JobState], observations: Observations | None = None,
     assessed = [assess(s, observations.get((s.meta.namespace, s.meta.name)),
                        metrics_error=metrics_error, now=now, settings=SETTINGS, nodes=nodes)
                 for s in states]
-    assessed = fit_probes_to_capacity(assessed, nodes)
-    job_views = views(assessed)
-    allocations = keep_running(assessed, allocate(job_views, nodes, "optimus", now=now,
-                                                  restart_cost_seconds=0.0))
-    placement = place(allocations, job_views, nodes, previous_placement(assessed))
-    return decide(assessed, placement, now=now, settings=SETTINGS)
+    outcome = schedule_assessed(assessed, nodes, now=now, settings=SETTINGS)
+    return decide(assessed, outcome, now=now, settings=SETTINGS)
 
 
 def _running(allocation: AllocationStatus, model: ModelStatus | None = None) -> TrainingJobStatus:
@@ -347,10 +340,10 @@ def test_a_probe_that_cannot_fit_gives_way_to_one_that_does() -> None:
     # 4 GPUs: 2 are free, so the newcomer probes 2 workers instead of 3
     four = [NodeView("n1", Resources(gpu=4, cpu=16, memory=64 * 2**30))]
     assessed = assessed_on(four)
-    assert assessed[1].pin is not None and assessed[1].knowledge.probes[0] == (1, 3)
-    fitted = fit_probes_to_capacity(assessed, four)
-    assert fitted[0] == assessed[0]
-    assert fitted[1].pin is not None and (fitted[1].pin.ps, fitted[1].pin.workers) == (1, 2)
+    assert assessed[1].knowledge.probes[0] == (1, 3)
+    fitted = schedule_assessed(assessed, four, now=NOW, settings=SETTINGS).jobs
+    assert fitted[assessed[0].key].pin is None  # fitted: free
+    assert fitted[assessed[1].key].pin == Allocation(1, 2)
     first_decision, second_decision = _round([first, newcomer], seen, nodes=four)
     assert second_decision.status.allocation is not None
     assert (second_decision.status.allocation.ps, second_decision.status.allocation.workers) \
@@ -360,9 +353,9 @@ def test_a_probe_that_cannot_fit_gives_way_to_one_that_does() -> None:
     # job's measurement): no probe fits, and the newcomer is free for the round, judged by
     # what it measured, like a fitted job
     three = [NodeView("n1", Resources(gpu=3, cpu=16, memory=64 * 2**30))]
-    free = fit_probes_to_capacity(assessed_on(three), three)
-    assert free[0].pin == assessed[0].pin
-    assert free[1].pin is None and not free[1].knowledge.probing
+    free = schedule_assessed(assessed_on(three), three, now=NOW, settings=SETTINGS).jobs
+    assert free[assessed[0].key].pin == fitted[assessed[0].key].pin
+    assert free[assessed[1].key].pin is None and not free[assessed[1].key].knowledge.probing
     first_decision, second_decision = _round([first, newcomer], seen, nodes=three)
     assert second_decision.status.allocation == newcomer.status.allocation
     assert first_decision.status.allocation == first.status.allocation
@@ -390,7 +383,9 @@ def test_a_job_stops_probing_when_a_probe_can_no_longer_pay_for_its_restarts(
     epochs = restarts_left * settings.restart_cost_seconds / one_epoch
     knowledge = replace(base, remaining_epochs=epochs,
                         samples_per_epoch=6400.0 if epoch_size_known else None)
-    out = too_late_to_probe(knowledge, job, here, settings)
+    out = too_late_to_probe(knowledge, Allocation(here.ps, here.workers),
+                            job.spec.global_batch_size, job.spec.mode,
+                            settings.restart_cost_seconds)
     assert out.probing == still_probing
     if still_probing or not probing:
         assert out == knowledge  # nothing else changes either

@@ -92,4 +92,4 @@ def test_unreadable_and_malformed_files(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["plan", "--file", str(bad)]) == 2
     assert "not valid YAML or JSON" in capsys.readouterr().err
     assert main(["plan", "--policy", "drf", "--restart-cost", "5"]) == 2
-    assert "optimus policies only" in capsys.readouterr().err
+    assert "honour a restart cost (optimus); drf does not" in capsys.readouterr().err

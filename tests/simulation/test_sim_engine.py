@@ -62,10 +62,10 @@ def test_every_job_finishes_and_no_node_is_overcommitted(policy: str, oracle: bo
 
 
 def test_a_placement_that_overcommits_a_node_is_an_error() -> None:
-    from optimus.simulation.engine import _new_job
+    from optimus.simulation.engine import new_job_state
 
     config = SimulationConfig()
-    job = _new_job(TRACE[0], 0, SURFACES[TRACE[0].model], config)
+    job = new_job_state(TRACE[0], 0, SURFACES[TRACE[0].model], config)
     greedy = Placement({TRACE[0].job: JobPlacement((), ("node-0",) * 5)})
     with pytest.raises(SimulationError, match="node-0 over-committed"):
         _check_conservation(greedy, [job], CLUSTER)

@@ -70,9 +70,10 @@ app.kubernetes.io/component: operator
 Checks of value combinations that would render a broken install; each failure says what to
 change.
 */}}
-{{/* The operator's policies (optimus.scheduling.POLICY_NAMES; a test keeps them equal). */}}
+{{/* The operator's policies (optimus.scheduling.OPERATOR_POLICY_NAMES; a test keeps them
+equal). */}}
 {{- define "optimus.policies" -}}
-optimus optimus-paper drf tetris tiresias fixed
+optimus optimus-paper drf tetris fixed
 {{- end }}
 
 {{- define "optimus.validate" -}}

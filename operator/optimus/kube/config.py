@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from optimus.metrics.names import DEFAULT_OPERATOR_METRICS_PORT
-from optimus.scheduling import POLICY_NAMES
+from optimus.scheduling import OPERATOR_POLICY_NAMES, POLICY_NAMES, policy_traits
 
 
 class ConfigError(ValueError):
@@ -43,7 +43,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "seconds between scheduling rounds"),
     ("restart_cost_seconds", "OPTIMUS_RESTART_COST_SECONDS", "--restart-cost",
      "what one resize costs a job, in seconds; a resize must gain more"),
-    ("policy", "OPTIMUS_POLICY", "--policy", f"allocation policy: {', '.join(POLICY_NAMES)}"),
+    ("policy", "OPTIMUS_POLICY", "--policy",
+     f"allocation policy: {', '.join(OPERATOR_POLICY_NAMES)}"),
     ("namespaces", "OPTIMUS_NAMESPACES", "--namespaces",
      "comma-separated namespaces to watch (empty: all)"),
     ("metrics_port", "OPTIMUS_METRICS_PORT", "--metrics-port",
@@ -112,7 +113,14 @@ def load_config(argv: Sequence[str] | None = None,
     config = OperatorConfig(**values)
     if config.policy not in POLICY_NAMES:
         raise ConfigError(f"OPTIMUS_POLICY/--policy={config.policy!r}; choose one of "
-                          f"{', '.join(POLICY_NAMES)}")
+                          f"{', '.join(OPERATOR_POLICY_NAMES)}")
+    if config.policy not in OPERATOR_POLICY_NAMES:
+        traits = policy_traits(config.policy)
+        needs = " and ".join(n for n, needed in (("attained service", traits.uses_attained_service),
+                                                  ("preemption", traits.preempts)) if needed)
+        raise ConfigError(f"OPTIMUS_POLICY/--policy={config.policy!r} needs {needs}, which the "
+                          f"operator does not provide (it runs in `optimus simulate` only); "
+                          f"choose one of {', '.join(OPERATOR_POLICY_NAMES)}")
     if not config.prometheus_url.startswith(("http://", "https://")):
         raise ConfigError(f"OPTIMUS_PROMETHEUS_URL/--prometheus-url={config.prometheus_url!r}"
                           "; give an http(s) URL such as http://prometheus:9090")

@@ -1,11 +1,12 @@
-"""The cluster-wide scheduling loop: one round runs the numbered, timed steps of DESIGN.md
-over every TrainingJob at once, and the act step carries out the resize protocol.
+"""The cluster-wide scheduling loop: one round runs the numbered, timed steps of a round
+(docs/architecture.md) over every TrainingJob at once, and the act step carries out the
+resize protocol.
 
     1 snapshot  nodes and pods from the API, jobs from the kopf index
     2 observe   four Prometheus range queries for all jobs (optimus.metrics.observe)
     3 fit       per job: progress, models, conditions (optimus.kube.plan.assess)
-    4 allocate  the policy over every schedulable job (optimus.scheduling.allocate)
-    5 place     a node for every pod (optimus.scheduling.place), then the decisions
+    4 allocate  pins, the policy, keep-running over every schedulable job (optimus.round)
+    5 place     a node for every pod (optimus.round), then the decisions (plan.decide)
     6 act       write the changed statuses, record events, roll or delete pods
 
 The round is the only writer of every status field (one round at a time, under a lock),
@@ -46,19 +47,16 @@ from optimus.kube.plan import (
     RoundSettings,
     assess,
     decide,
-    fit_probes_to_capacity,
     fitted_loss_now,
-    keep_running,
     learned_restart_cost,
-    previous_placement,
+    schedule_assessed,
     speed_window,
-    views,
 )
 from optimus.kube.snapshot import PodSnapshot, node_views, parse_pod
 from optimus.metrics.exporter import JobGauges, OperatorMetrics
 from optimus.metrics.observe import JobKey, JobObservation, SpeedWindow, fetch_observations
 from optimus.metrics.prometheus import PrometheusClient, PrometheusError
-from optimus.scheduling import NodeView, allocate, place
+from optimus.scheduling import NodeView
 
 log = logging.getLogger("optimus.kube")
 
@@ -190,19 +188,11 @@ class Controller:
                        nodes=nodes)
                 for s in states
             ]
-            assessed = fit_probes_to_capacity(assessed, nodes)
-        # 4 allocate
+        # 4 allocate and 5 place: the round's pins, policy, keep-running and placement
         with self._step(report, "allocate"):
-            job_views = views(assessed)
-            options: dict[str, Any] = {}
-            if settings.policy in ("optimus", "optimus-paper"):
-                options["restart_cost_seconds"] = settings.restart_cost_seconds
-            allocations = keep_running(assessed, allocate(
-                job_views, nodes, settings.policy, now=now, **options))
-        # 5 place
+            outcome = schedule_assessed(assessed, nodes, now=now, settings=settings)
         with self._step(report, "place"):
-            placement = place(allocations, job_views, nodes, previous_placement(assessed))
-            decisions = decide(assessed, placement, now=now, settings=settings)
+            decisions = decide(assessed, outcome, now=now, settings=settings)
             report.decisions = decisions
         # 6 act
         with self._step(report, "act"):

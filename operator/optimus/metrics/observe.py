@@ -1,5 +1,6 @@
 """Step 2 of a scheduling round: what every running job did since the last rounds, from
-Prometheus, as typed observations (loss per epoch, progress, speed per generation).
+Prometheus, as typed observations (loss per epoch, progress, speed per generation; the
+types are the round's, optimus.round.observation).
 
 Four range queries cover all jobs at once, whatever their number (labels from
 optimus_worker.contract; every expression aggregates by namespace, job and generation):
@@ -23,8 +24,7 @@ from typing import Final
 from optimus_worker import contract
 
 from optimus.metrics.prometheus import PrometheusClient, Series
-
-JobKey = tuple[str, str]  # (namespace, job)
+from optimus.round.observation import JobKey, JobObservation, SpeedWindow
 
 _BY: Final = f"{contract.LABEL_NAMESPACE}, {contract.LABEL_JOB}, {contract.LABEL_GENERATION}"
 _WORKERS: Final = f'{contract.LABEL_ROLE}="worker"'
@@ -35,40 +35,6 @@ QUERY_EPOCH: Final = f"max by ({_BY}) ({contract.METRIC_EPOCH}{{{_CHIEF}}})"
 QUERY_LOSS: Final = f"max by ({_BY}) ({contract.METRIC_LOSS}{{{_CHIEF}}})"
 QUERIES: Final = {"steps": QUERY_STEPS, "samples": QUERY_SAMPLES, "epoch": QUERY_EPOCH,
                   "loss": QUERY_LOSS}
-
-
-@dataclass(frozen=True)
-class SpeedWindow:
-    """Which generation of a job to measure, and from when (its pods' start + warm-up)."""
-
-    generation: int
-    since: float
-
-
-@dataclass(frozen=True)
-class JobObservation:
-    """What Prometheus says about one job.
-
-    loss_points: (whole epochs done, mean loss of the last finished epoch), one per epoch.
-    epoch/step/loss: the newest values of the newest generation seen.
-    speed: steps/s summed over the workers of the measured generation, or None when it has
-        not run for `min_span` seconds since its warm-up.
-    samples_per_epoch: samples the job processes per epoch (None until measurable).
-    first_step_at: when the newest generation's step counters first showed a step (the
-        first sample above 0), or None when none has shown or the lookback does not reach
-        back to before it (the counters were already moving in its first sample).
-    """
-
-    generation: int | None = None
-    loss_points: tuple[tuple[float, float], ...] = ()
-    epoch: float | None = None
-    step: float | None = None
-    loss: float | None = None
-    speed: float | None = None
-    speed_span: float = 0.0
-    samples_per_epoch: float | None = None
-    series: int = 0
-    first_step_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ How that unit relates to the paper's f(p, w): we fit the paper's equations *dire
 this unit, i.e. ``speed(p, w) = f(p, w)``, and read the denominator of the sync equation as
 the time one worker-step costs the job. A literal reading of the paper (f = job
 iterations/s, every iteration = w worker-steps) would instead give speed = w * f(p, w),
-i.e. ``1/speed = T_iteration(p, w) / w``. On the real MXNet dist_sync measurements in
-../shared/data/ps-speed/measured.csv (fixed per-worker batch) 1/speed grows linearly in w
-at fixed p (for resnet-50 at p = 1, from 2.0 s at w = 1 to 4.8 s at w = 12), so
+i.e. ``1/speed = T_iteration(p, w) / w``. On the real MXNet dist_sync measurements that
+benchmarks/models.py reads (fixed per-worker batch; benchmarks/README.md) 1/speed grows
+linearly in w at fixed p (for resnet-50 at p = 1, from 2.0 s at w = 1 to 4.8 s at w = 12), so
 T_iteration would have to grow like w**2, which no t >= 0 can express: the literal form
 reaches only ~21% held-out MAPE at N = 10 random samples, the direct form ~9%
 (benchmarks/models.py measures both in the same run). The direct form is also what the

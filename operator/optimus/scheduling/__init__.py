@@ -10,7 +10,16 @@ comparisons with the Optimus paper's baselines; the operator uses `place`.
 
 from optimus.scheduling.greedy import PAPER_CONFIG, OptimusConfig, marginal_gain
 from optimus.scheduling.placement import even_spread, place, spread_place
-from optimus.scheduling.policies import POLICY_NAMES, allocate, get_policy
+from optimus.scheduling.policies import (
+    OPERATOR_POLICY_NAMES,
+    POLICY_NAMES,
+    POLICY_TRAITS,
+    PolicyTraits,
+    allocate,
+    get_policy,
+    policy_for_round,
+    policy_traits,
+)
 from optimus.scheduling.types import (
     Allocation,
     JobPlacement,
@@ -24,8 +33,10 @@ from optimus.scheduling.types import (
 )
 
 __all__ = [
+    "OPERATOR_POLICY_NAMES",
     "PAPER_CONFIG",
     "POLICY_NAMES",
+    "POLICY_TRAITS",
     "Allocation",
     "JobPlacement",
     "JobView",
@@ -33,6 +44,7 @@ __all__ = [
     "OptimusConfig",
     "Placement",
     "Policy",
+    "PolicyTraits",
     "Resources",
     "Taint",
     "Toleration",
@@ -41,5 +53,7 @@ __all__ = [
     "get_policy",
     "marginal_gain",
     "place",
+    "policy_for_round",
+    "policy_traits",
     "spread_place",
 ]

@@ -8,8 +8,9 @@ models, allocator and placer over a simulated cluster and job physics.
     print(summarise(result).avg_jct)
 
 Modules: `inputs` (trace and speed-table parsing), `speeds` (true speed surfaces),
-`physics` (network slowdown, loss curves), `knowledge` (what a policy knows), `engine`
-(the loop), `metrics` (JCT, makespan, utilisation), `generator` (the default workload).
+`physics` (network slowdown, loss curves), `engine` (the clock and the physics around the
+operator's round, optimus.round), `metrics` (JCT, makespan, utilisation), `generator` (the
+default workload).
 """
 
 from optimus.simulation.engine import (

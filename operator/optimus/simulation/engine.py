@@ -1,8 +1,10 @@
 """The simulation loop: a simulated cluster runs a trace under one policy (pure).
 
 It replaces steps 1, 2 and 6 of a scheduling round (snapshot, observe, act) with a simulated
-cluster and runs steps 3-5 with the operator's own code: `optimus.simulation.knowledge` fits
-the operator's models, `optimus.scheduling.allocate` and `place` decide. Time advances in
+cluster and runs steps 3-5 with the operator's own round (`optimus.round.run_round`: the
+fit, the pins, the policy, keep-running and placement): this module builds the round's
+inputs from its simulated state (`round_job`, `observation`) and applies the round's
+placement; it keeps only the clock and the physics. Time advances in
 scheduling intervals; within an interval every job runs at its true speed under its
 placement (optimus.simulation.physics), so a job's completion time is exact, not rounded to
 a tick. As under the operator, a new job triggers a round at once (the next periodic round
@@ -13,17 +15,21 @@ Costs and rules:
 * a job that starts, resumes, or changes its PS/worker counts or nodes pays `restart_cost`
   seconds of wall time with its resources held and no progress; a change of configuration
   of a running job (including a preemption to zero) counts as one resize;
-* learning policies (`optimus`, `optimus-paper`) run a new job at its minimum, then at probe
-  configurations (`optimus.models.propose_probes`, within a probe box), until its
-  speed model can be fitted, by the operator's rules (optimus.scheduling.probes: a probe
-  fits beside what the others hold, and only while it can still pay for itself): the
-  job's bounds are pinned to the probe for that round;
+* what the simulated Prometheus reports after an interval a job ran (`observation`): its
+  loss at every epoch it finished (with `loss_noise`), and its speed as the workers'
+  summed step rate averaged over the intervals its current generation ran (each interval's
+  rate with `speed_noise`), as the operator measures a generation, and its epoch size
+  (the operator measures it within a job's first interval);
+* a job that is restarting (within `restart_cost` of its start or resize) is held at its
+  allocation, as the operator holds a job whose new pods do not all run yet;
+* the policies that learn online (PolicyTraits.learns_online) run a new job at its minimum,
+  then at probe configurations until its speed model can be fitted (optimus.round.pins);
 * `oracle` gives every policy the true remaining epochs and the true speed table;
 * every policy is placed by Optimus's placement (`optimus.scheduling.place`) unless
-  `baseline_placement` is "spread": then the non-Optimus policies (drf, tetris, tiresias,
-  fixed) are placed as the Kubernetes default scheduler would (`spread_place`), the setting
-  of the Optimus paper's baselines, and pay the physics' network slowdown when that puts a
-  job on more nodes than the fewest;
+  `baseline_placement` is "spread": then the policies not always placed by Optimus
+  (PolicyTraits.optimus_placement) are placed as the Kubernetes default scheduler would
+  (`spread_place`), the setting of the Optimus paper's baselines, and pay the physics'
+  network slowdown when that puts a job on more nodes than the fewest;
 * randomness (observation noise) comes from one generator per job seeded by (seed, index of
   the job in the trace's (arrival, name) order): the same seed gives the same result.
 
@@ -41,10 +47,16 @@ from typing import Any
 import numpy as np
 
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
-from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode, probes_within_box
-from optimus.scheduling import allocate, place, spread_place
-from optimus.scheduling.cluster import pinned
-from optimus.scheduling.probes import MAX_PROBE_CHOICES, fit_probes, probe_pays_back
+from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode
+from optimus.round import (
+    JobObservation,
+    ModelMemory,
+    Oracle,
+    RoundJob,
+    SchedulingSettings,
+    run_round,
+    summed_steps_per_second,
+)
 from optimus.scheduling.types import (
     Allocation,
     JobPlacement,
@@ -54,7 +66,6 @@ from optimus.scheduling.types import (
     Resources,
 )
 from optimus.simulation.inputs import SimulationInputError, TraceJob
-from optimus.simulation.knowledge import LOSS_REFIT_GROWTH, LearnedJob
 from optimus.simulation.physics import (
     curve_for_epochs,
     fewest_nodes_cross_fraction,
@@ -65,16 +76,14 @@ from optimus.simulation.speeds import SpeedSurface
 GIB = 1024.0**3
 PS_MEMORY = 4 * GIB
 WORKER_MEMORY = 8 * GIB
-#: policies that learn their models online (and so probe new jobs)
-LEARNING_POLICIES = frozenset({"optimus", "optimus-paper"})
 DEFAULT_BATCH_SIZE = 32
-#: policies always placed by Optimus's own placement, whatever `baseline_placement` says
-OPTIMUS_POLICIES = frozenset({"optimus", "optimus-paper"})
-#: how the other policies may be placed (SimulationConfig.baseline_placement)
-BASELINE_PLACEMENTS: Mapping[str, Callable[..., Placement]] = {
-    "optimus": place,  # fewest nodes, even spread: what the operator does
-    "spread": spread_place,  # the Kubernetes default scheduler (the paper's baselines)
-}
+#: the simulator's refit cadence (optimus.round.SchedulingSettings): refit the loss model
+#: when its points grew by this factor (3, 9, 27, 81 points), the speed model after this
+#: many new samples at configurations already seen. The operator refits on every change;
+#: a fit costs ~10 ms, and a 1,000-job simulation would spend minutes refitting estimates
+#: that barely move between epochs
+LOSS_REFIT_GROWTH = 3.0
+SPEED_REFIT_SAMPLES = 8
 
 
 class SimulationError(RuntimeError):
@@ -120,8 +129,9 @@ class SimulationConfig:
     speed_noise: float = 0.05
     loss_noise: float = 0.01
     rule: ConvergenceRule = field(default_factory=ConvergenceRule)
-    #: learned jobs refit their loss model when their loss points grew by this factor
+    #: the refit cadence of learned models (see LOSS_REFIT_GROWTH)
     loss_refit_growth: float = LOSS_REFIT_GROWTH
+    speed_refit_samples: int = SPEED_REFIT_SAMPLES
     #: probe configurations stay within this many PS and workers while that box has any
     #: left (None: the job's bounds); the default is the operator's (models.PROBE_BOX)
     probe_max_ps: int | None = PROBE_BOX[0]
@@ -193,7 +203,9 @@ class _Job:
     ps_request: Resources
     worker_request: Resources
     rng: np.random.Generator
-    learned: LearnedJob | None
+    rule: ConvergenceRule
+    #: what the round's fit step remembers of the job (optimus.round.ModelMemory)
+    model: ModelMemory
     done: float = 0.0
     placement: JobPlacement | None = None
     blocked_until: float = 0.0
@@ -206,6 +218,10 @@ class _Job:
     attained: float = 0.0
     next_loss_epoch: int = 1
     c_min: dict[tuple[int, int], float] = field(default_factory=dict)
+    #: loss points (epoch, loss) reported since the last round
+    new_loss_points: list[tuple[float, float]] = field(default_factory=list)
+    #: the current generation's summed step rates, one per interval it ran (noisy)
+    generation_speeds: list[float] = field(default_factory=list)
 
 
 def job_requests(job: TraceJob) -> tuple[Resources, Resources]:
@@ -265,6 +281,16 @@ def _show(resources: Resources) -> str:
             f"{resources.memory / GIB:g} GiB")
 
 
+def settings_for(config: SimulationConfig) -> SchedulingSettings:
+    """The round's settings for a simulation (optimus.round.SchedulingSettings)."""
+    return SchedulingSettings(
+        policy=config.policy, policy_options=config.policy_options,
+        restart_cost_seconds=config.restart_cost, loss_refit_growth=config.loss_refit_growth,
+        speed_refit_samples=config.speed_refit_samples,
+        probe_box=(config.probe_max_ps, config.probe_max_workers),
+        baseline_placement=config.baseline_placement)
+
+
 def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], cluster: Cluster,
              config: SimulationConfig,
              on_round: Callable[[float, int, int], None] | None = None) -> SimulationResult:
@@ -276,30 +302,20 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
         raise ValueError("the scheduling interval must be positive")
     if config.restart_cost < 0:
         raise ValueError("the restart cost must be >= 0")
-    placer = BASELINE_PLACEMENTS.get(config.baseline_placement)
-    if placer is None:
-        raise ValueError(f"unknown baseline placement {config.baseline_placement!r}; choose "
-                         f"one of {', '.join(BASELINE_PLACEMENTS)}")
-    if config.policy in OPTIMUS_POLICIES:
-        placer = place
+    settings = settings_for(config)
     check_fits(jobs, surfaces, cluster)
     ordered = sorted(jobs, key=lambda j: (j.arrival, j.job))
-    learning = config.policy in LEARNING_POLICIES and not config.oracle
-    states = [_new_job(job, index, surfaces[job.model], config)
+    states = [new_job_state(job, index, surfaces[job.model], config)
               for index, job in enumerate(ordered)]
     node_views = [NodeView(node.name, node.allocatable) for node in cluster.nodes]
     node_specs = {node.name: node for node in cluster.nodes}
     node_shape = max((node.allocatable for node in cluster.nodes), key=lambda r: (r.gpu, r.cpu))
-    options = dict(config.policy_options)
-    if config.policy == "optimus":  # the operator knows what a restart costs: tell the policy
-        options.setdefault("restart_cost_seconds", config.restart_cost)
     interval = config.interval
     pending = list(states)
     pending.reverse()  # pop() from the end = next arrival
     active: list[_Job] = []
     finished = 0
     rounds: list[Round] = []
-    previous = Placement({})
     time = 0.0
     last_arrival = ordered[-1].arrival if ordered else 0.0
     while pending or active:
@@ -314,11 +330,13 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
             raise SimulationError(
                 f"{len(active)} job(s) still unfinished {config.horizon:g} s after the last "
                 f"arrival under {config.policy} (e.g. {stuck}); the policy starves them")
-        views = [_view(state) for state in active]
-        if learning:
-            views = _pin_probes(active, views, node_views, config)
-        allocations = allocate(views, node_views, config.policy, now=time, **options)
-        placement = placer(allocations, views, node_views, previous)
+        outcome = run_round([round_job(state, time, config.oracle) for state in active],
+                            {state.trace.job: observation(state) for state in active},
+                            node_views, settings, now=time)
+        for state in active:
+            state.model = outcome.jobs[state.trace.job].model
+            state.new_loss_points.clear()
+        placement = outcome.placement
         peak = _check_conservation(placement, active, cluster)
         end = time + interval
         if config.round_on_arrival and pending and pending[-1].trace.arrival < end:
@@ -341,8 +359,6 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
                 finished += 1
         rounds.append(Round(time, running, len(active) - running, gpus_in_use, cpus_in_use,
                             peak))
-        previous = Placement({state.trace.job: state.placement for state in still_active
-                              if state.placement is not None})
         active = still_active
         time = end
         if on_round is not None:
@@ -354,8 +370,8 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
     return SimulationResult(config.policy, config, cluster.total, outcomes, tuple(rounds))
 
 
-def _new_job(job: TraceJob, index: int, surface: SpeedSurface,
-             config: SimulationConfig) -> _Job:
+def new_job_state(job: TraceJob, index: int, surface: SpeedSurface,
+                  config: SimulationConfig) -> _Job:
     min_ps, max_ps, _, max_workers = job_bounds(job, surface)
     ps_request, worker_request = job_requests(job)
     mode = parse_mode(job.mode)
@@ -363,34 +379,44 @@ def _new_job(job: TraceJob, index: int, surface: SpeedSurface,
     rule = ConvergenceRule(config.rule.loss_delta, config.rule.window,
                            max(config.rule.max_epochs, math.ceil(job.epochs)))
     loss = job.loss or curve_for_epochs(job.epochs, rule.loss_delta, rule.window)
-    learned = None if config.oracle else LearnedJob(mode, float(batch), job.dataset_size, rule,
-                                                    config.loss_refit_growth)
     return _Job(job, surface, loss, mode, batch, min_ps, max_ps, max_workers, ps_request,
-                worker_request, np.random.default_rng([config.seed, index]), learned)
+                worker_request, np.random.default_rng([config.seed, index]), rule,
+                ModelMemory())
 
 
-def _view(state: _Job) -> JobView:
+def round_job(state: _Job, now: float, oracle: bool) -> RoundJob:
+    """The job as the round sees it (optimus.round.RoundJob): its trace's bounds and
+    requests, where it runs, the model memory of its observations; with `oracle`, the
+    truth instead."""
     job = state.trace
-    learned = state.learned
-    remaining_time: Callable[[int, int], float]
-    if learned is None:
-        remaining_time = _true_remaining_time(state)
-        progress = state.done / job.epochs
-    else:
-        remaining_time = _learned_remaining_time(learned, state.done, job.dataset_size)
-        # the latest estimate; remaining_time refits first, so this may lag one round
-        progress = state.done / (state.done + learned.remaining_epochs(state.done))
     current = None
     if state.placement is not None:
         current = Allocation(len(state.placement.ps_nodes), len(state.placement.worker_nodes))
     requested = Allocation(job.ps or 0, job.workers) if job.workers is not None else None
-    return JobView(
+    view = JobView(
         id=job.job, arrival=job.arrival, ps_request=state.ps_request,
         worker_request=state.worker_request, min_ps=state.min_ps, max_ps=state.max_ps,
         min_workers=job.min_workers, max_workers=state.max_workers,
-        remaining_time=remaining_time,
-        current=current, mode=job.mode, progress=progress, attained_service=state.attained,
+        remaining_time=_true_remaining_time(state),
+        current=current, mode=job.mode, attained_service=state.attained,
         requested=requested)
+    truth = Oracle(max(0.0, job.epochs - state.done), view.remaining_time) if oracle else None
+    return RoundJob(view=view, batch_size=state.batch_size, rule=state.rule, model=state.model,
+                    epochs_done=state.done, placement=state.placement,
+                    hold=state.placement is not None and state.blocked_until > now,
+                    oracle=truth)
+
+
+def observation(state: _Job) -> JobObservation | None:
+    """What the simulated Prometheus reports of the job since the last round (module
+    docstring); None when it reports nothing new."""
+    speeds = state.generation_speeds
+    if not speeds and not state.new_loss_points:
+        return None
+    return JobObservation(
+        loss_points=tuple(state.new_loss_points), epoch=state.done,
+        speed=sum(speeds) / len(speeds) if speeds else None,
+        samples_per_epoch=state.trace.dataset_size, series=1)
 
 
 def _true_remaining_time(state: _Job) -> Callable[[int, int], float]:
@@ -402,63 +428,6 @@ def _true_remaining_time(state: _Job) -> Callable[[int, int], float]:
         return work / rate if rate > 0 else math.inf
 
     return remaining_time
-
-
-def _learned_remaining_time(learned: LearnedJob, done: float,
-                            dataset_size: float) -> Callable[[int, int], float]:
-    """The remaining time from the job's learned models, refitted on first use in a round:
-    policies that never ask (DRF, fixed, Tiresias) cost no model fits."""
-    work: list[float] = []
-
-    def remaining_time(ps: int, workers: int) -> float:
-        if not work:
-            learned.refit(done)
-            work.append(learned.remaining_epochs(done) * dataset_size)
-        rate = learned.samples_per_sec(ps, workers)
-        return work[0] / rate if rate > 0 else math.inf
-
-    return remaining_time
-
-
-def _pin_probes(states: Sequence[_Job], views: Sequence[JobView],
-                nodes: Sequence[NodeView], config: SimulationConfig) -> list[JobView]:
-    """The views with each learning job's bounds pinned to its probe, as the operator does
-    (optimus.kube.plan: `assess`, then `fit_probes_to_capacity`), with the rules both share
-    (optimus.scheduling.probes): a job that has not run yet starts at its minimum; a running
-    job stays where it is until that configuration is measured, then moves to the first of
-    `probes_within_box`' configurations that fits beside what the others hold, or, when
-    none fits or too little time is left to repay a probe, is left to the policy."""
-    pins: dict[str, Allocation] = {}
-    wanted: dict[str, tuple[Allocation, ...]] = {}
-    for state, view in zip(states, views, strict=True):
-        learned = state.learned
-        if learned is None or not learned.needs_probes():
-            continue
-        seen = learned.configurations
-        if state.placement is None:
-            first = _probes(state, seen, config, 1) if seen else []
-            pins[view.id] = Allocation(*first[0]) if first else Allocation(
-                state.min_ps, state.trace.min_workers)
-            continue
-        here = (len(state.placement.ps_nodes), len(state.placement.worker_nodes))
-        if here not in seen:  # still measuring (or restarting into) this configuration
-            pins[view.id] = Allocation(*here)
-        elif probe_pays_back(view.remaining_time(*here), config.restart_cost):
-            probes = _probes(state, seen, config, MAX_PROBE_CHOICES)
-            if probes:
-                wanted[view.id] = tuple(Allocation(*p) for p in probes)
-    for job_id, probe in fit_probes(views, nodes, wanted).items():
-        if probe is not None:
-            pins[job_id] = probe
-    return [pinned(view, pins[view.id]) if view.id in pins else view for view in views]
-
-
-def _probes(state: _Job, seen: set[tuple[int, int]], config: SimulationConfig,
-            count: int) -> list[tuple[int, int]]:
-    """The job's next probe configurations, best first (the operator's choice)."""
-    return probes_within_box(state.min_ps, state.max_ps, state.trace.min_workers,
-                             state.max_workers, seen, count, state.mode,
-                             box=(config.probe_max_ps, config.probe_max_workers))
 
 
 def _demand(state: _Job) -> Resources:
@@ -512,6 +481,7 @@ def _apply_placement(state: _Job, new: JobPlacement | None, now: float,
         return
     if old is not None:
         state.resizes += 1
+    state.generation_speeds.clear()  # a new generation is measured afresh
     if new is not None:
         state.starts += 1
         state.blocked_until = now + restart_cost
@@ -550,16 +520,15 @@ def _advance(state: _Job, start: float, end: float, nodes: Mapping[str, NodeSpec
     gpus = _demand(state).gpu
     state.gpu_seconds += gpus * (held_until - start)
     state.attained += (gpus or _demand(state).cpu) * (held_until - start)
-    learned = state.learned
-    if learned is None or state.finish is not None:
+    if config.oracle or state.finish is not None:
         return
     if run_time > 0 and speed > 0:
         noise = math.exp(config.speed_noise * float(state.rng.standard_normal()))
-        learned.observe_speed(ps if state.mode != "allreduce" else 0, workers,
-                              speed / state.batch_size * noise)
+        state.generation_speeds.append(summed_steps_per_second(
+            speed * noise, state.batch_size, workers, state.mode))
     while state.next_loss_epoch <= state.done:
         epoch = state.next_loss_epoch
         loss = loss_at(state.loss, epoch) * (
             1.0 + config.loss_noise * float(state.rng.standard_normal()))
-        learned.observe_loss(float(epoch), max(0.0, loss))
+        state.new_loss_points.append((float(epoch), max(0.0, loss)))
         state.next_loss_epoch += 1

@@ -1,0 +1,308 @@
+"""Step 3 of a scheduling round, the fit (pure): one job's observation merged into its model
+memory, the loss and speed models refitted at the round's cadence, and what they imply
+(`Knowledge`: remaining epochs, seconds per sample at any configuration, the probes still
+worth measuring). The operator and the simulator both call `fit_job`; only the cadence
+differs, and it is a setting (`SchedulingSettings.loss_refit_growth`,
+`speed_refit_samples`), not a second implementation.
+
+Rules where no model can answer yet (docs/design-notes.md says why each way):
+* no speed measured at all: a configuration's time is unknown, math.inf (no gain is ever
+  invented; a learning policy keeps such a job pinned to its probe meanwhile);
+* speed measured but not fitted: the nearest measured configuration (by |dps| + |dw|; of
+  equally near ones the smallest, (ps, workers) ascending, whatever their noisy speeds);
+* epochs: the loss model's estimate, at least MIN_REMAINING_EPOCHS while the job runs
+  (the fit may call it converged before the job stops), never more than maxEpochs allows;
+  with no loss fit yet, maxEpochs minus the epochs done;
+* epoch size unknown: the remaining time is unknown (math.inf).
+
+Speed units. The model is fitted in one unit per mode. Synchronous jobs (ps-sync,
+allreduce) are measured in *job* steps per second (one step = the global batch M over all
+workers, i.e. the workers' summed step rate divided by w), so that the equation's t0*M/w is
+the compute of one worker's share and samples/s = speed * M (batch scope "per-worker" of
+the models, with the whole step's batch M). Asynchronous jobs are measured in summed worker
+steps per second, each of M/w samples (batch scope "global"). With a fixed global batch,
+only this reading lets a synchronous job gain from more workers. An observation's speed is
+always the workers' summed step rate; `model_speed` converts it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from optimus.api.status import ModelStatus, iso, merge_loss_samples, merge_speed_sample
+from optimus.models import (
+    THETA_NAMES,
+    BatchScope,
+    ConvergenceEstimate,
+    ConvergenceRule,
+    LossFit,
+    LossParams,
+    ModelError,
+    SpeedMode,
+    SpeedParams,
+    SpeedSample,
+    estimate_convergence,
+    fit_loss,
+    fit_speed,
+    predict_speed,
+    probes_within_box,
+    samples_per_second,
+)
+from optimus.round.observation import JobObservation
+from optimus.scheduling.probes import MAX_PROBE_CHOICES
+from optimus.scheduling.types import Allocation, RemainingTime
+
+#: a job still running has at least this many epochs left, as far as any policy can tell
+MIN_REMAINING_EPOCHS = 0.5
+
+
+def batch_scope(mode: str) -> BatchScope:
+    return "global" if mode == "ps-async" else "per-worker"
+
+
+def samples_per_step(mode: str, batch: int, workers: int) -> float:
+    return batch / workers if mode == "ps-async" else float(batch)
+
+
+def model_speed(mode: str, summed_steps_per_second: float, workers: int) -> float:
+    """The speed model's unit from the workers' summed step rate (module docstring)."""
+    return summed_steps_per_second if mode == "ps-async" else summed_steps_per_second / workers
+
+
+def summed_steps_per_second(samples_per_sec: float, batch: int, workers: int, mode: str) -> float:
+    """What the workers' step counters show for a job processing `samples_per_sec`: each
+    worker step is one batch share M/w (asynchronous) or, for a synchronous job, a job step
+    of M samples is w worker steps; either way w * samples/s / M."""
+    del mode  # the same in every mode; named so a caller states what it converts
+    return workers * samples_per_sec / batch
+
+
+@dataclass(frozen=True)
+class ModelMemory:
+    """What the fit step remembers of a job between rounds: the samples and fitted
+    parameters (`status`, which the operator keeps in the TrainingJob's status) and the
+    refit cadence's bookkeeping. At the operator's cadence (refit on every change) the
+    bookkeeping is never read, so it is not persisted."""
+
+    status: ModelStatus = field(default_factory=ModelStatus)
+    #: loss points when the loss model was last fitted
+    loss_points_at_fit: int = 0
+    #: speed observations merged since the speed model was last fitted
+    speed_observations_since_fit: int = 0
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """The truth about a job, for the simulator's oracle runs: the fit is skipped."""
+
+    remaining_epochs: float
+    remaining_time: RemainingTime
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """What the models say about a job after the fit step."""
+
+    loss_fit: LossFit | None = None
+    speed: SpeedParams | None = None
+    estimate: ConvergenceEstimate | None = None
+    epochs_done: float = 0.0
+    remaining_epochs: float = 0.0
+    samples_per_epoch: float | None = None
+    probing: bool = False
+    next_probe: tuple[int, int] | None = None
+    #: the configurations still worth measuring, best first (next_probe is the first)
+    probes: tuple[tuple[int, int], ...] = ()
+    speed_samples: tuple[tuple[int, int, float], ...] = ()
+    oracle: Oracle | None = None
+
+    def seconds_per_sample(self, ps: int, workers: int, batch: int, mode: str) -> float:
+        """1 / samples per second at (ps, workers): the fitted model, or the nearest
+        measured configuration while there is none, or math.inf with no measurement."""
+        try:
+            if self.speed is not None:
+                return 1.0 / samples_per_second(self.speed, ps, workers)
+        except (ModelError, ZeroDivisionError):
+            return math.inf
+        if not self.speed_samples:
+            return math.inf
+        _, w, steps = min(self.speed_samples,
+                          key=lambda s: (abs(s[0] - ps) + abs(s[1] - workers), s[0], s[1]))
+        return 1.0 / (steps * samples_per_step(mode, batch, w)) if steps > 0 else math.inf
+
+    def remaining_time(self, batch: int, mode: str) -> RemainingTime:
+        """Seconds left at any (ps, workers) (module docstring for the unknowns)."""
+        if self.oracle is not None:
+            return self.oracle.remaining_time
+        if self.remaining_epochs <= 0:
+            return lambda ps, workers: 0.0
+        if not self.samples_per_epoch:
+            return lambda ps, workers: math.inf
+        work = self.remaining_epochs * self.samples_per_epoch
+        known: dict[tuple[int, int], float] = {}  # the allocator asks many times a round
+
+        def remaining(ps: int, workers: int) -> float:
+            key = (ps, workers)
+            value = known.get(key)
+            if value is None:
+                value = known[key] = work * self.seconds_per_sample(ps, workers, batch, mode)
+            return value
+        return remaining
+
+    @property
+    def progress(self) -> float:
+        """The fraction of the job done, as far as the models tell (0 with nothing known)."""
+        total = self.epochs_done + self.remaining_epochs
+        return min(1.0, self.epochs_done / total) if total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """What the fit step needs to know of a job besides its observation."""
+
+    mode: str
+    batch_size: int
+    rule: ConvergenceRule
+    #: the spec's bounds (min_ps, max_ps, min_workers, max_workers), for the probes
+    bounds: tuple[int, int, int, int]
+    #: what it runs with now (None: not running), where a speed observation was measured
+    current: Allocation | None
+    epochs_done: float
+    model: ModelMemory = field(default_factory=ModelMemory)
+    oracle: Oracle | None = None
+
+
+def _relative_rmse(speed: SpeedParams, samples: Sequence[SpeedSample]) -> float | None:
+    try:
+        errors = [predict_speed(speed, s.ps, s.workers) / s.speed - 1.0 for s in samples]
+    except ModelError:
+        return None
+    return math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else None
+
+
+def fit_job(
+    job: FitJob,
+    observation: JobObservation | None,
+    *,
+    now: float,
+    loss_refit_growth: float = 1.0,
+    speed_refit_samples: int = 1,
+    probe_box: tuple[int | None, int | None] | None = None,
+    learns: bool = True,
+) -> tuple[ModelMemory, Knowledge]:
+    """The job's model memory after this round's observation, and what it implies.
+
+    A model with enough data is fitted when it has no parameters yet; then the loss model
+    is refitted when its points changed and number at least `loss_refit_growth` times those
+    of the last fit, the speed model when its samples changed and a configuration is new or
+    `speed_refit_samples` observations arrived since the last fit (1.0 and 1: every change,
+    the operator's cadence). A failed refit keeps
+    the previous parameters. Probes are proposed only for a policy that `learns`. The ETA
+    (status.model.estimatedCompletionTime) is `now` plus the predicted remaining time at
+    `job.current`."""
+    if job.oracle is not None:
+        return job.model, Knowledge(epochs_done=job.epochs_done,
+                                    remaining_epochs=job.oracle.remaining_epochs,
+                                    oracle=job.oracle)
+    mode, batch, old = job.mode, job.batch_size, job.model.status
+    current = job.current
+    loss_samples = merge_loss_samples(old.loss_samples,
+                                      observation.loss_points if observation else ())
+    speed_samples = old.speed_samples
+    since = job.model.speed_observations_since_fit
+    if (observation is not None and observation.speed is not None and current is not None
+            and observation.speed > 0 and current.workers > 0):
+        speed_samples = merge_speed_sample(
+            speed_samples, current.ps, current.workers,
+            model_speed(mode, observation.speed, current.workers))
+        since += 1
+    samples_per_epoch = (observation.samples_per_epoch if observation and
+                         observation.samples_per_epoch else old.samples_per_epoch)
+
+    # loss
+    loss_fit: LossFit | None = None
+    loss_error = old.fit_error_loss
+    points_at_fit = job.model.loss_points_at_fit
+    if len(loss_samples) >= 3 and (old.loss is None or (
+            loss_samples != old.loss_samples
+            and len(loss_samples) >= loss_refit_growth * points_at_fit)):
+        try:
+            loss_fit = fit_loss([e for e, _ in loss_samples], [v for _, v in loss_samples])
+            loss_error = loss_fit.rmse
+            points_at_fit = len(loss_samples)
+        except ModelError:
+            loss_fit = None
+    if loss_fit is None and old.loss is not None:
+        loss_fit = LossFit(LossParams(*old.loss), len(loss_samples), 0, loss_error or 0.0,
+                           loss_samples[-1][0] if loss_samples else 0.0)
+
+    # speed
+    samples = [SpeedSample(p, w, s) for p, w, s in speed_samples]
+    configs = {(p, w) for p, w, _ in speed_samples}
+    new_config = bool(configs - {(p, w) for p, w, _ in old.speed_samples})
+    speed: SpeedParams | None = None
+    speed_error = old.fit_error_speed
+    if len(configs) >= len(THETA_NAMES[cast(SpeedMode, mode)]) and (
+            old.speed_theta is None or (speed_samples != old.speed_samples and (
+                new_config or since >= speed_refit_samples))):
+        try:
+            speed = fit_speed(samples, mode, batch, batch_scope=batch_scope(mode))
+            speed_error = _relative_rmse(speed, samples)
+            since = 0
+        except ModelError:
+            speed = None
+    if speed is None and old.speed_theta is not None and old.speed_mode == mode:
+        speed = SpeedParams(mode, float(batch), old.speed_theta, batch_scope(mode))  # type: ignore[arg-type]
+    min_ps, max_ps, min_w, max_w = job.bounds
+    probes = probes_within_box(
+        min_ps, max_ps, min_w, max_w, configs, MAX_PROBE_CHOICES, mode,
+        **({} if probe_box is None else {"box": probe_box}),
+    ) if learns and speed is None else []
+    probing = speed is None and bool(probes)
+
+    rule = job.rule
+    epochs_done = job.epochs_done
+    estimate = None
+    if loss_fit is not None:
+        try:
+            estimate = estimate_convergence(loss_fit, rule, epochs_done)
+        except ModelError:
+            estimate = None
+    left = max(0.0, rule.max_epochs - epochs_done)
+    remaining_epochs = (min(left, max(MIN_REMAINING_EPOCHS, estimate.remaining_epochs))
+                        if estimate else left)
+    knowledge = Knowledge(
+        loss_fit=loss_fit,
+        speed=speed,
+        estimate=estimate,
+        epochs_done=epochs_done,
+        remaining_epochs=remaining_epochs,
+        samples_per_epoch=samples_per_epoch,
+        probing=probing,
+        next_probe=probes[0] if probes else None,
+        probes=tuple(probes),
+        speed_samples=speed_samples,
+    )
+    eta = ""
+    if current is not None and samples_per_epoch:
+        seconds = knowledge.remaining_time(batch, mode)(current.ps, current.workers)
+        if math.isfinite(seconds):
+            eta = iso(now + seconds)
+    status = ModelStatus(
+        loss=(loss_fit.params.b0, loss_fit.params.b1, loss_fit.params.b2) if loss_fit else None,
+        speed_mode=mode if speed else "",
+        speed_theta=speed.theta if speed else None,
+        loss_samples=loss_samples,
+        speed_samples=speed_samples,
+        samples_per_epoch=samples_per_epoch,
+        remaining_epochs=remaining_epochs,
+        converged_epoch=estimate.converged_epoch if estimate else None,
+        confidence=estimate.confidence if estimate else None,
+        estimated_completion_time=eta,
+        fit_error_loss=loss_error if loss_fit else None,
+        fit_error_speed=speed_error if speed else None,
+    )
+    return ModelMemory(status, points_at_fit, since), knowledge

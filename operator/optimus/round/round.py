@@ -1,0 +1,208 @@
+"""Steps 3 to 5 of a scheduling round as one pure function, shared by the operator
+(optimus.kube.plan, optimus.kube.controller) and the simulator (optimus.simulation.engine):
+
+    outcome = run_round(jobs, observations, nodes, settings, now=t)
+
+  3 fit       every job's observation merged into its model memory (`fit_job`)
+    pins      new, probing, restarting, busy, resizing and blind jobs held (optimus.round.pins)
+  4 allocate  the policy over every job (PolicyTraits say what it needs and does)
+    keep      a running job is never stopped to admit another (unless the policy preempts)
+  5 place     a node for every pod: Optimus's placement, or the Kubernetes default
+              scheduler's spread for a baseline when `baseline_placement` says so
+
+The operator decides its status rules between the fit and the pins (completion, pod
+failures, resizes settling), so it calls the two halves itself: `fit_round_job` per job,
+then `schedule` with the jobs still schedulable; `run_round` is exactly that composition.
+What stays outside: the operator's conditions, events and pod actions (optimus.kube.plan),
+the simulator's clock and physics (optimus.simulation.engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from optimus.models import ConvergenceRule
+from optimus.models.speed import PROBE_BOX
+from optimus.round.knowledge import FitJob, Knowledge, ModelMemory, Oracle, fit_job
+from optimus.round.observation import JobObservation
+from optimus.round.pins import fit_probes_to_capacity, pin, too_late_to_probe
+from optimus.scheduling.cluster import pinned
+from optimus.scheduling.placement import place, spread_place
+from optimus.scheduling.policies import policy_for_round, policy_traits
+from optimus.scheduling.types import Allocation, JobPlacement, JobView, NodeView, Placement
+
+#: how the policies that are not always placed by Optimus's placement may be placed
+BASELINE_PLACEMENTS: Mapping[str, Callable[..., Placement]] = {
+    "optimus": place,  # fewest nodes, even spread: what the operator does
+    "spread": spread_place,  # the Kubernetes default scheduler (the paper's baselines)
+}
+
+
+@dataclass(frozen=True)
+class SchedulingSettings:
+    """How a round schedules. The defaults are the operator's."""
+
+    policy: str = "optimus"
+    #: extra keyword options for the policy (e.g. OptimusConfig fields)
+    policy_options: Mapping[str, Any] = field(default_factory=dict)
+    #: what one resize of a running job costs (the policies that honour it, the probes)
+    restart_cost_seconds: float = 30.0
+    #: refit cadence (optimus.round.knowledge.fit_job): the operator refits on every change;
+    #: the simulator refits the loss model when its points grew 3x and the speed model
+    #: after 8 new samples (a 1,000-job simulation would otherwise spend minutes refitting
+    #: estimates that barely move between epochs)
+    loss_refit_growth: float = 1.0
+    speed_refit_samples: int = 1
+    #: probe configurations stay within this many PS and workers while that box has any
+    #: left (None: the job's bounds)
+    probe_box: tuple[int | None, int | None] = PROBE_BOX
+    #: placement of the policies not always placed by Optimus's (BASELINE_PLACEMENTS)
+    baseline_placement: str = "optimus"
+
+    def __post_init__(self) -> None:
+        policy_traits(self.policy)  # a clear error for an unknown policy
+        if self.baseline_placement not in BASELINE_PLACEMENTS:
+            raise ValueError(f"unknown baseline placement {self.baseline_placement!r}; "
+                             f"choose one of {', '.join(BASELINE_PLACEMENTS)}")
+        if not self.loss_refit_growth >= 1.0 or self.speed_refit_samples < 1:
+            raise ValueError("loss_refit_growth must be >= 1 and speed_refit_samples >= 1")
+
+
+@dataclass(frozen=True)
+class RoundJob:
+    """One job as a round sees it, from the operator's status or the simulator's state."""
+
+    #: the spec's bounds and requests, the current allocation, arrival, attained service;
+    #: the round fills in remaining_time, progress and (when pinned) the bounds
+    view: JobView
+    #: the global batch M (samples per job step)
+    batch_size: int
+    rule: ConvergenceRule
+    model: ModelMemory = field(default_factory=ModelMemory)
+    epochs_done: float = 0.0
+    #: where it runs now (None: not running)
+    placement: JobPlacement | None = None
+    #: it must keep its allocation this round (restarting, pod work in flight, its resize
+    #: not settled, its metrics missing)
+    hold: bool = False
+    #: the truth, for the simulator's oracle runs (no fit)
+    oracle: Oracle | None = None
+    #: the time its ETA counts from (default: the round's time)
+    eta_from: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.view.id
+
+    @property
+    def fit_input(self) -> FitJob:
+        v = self.view
+        return FitJob(v.mode, self.batch_size, self.rule,
+                      (v.min_ps, v.max_ps, v.min_workers, v.max_workers), v.current,
+                      self.epochs_done, self.model, self.oracle)
+
+
+@dataclass(frozen=True)
+class FittedJob:
+    """A job after step 3."""
+
+    job: RoundJob
+    model: ModelMemory
+    knowledge: Knowledge
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+
+@dataclass(frozen=True)
+class JobDecision:
+    """One job's outcome: its knowledge (probing ended where it had to), the pin it was
+    held to, the policy's allocation (Allocation(0, 0): queued) and where it is placed
+    (None: not placed this round)."""
+
+    id: str
+    model: ModelMemory
+    knowledge: Knowledge
+    pin: Allocation | None
+    allocation: Allocation
+    placement: JobPlacement | None
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    jobs: Mapping[str, JobDecision]
+    placement: Placement
+    #: the views the policy allocated (remaining time, progress and pins filled in)
+    views: tuple[JobView, ...] = ()
+
+
+def fit_round_job(job: RoundJob, observation: JobObservation | None, *, now: float,
+                  settings: SchedulingSettings) -> FittedJob:
+    """Step 3 for one job, at the settings' cadence."""
+    model, knowledge = fit_job(
+        job.fit_input, observation, now=now if job.eta_from is None else job.eta_from,
+        loss_refit_growth=settings.loss_refit_growth,
+        speed_refit_samples=settings.speed_refit_samples,
+        probe_box=settings.probe_box, learns=policy_traits(settings.policy).learns_online)
+    return FittedJob(job, model, knowledge)
+
+
+def schedule(fitted: Sequence[FittedJob], nodes: Sequence[NodeView],
+             settings: SchedulingSettings, *, now: float) -> RoundOutcome:
+    """The pins, steps 4 and 5, and keep-running, for jobs after step 3."""
+    traits = policy_traits(settings.policy)
+    knowledge: dict[str, Knowledge] = {}
+    pins: dict[str, Allocation | None] = {}
+    base: list[JobView] = []
+    for f in fitted:
+        job, k = f.job, f.knowledge
+        view = job.view
+        if view.current is not None and not job.hold:
+            k = too_late_to_probe(k, view.current, job.batch_size, view.mode,
+                                  settings.restart_cost_seconds)
+        knowledge[f.id] = k
+        pins[f.id] = pin(view, k, hold=job.hold, learns=traits.learns_online)
+        base.append(replace(view, remaining_time=k.remaining_time(job.batch_size, view.mode),
+                            progress=k.progress))
+    pins, knowledge = fit_probes_to_capacity(base, knowledge, pins, nodes)
+    views = tuple(v if (held := pins[v.id]) is None else pinned(v, held) for v in base)
+    policy = policy_for_round(settings.policy, settings.policy_options,
+                              settings.restart_cost_seconds)
+    allocations = policy.allocate(list(views), list(nodes), now=now)
+    if not traits.preempts:
+        allocations = keep_running(views, allocations)
+    placer = place if traits.optimus_placement else BASELINE_PLACEMENTS[
+        settings.baseline_placement]
+    previous = Placement({f.id: f.job.placement for f in fitted if f.job.placement is not None})
+    placement = placer(allocations, list(views), list(nodes), previous)
+    decisions = {
+        f.id: JobDecision(f.id, f.model, knowledge[f.id], pins[f.id],
+                          allocations.get(f.id, Allocation(0, 0)), placement.jobs.get(f.id))
+        for f in fitted
+    }
+    return RoundOutcome(decisions, placement, views)
+
+
+def run_round(jobs: Sequence[RoundJob], observations: Mapping[str, JobObservation | None],
+              nodes: Sequence[NodeView], settings: SchedulingSettings, *,
+              now: float) -> RoundOutcome:
+    """Steps 3 to 5 for every job (`observations` by job id; a job without one observed
+    nothing new)."""
+    fitted = [fit_round_job(job, observations.get(job.id), now=now, settings=settings)
+              for job in jobs]
+    return schedule(fitted, nodes, settings, now=now)
+
+
+def keep_running(views: Sequence[JobView],
+                 allocations: Mapping[str, Allocation]) -> dict[str, Allocation]:
+    """The policy's allocations, except that a running job is never stopped to admit
+    another one (it keeps its allocation when the policy left it none)."""
+    out = dict(allocations)
+    for view in views:
+        if view.current is not None and out.get(view.id, Allocation(0, 0)) == Allocation(0, 0):
+            out[view.id] = view.current
+    return out
+
