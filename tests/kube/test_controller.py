@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-
 from optimus.api import parse_training_job
 from optimus.api.status import iso, parse_status
 from optimus.kube.builders import build_pods
@@ -27,6 +26,7 @@ from tests.kube.fakes import FakeKube, FakePrometheus, Progress
 NOW = 1_800_000_000.0
 INTERVAL = 10.0
 T = TypeVar("T")
+Loop = asyncio.AbstractEventLoop
 
 
 class Clock:
@@ -127,7 +127,7 @@ def _first(calls: list[tuple[Any, ...]], match: Callable[[tuple[Any, ...]], bool
 
 
 # ---- status before pods ------------------------------------------------------------------
-def test_a_resize_is_recorded_in_the_status_before_any_pod_changes(loop: asyncio.AbstractEventLoop) -> None:
+def test_a_resize_is_recorded_in_the_status_before_any_pod_changes(loop: Loop) -> None:
     w = _world(loop)
     report = w.round()
     assert report.rolled == 1 and _generation(w.kube) == 1
@@ -139,7 +139,7 @@ def test_a_resize_is_recorded_in_the_status_before_any_pod_changes(loop: asyncio
                                            "mnist-g1-worker-1", "mnist-g1-worker-2"}
 
 
-def test_a_new_job_is_recorded_before_its_first_pods_are_created(loop: asyncio.AbstractEventLoop) -> None:
+def test_a_new_job_is_recorded_before_its_first_pods_are_created(loop: Loop) -> None:
     w = _world(loop, running=False)
     w.round()
     written = _first(w.kube.calls, lambda c: c[0] == "patch_status" and "allocation" in c[3])
@@ -148,7 +148,7 @@ def test_a_new_job_is_recorded_before_its_first_pods_are_created(loop: asyncio.A
     assert w.kube.job_pod_names("mnist") == {"mnist-g0-ps-0", "mnist-g0-worker-0"}
 
 
-def test_a_refused_status_write_changes_no_pods(loop: asyncio.AbstractEventLoop) -> None:
+def test_a_refused_status_write_changes_no_pods(loop: Loop) -> None:
     w = _world(loop)
     w.kube.refuse_status.add("mnist")
     report = w.round()
@@ -158,7 +158,7 @@ def test_a_refused_status_write_changes_no_pods(loop: asyncio.AbstractEventLoop)
 
 
 # ---- Prometheus back-off -----------------------------------------------------------------
-def test_prometheus_failures_back_off_and_freeze_the_allocation_until_it_returns(loop: asyncio.AbstractEventLoop) -> None:
+def test_prometheus_failures_back_off_and_freeze_the_allocation_till_it_returns(loop: Loop) -> None:
     w = _world(loop)
     w.prometheus.failing = True
     asked = []
@@ -171,6 +171,7 @@ def test_prometheus_failures_back_off_and_freeze_the_allocation_until_it_returns
         metrics = next(c for c in w.kube.status("mnist")["conditions"]
                        if c["type"] == "MetricsAvailable")
         assert (metrics["status"], metrics["reason"]) == ("False", "MetricsUnavailable")
+        assert "keeping the current allocation until metrics return" in metrics["message"]
     # retried after 1, 2 and 4 rounds (each failure doubles the wait)
     assert asked == [True, True, False, True, False, False, False, True]
     assert _pod_calls(w.kube) == [] and _generation(w.kube) == 0, "no resize while blind"
@@ -188,7 +189,7 @@ def test_prometheus_failures_back_off_and_freeze_the_allocation_until_it_returns
 
 
 # ---- stale snapshots ---------------------------------------------------------------------
-def test_a_round_works_from_its_own_last_status_write_when_the_watch_lags(loop: asyncio.AbstractEventLoop) -> None:
+def test_a_round_works_from_its_own_last_status_write_when_the_watch_lags(loop: Loop) -> None:
     w = _world(loop, running=False)
     stale_jobs = w.kube.snapshot().jobs  # the job as the index still shows it: no status
     w.round()
@@ -202,7 +203,7 @@ def test_a_round_works_from_its_own_last_status_write_when_the_watch_lags(loop: 
     assert _pod_calls(w.kube) == []
 
 
-def test_pods_the_snapshot_does_not_show_yet_keep_the_job_busy(loop: asyncio.AbstractEventLoop) -> None:
+def test_pods_the_snapshot_does_not_show_yet_keep_the_job_busy(loop: Loop) -> None:
     w = _world(loop, running=False)
     before_pods = w.kube.snapshot()  # the pod index before the round's pods were created
     w.round()
@@ -222,7 +223,7 @@ def test_pods_the_snapshot_does_not_show_yet_keep_the_job_busy(loop: asyncio.Abs
     assert w.kube.job_pod_names("mnist") == created, "missing pods of a free job are recreated"
 
 
-def test_an_expectation_that_is_never_met_expires(loop: asyncio.AbstractEventLoop) -> None:
+def test_an_expectation_that_is_never_met_expires(loop: Loop) -> None:
     w = _world(loop, running=False)
     empty = w.kube.snapshot()
     w.round()
@@ -234,7 +235,7 @@ def test_an_expectation_that_is_never_met_expires(loop: asyncio.AbstractEventLoo
 
 
 # ---- busy jobs ---------------------------------------------------------------------------
-def test_a_job_whose_pod_work_still_runs_is_not_touched(loop: asyncio.AbstractEventLoop) -> None:
+def test_a_job_whose_pod_work_still_runs_is_not_touched(loop: Loop) -> None:
     w = _world(loop, running=False)
     w.kube.gates["mnist-g0-worker-0"] = asyncio.Event()
 
@@ -264,7 +265,7 @@ def test_a_job_whose_pod_work_still_runs_is_not_touched(loop: asyncio.AbstractEv
 
 
 # ---- the lifecycle, round by round -----------------------------------------------------------
-def test_an_invalid_job_warns_once_gets_no_pods_and_recovers_when_fixed(loop: asyncio.AbstractEventLoop) -> None:
+def test_an_invalid_job_warns_once_gets_no_pods_and_recovers_when_fixed(loop: Loop) -> None:
     w = _world(loop, running=False)
     w.kube.jobs[("ml", "mnist")]["spec"]["globalBatchSize"] = 1
     for _ in range(3):
@@ -281,7 +282,7 @@ def test_an_invalid_job_warns_once_gets_no_pods_and_recovers_when_fixed(loop: as
     assert w.kube.job_pod_names("mnist") == {"mnist-g0-ps-0", "mnist-g0-worker-0"}
 
 
-def test_a_failed_pod_restarts_the_job_as_a_new_generation_of_the_same_size(loop: asyncio.AbstractEventLoop) -> None:
+def test_a_failed_pod_restarts_the_job_as_a_new_generation_of_the_same_size(loop: Loop) -> None:
     w = _world(loop, prometheus=FakePrometheus(failing=True))
     w.kube.set_phase("mnist-g0-worker-0", "Failed")
     report = w.round()
@@ -293,7 +294,7 @@ def test_a_failed_pod_restarts_the_job_as_a_new_generation_of_the_same_size(loop
     assert [c[4] for c in w.kube.changes("event")] == ["PodFailed"]
 
 
-def test_a_finished_job_loses_its_pods_and_service(loop: asyncio.AbstractEventLoop) -> None:
+def test_a_finished_job_loses_its_pods_and_service(loop: Loop) -> None:
     w = _world(loop, max_epochs=5)
     report = w.round()
     assert w.kube.status("mnist")["phase"] == "Succeeded" and report.deleted == 1

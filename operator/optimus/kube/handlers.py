@@ -92,9 +92,12 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
     registry = kopf.OperatorRegistry()
     seen: dict[str, int] = {}  # uid -> metadata.generation that asked for a round
 
-    def snapshot(jobs: kopf.Index[Any, Any], pods: kopf.Index[Any, Any],
-                 nodes: kopf.Index[Any, Any], controller: Controller) -> SnapshotSource:
-        return indexed_snapshot(jobs, pods, nodes, api=controller.api,
+    def snapshot(indices: Mapping[str, Any], controller: Controller) -> SnapshotSource:
+        # kopf passes each index as an extra keyword named by its id; its handler protocols
+        # (kopf.TimerFn, kopf.WatchingFn) list only kopf's own keywords, so the indices
+        # arrive in the handlers' **kwargs
+        return indexed_snapshot(indices[JOBS_INDEX], indices[PODS_INDEX],
+                                indices[NODES_INDEX], api=controller.api,
                                 namespaces=config.namespaces)
 
     @kopf.on.login(registry=registry)
@@ -146,9 +149,7 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
         return node_entry(body)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="job-event", registry=registry)
-    async def job_event(event: kopf.RawEvent, meta: kopf.Meta,
-                        optimus_jobs: kopf.Index[Any, Any], optimus_pods: kopf.Index[Any, Any],
-                        optimus_nodes: kopf.Index[Any, Any], **_: Any) -> None:
+    async def job_event(event: kopf.RawEvent, meta: kopf.Meta, **indices: Any) -> None:
         uid = str(meta.uid or "")
         generation = int(meta.get("generation") or 0)
         if event.get("type") == "DELETED":
@@ -159,18 +160,15 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
         seen[uid] = generation
         controller = controller_box.get("controller")
         if controller is not None:
-            await controller.tick(snapshot(optimus_jobs, optimus_pods, optimus_nodes,
-                                           controller), force=True)
+            await controller.tick(snapshot(indices, controller), force=True)
 
     tick_seconds = max(1.0, min(config.interval_seconds / 2, 5.0))
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=tick_seconds, backoff=tick_seconds,
                 registry=registry)
-    async def schedule(optimus_jobs: kopf.Index[Any, Any], optimus_pods: kopf.Index[Any, Any],
-                       optimus_nodes: kopf.Index[Any, Any], **_: Any) -> None:
+    async def schedule(**indices: Any) -> None:
         controller = controller_box.get("controller")
         if controller is not None:
-            await controller.tick(snapshot(optimus_jobs, optimus_pods, optimus_nodes,
-                                           controller))
+            await controller.tick(snapshot(indices, controller))
 
     return registry

@@ -83,8 +83,9 @@ class PrometheusClient(Protocol):
 
 
 class HttpPrometheusClient:
-    """`PrometheusClient` over HTTP: queries one Prometheus server. `retries` extra attempts follow a failure, after
-    `backoff`, 2*`backoff`, ... seconds; each attempt is bounded by `timeout` seconds."""
+    """`PrometheusClient` over HTTP: queries one Prometheus server. `retries` extra
+    attempts follow a failure, after `backoff`, 2*`backoff`, ... seconds; each attempt is
+    bounded by `timeout` seconds."""
 
     def __init__(
         self,
