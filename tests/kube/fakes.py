@@ -84,6 +84,10 @@ class FakeKube:
                         nodes=list(self.nodes.values()),
                         pods=[parse_pod(p) for p in self.pods.values()])
 
+    async def source(self) -> Snapshot:
+        """`snapshot` as a round's snapshot source."""
+        return self.snapshot()
+
     # ---- KubeApi ----------------------------------------------------------------------
     async def list_nodes(self) -> list[dict[str, Any]]:
         return copy.deepcopy(list(self.nodes.values()))

@@ -80,7 +80,9 @@ class World:
     def round(self, snapshot: Snapshot | None = None) -> RoundReport:
         """One round (on the fake's current state unless given), then its pod work."""
         async def run() -> RoundReport:
-            report = await self.controller.run_round(snapshot or self.kube.snapshot())
+            async def take() -> Snapshot:
+                return snapshot or self.kube.snapshot()
+            report = await self.controller.run_round(take)
             await self.controller.settle()
             return report
         return self.run(run())
@@ -240,14 +242,14 @@ def test_a_job_whose_pod_work_still_runs_is_not_touched(loop: Loop) -> None:
     w.kube.gates["mnist-g0-worker-0"] = asyncio.Event()
 
     async def scenario() -> None:
-        await w.controller.run_round(w.kube.snapshot())
+        await w.controller.run_round(w.kube.source)
         while "mnist-g0-ps-0" not in w.kube.job_pod_names("mnist"):
             await asyncio.sleep(0)
         # the roll is still creating the worker when the PS fails and the next round runs
         w.kube.set_phase("mnist-g0-ps-0", "Failed")
         w.kube.calls.clear()
         w.clock.now += INTERVAL
-        report = await w.controller.run_round(w.kube.snapshot())
+        report = await w.controller.run_round(w.kube.source)
         assert report.rolled == report.deleted == 0
         assert _pod_calls(w.kube) == [] and w.kube.changes("event") == []
         assert _generation(w.kube) == 0 and w.kube.status("mnist").get("restarts", 0) == 0
@@ -255,7 +257,7 @@ def test_a_job_whose_pod_work_still_runs_is_not_touched(loop: Loop) -> None:
         await w.controller.settle()
         # the work done and seen, the failure is handled: a new generation of the same size
         w.clock.now += INTERVAL
-        report = await w.controller.run_round(w.kube.snapshot())
+        report = await w.controller.run_round(w.kube.source)
         await w.controller.settle()
         assert report.rolled == 1 and _generation(w.kube) == 1
         assert w.kube.status("mnist")["restarts"] == 1

@@ -176,7 +176,7 @@ class Controller:
         async with self._lock:
             for _ in range(2):  # the round itself, then at most one queued request
                 self._pending = False
-                report = await self.run_round(await snapshot())
+                report = await self.run_round(snapshot)
                 if not self._pending:
                     break
         return report
@@ -196,13 +196,14 @@ class Controller:
             report.seconds[name] = seconds
             self.metrics.step_duration(name, seconds)
 
-    async def run_round(self, snapshot: Snapshot) -> RoundReport:
-        report = RoundReport(jobs=len(snapshot.jobs))
+    async def run_round(self, source: SnapshotSource) -> RoundReport:
+        """One round on the snapshot `source` takes (taking it is step 1)."""
+        report = RoundReport()
         now = self.clock()
         self.last_round = now
         cpu = time.process_time()
         try:
-            await self._round(snapshot, now, report)
+            await self._round(source, now, report)
         except Exception:
             self.metrics.round_done("error")
             log.exception("scheduling round failed")
@@ -215,9 +216,11 @@ class Controller:
                  ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in report.seconds.items()))
         return report
 
-    async def _round(self, snapshot: Snapshot, now: float, report: RoundReport) -> None:
+    async def _round(self, source: SnapshotSource, now: float, report: RoundReport) -> None:
         # 1 snapshot
         with self._step(report, "snapshot"):
+            snapshot = await source()
+            report.jobs = len(snapshot.jobs)
             nodes = node_views(snapshot.nodes, snapshot.pods)
             states = self._states(snapshot.jobs, snapshot.pods, now)
         # 2 observe
