@@ -288,6 +288,8 @@ class Controller:
             ))
         for uid in set(self._written) - alive:
             del self._written[uid]
+        for key in set(self._expected) - {s.meta.key for s in states}:
+            del self._expected[key]  # the job is gone
         return states
 
     def _busy(self, key: str, pods: Sequence[PodSnapshot], now: float) -> bool:
