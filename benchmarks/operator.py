@@ -365,7 +365,9 @@ async def _list_rounds(kubeconfig: Path, prometheus_url: str, rounds: int) -> di
 async def _indexed_rounds(kubeconfig: Path, prometheus_url: str, rounds: int
                           ) -> dict[str, Any]:
     """The operator's kopf registry in this process until it has run `rounds` rounds."""
-    os.environ["KUBECONFIG"] = str(kubeconfig)
+    # the operator's credentials are the kubernetes client's default kubeconfig, which
+    # the client reads from $KUBECONFIG when it is imported: point it at the cluster
+    kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
     config = OperatorConfig(prometheus_url=prometheus_url, interval_seconds=5,
                             metrics_port=0, peering="")
     box: dict[str, Controller] = {}
