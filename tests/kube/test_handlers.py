@@ -5,6 +5,10 @@ keyword its handlers receive), and a round's snapshot is what the indices hold."
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import kopf
+from kopf._core.engines.indexing import OperatorIndexer
 
 from optimus.kube.config import OperatorConfig
 from optimus.kube.controller import Controller
@@ -88,3 +92,37 @@ def test_a_namespaced_operator_lists_the_other_namespaces_unfinished_pods() -> N
     assert sorted(p.name for p in snapshot.pods) == ["busy", "late", "watched"]
     assert outside_selector(("a", "b")) == ("metadata.namespace!=a,metadata.namespace!=b,"
                                             "status.phase!=Succeeded,status.phase!=Failed")
+
+
+def _indexed(registry: kopf.OperatorRegistry, id_: str, bodies: list[dict[str, Any]]
+             ) -> kopf.Index[Any, Any]:
+    """What kopf's index `id_` holds after indexing `bodies` with the registry's function
+    (kopf spreads a returned mapping into the index; anything else goes under None)."""
+    (handler,) = [h for h in registry._indexing.get_all_handlers() if h.id == id_]
+    indexer = OperatorIndexer()
+    for body in bodies:
+        metadata = body["metadata"]
+        kwargs = {"body": kopf.Body(body), "namespace": metadata.get("namespace"),
+                  "name": metadata["name"], "meta": kopf.Meta(kopf.Body(body))}
+        indexer.replace((metadata.get("namespace"), metadata["name"], None),
+                        handler.fn(**kwargs))
+    return indexer.index
+
+
+def test_the_registry_indices_hold_one_entry_per_object() -> None:
+    registry = build_registry(OperatorConfig(interval_seconds=3), {})
+    kube = FakeKube()
+    kube.add_node("n1")
+    kube.add_node("n2")
+    pods = [_pod("ml", "a", "n1", "Running"), _pod("ml", "b", "n2", "Pending")]
+    job = {**RAW_JOB, "metadata": {**RAW_JOB["metadata"]}}
+    take = indexed_snapshot(_indexed(registry, JOBS_INDEX, [job]),
+                            _indexed(registry, PODS_INDEX, pods),
+                            _indexed(registry, NODES_INDEX, list(kube.nodes.values())),
+                            api=kube)
+    snapshot = asyncio.run(take())
+    assert snapshot.jobs == [job]
+    assert sorted(p.name for p in snapshot.pods) == ["a", "b"]
+    assert [n["metadata"]["name"] for n in snapshot.nodes] == ["n1", "n2"]
+    assert node_views(snapshot.nodes, snapshot.pods) == node_views(
+        list(kube.nodes.values()), [parse_pod(p) for p in pods])

@@ -141,12 +141,15 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
         return {(namespace, name): job_entry(body)}
 
     @kopf.index("", "v1", "pods", id=PODS_INDEX, registry=registry)
-    def optimus_pods(body: kopf.Body, **_: Any) -> PodSnapshot:
-        return parse_pod(body)
+    def optimus_pods(body: kopf.Body, namespace: str | None, name: str | None,
+                     **_: Any) -> dict[tuple[str | None, str | None], PodSnapshot]:
+        return {(namespace, name): parse_pod(body)}
 
     @kopf.index("", "v1", "nodes", id=NODES_INDEX, registry=registry)
-    def optimus_nodes(body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return node_entry(body)
+    def optimus_nodes(body: kopf.Body, name: str | None,
+                      **_: Any) -> dict[str | None, dict[str, Any]]:
+        # a mapping is spread into the index as {key: value}: the node is one value
+        return {name: node_entry(body)}
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="job-event", registry=registry)
     async def job_event(event: kopf.RawEvent, meta: kopf.Meta, **indices: Any) -> None:
