@@ -9,7 +9,6 @@ from typing import Any
 
 import kopf
 from kopf._core.engines.indexing import OperatorIndexer
-
 from optimus.kube.config import OperatorConfig
 from optimus.kube.controller import Controller
 from optimus.kube.handlers import (
