@@ -376,8 +376,16 @@ async def _indexed_rounds(kubeconfig: Path, prometheus_url: str, rounds: int
     operator = asyncio.create_task(kopf.operator(
         registry=build_registry(config, box), standalone=True, clusterwide=True,
         stop_flag=stop))
-    while "controller" not in box:
-        await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 300
+
+    async def until(done: Any, what: str) -> None:
+        while not done():
+            if operator.done() or time.monotonic() > deadline:
+                stop.set()
+                raise RuntimeError(f"the operator never got to {what}")
+            await asyncio.sleep(0.1)
+
+    await until(lambda: "controller" in box, "start")
     controller = box["controller"]
     run_round = controller.run_round
 
@@ -387,12 +395,10 @@ async def _indexed_rounds(kubeconfig: Path, prometheus_url: str, rounds: int
         return report
 
     controller.run_round = recorded  # type: ignore[method-assign]
-    while not reports:  # the first round (kopf has filled its indices)
-        await asyncio.sleep(0.1)
+    await until(lambda: reports, "a first round")  # kopf has filled its indices
     began = time.process_time()
     counted = len(reports)
-    while len(reports) < counted + rounds:
-        await asyncio.sleep(0.1)
+    await until(lambda: len(reports) >= counted + rounds, f"{rounds} more rounds")
     total = time.process_time() - began
     stop.set()
     await operator
