@@ -28,14 +28,37 @@ apply     The whole stack (e2e.demo.stack: local cluster, CRD, Prometheus and th
           of --repeat jobs. Baseline: `kubectl apply` of a bare Pod to Running on the same
           cluster (the ratio is the operator's overhead on top of Kubernetes' own path).
 
+cpu       (--round-cpu, on its own) The operator's CPU per round at J jobs x N nodes x
+          10 J pods (default 200 x 100 x 2,000). The local cluster runs as its own process
+          (`python -m e2e.localcluster`), so the benchmark's process is the operator alone;
+          its N nodes are "hollow" (Node objects no kubelet serves: 16 GPUs, 64 CPUs each)
+          and every job already runs at 2 PS x 8 workers, its 10 pods bound to them and
+          marked Running through the pods' status, with a fitted status.model and a real
+          Prometheus (that has no series of them: the jobs are blind and keep their size).
+          Same cluster, same run, two ways to take a round's snapshot:
+            list     nodes and every pod listed from the API each round (the operator
+                     before kopf indices): `Controller.run_round` on `listed_snapshot`;
+            indices  the operator's kopf registry (optimus.kube.handlers) running in this
+                     process: kopf's watches keep jobs, pods and nodes in indices and its
+                     timer runs the rounds.
+          Per round: CPU seconds of the process over the round (time.process_time, all
+          threads: the kubernetes client's, kopf's watches), median of the rounds after
+          the first; also CPU per interval, the process's CPU over the whole measuring
+          window divided by the rounds in it (kopf's timers and watch events between
+          rounds included).
+
 Run from the repository root:  .venv/bin/python benchmarks/operator.py [--quick]
-Plot: benchmarks/out/operator.png; numbers: benchmarks/out/operator.json.
+                               .venv/bin/python benchmarks/operator.py --round-cpu
+Plot: benchmarks/out/operator.png; numbers: benchmarks/out/operator.json
+(--round-cpu: benchmarks/out/operator_cpu.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import math
@@ -43,6 +66,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +74,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import kopf
 import kubernetes
 import yaml
 from rich.console import Console
@@ -59,12 +84,16 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from optimus.api import parse_training_job  # noqa: E402
 from optimus.api.spec import GROUP, PLURAL, VERSION  # noqa: E402
-from optimus.kube.client import KubeApi  # noqa: E402
+from optimus.api.status import iso, parse_status  # noqa: E402
+from optimus.kube.builders import build_pods  # noqa: E402
+from optimus.kube.client import KubernetesApi  # noqa: E402
 from optimus.kube.config import OperatorConfig  # noqa: E402
-from optimus.kube.controller import Controller, RoundReport  # noqa: E402
+from optimus.kube.controller import Controller, RoundReport, listed_snapshot  # noqa: E402
+from optimus.kube.handlers import build_registry  # noqa: E402
 from optimus.metrics.exporter import ROUND_STEPS, OperatorMetrics  # noqa: E402
-from optimus.metrics.prometheus import PrometheusClient  # noqa: E402
+from optimus.metrics.prometheus import HttpPrometheusClient  # noqa: E402
 from optimus.models import SpeedSample, fit_loss, fit_speed  # noqa: E402
 from optimus_worker import contract  # noqa: E402
 
@@ -145,17 +174,19 @@ async def one_scale(jobs: int, nodes: int, workdir: Path, progress: Progress
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(create, range(jobs)))
-        api = KubeApi(kubernetes.config.new_client_from_config(str(cluster.kubeconfig)))
+        api = KubernetesApi(kubernetes.config.new_client_from_config(str(cluster.kubeconfig)))
         core = kubernetes.client.CoreV1Api(client)
         config = OperatorConfig(prometheus_url=prometheus.url, interval_seconds=60)
-        async with PrometheusClient(prometheus.url) as prom:
+        async with HttpPrometheusClient(prometheus.url) as prom:
             controller = Controller(config, api, prom, OperatorMetrics())
             rounds: dict[str, Any] = {}
             pods_created = 0.0
             pods = 0
             for kind in KINDS:
                 progress.update(task, description=f"{jobs} jobs x {nodes} nodes: {kind}")
-                report = await controller.run_round(await api.list_jobs(NAMESPACE))
+                jobs = await api.list_jobs(NAMESPACE)
+                report = await controller.run_round(functools.partial(listed_snapshot, api,
+                                                                      jobs))
                 rounds[kind] = _summary(report)
                 started = time.perf_counter()
                 await controller.settle()
@@ -240,6 +271,196 @@ def apply_latency(workdir: Path, repeat: int, progress: Progress) -> dict[str, A
             "pod_median": statistics.median(pod_seconds)}
 
 
+# ---- --round-cpu: the operator's CPU per round, list-every-round vs kopf indices ----------------
+@contextlib.contextmanager
+def _cluster_process(workdir: Path) -> Any:
+    """The local cluster as its own process (one kubelet node); yields its kubeconfig."""
+    workdir.mkdir(parents=True)
+    log = (workdir.parent / "cluster.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "e2e.localcluster", "up", "--nodes", "1", "--workdir",
+         str(workdir)], stdout=subprocess.PIPE, stderr=log, cwd=REPO,
+        env={**os.environ, **python_env()}, text=True)
+    try:
+        assert process.stdout is not None
+        kubeconfig = process.stdout.readline().strip()
+        if not kubeconfig:
+            raise RuntimeError("the local cluster did not start: "
+                               f"{(workdir.parent / 'cluster.log').read_text()[-2000:]}")
+        yield Path(kubeconfig)
+    finally:
+        process.terminate()
+        process.wait(60)
+        log.close()
+        if process.returncode not in (0, -15):
+            print((workdir.parent / "cluster.log").read_text()[-3000:], file=sys.stderr)
+
+
+def hollow_node(name: str) -> dict[str, Any]:
+    resources = {"nvidia.com/gpu": "16", "cpu": "64", "memory": "512Gi", "pods": "110"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"capacity": resources, "allocatable": resources,
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def _populate(kubeconfig: Path, jobs: int, nodes: int, workdir: Path,
+              progress: Progress) -> None:
+    """N hollow nodes; J jobs running at 2 PS x 8 workers, two jobs per node, their pods
+    bound and Running."""
+    client = kubernetes.config.new_client_from_config(str(kubeconfig))
+    core = kubernetes.client.CoreV1Api(client)
+    custom = kubernetes.client.CustomObjectsApi(client)
+    rng = random.Random(jobs * 1000 + nodes)
+    for i in range(nodes):
+        body = hollow_node(f"hollow-{i:03d}")
+        core.create_node(body)
+        core.patch_node_status(body["metadata"]["name"], {"status": body["status"]})
+    task = progress.add_task(f"{jobs} jobs x {nodes} nodes: jobs and pods", total=jobs)
+    now = time.time()
+
+    def create(i: int) -> None:
+        name = f"job-{i:04d}"
+        node = f"hollow-{(i // 2) % nodes:03d}"
+        manifest = job_manifest(name, rng, workdir)
+        manifest["spec"]["parameterServers"]["max"] = 4
+        manifest["spec"]["workers"]["max"] = 8
+        created = custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL,
+                                                         manifest)
+        status = {**model_status(rng), "phase": "Running", "allocation": {
+            "ps": 2, "workers": 8, "generation": 0, "nodes": [node],
+            "placement": {"ps": [node] * 2, "workers": [node] * 8}, "reason": "allocation",
+            "updatedAt": iso(now - 700), "runningSince": iso(now - 600)}}
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, name,
+                                                     {"status": status})
+        allocation = parse_status(status).allocation
+        assert allocation is not None
+        for pod in build_pods(parse_training_job(created), allocation):
+            core.create_namespaced_pod(NAMESPACE, pod)
+            core.patch_namespaced_pod_status(pod["metadata"]["name"], NAMESPACE, {
+                "status": {"phase": "Running", "podIP": "",
+                           "conditions": [{"type": "Ready", "status": "True"}]}})
+        progress.advance(task)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(jobs)))
+
+
+async def _list_rounds(kubeconfig: Path, prometheus_url: str, rounds: int) -> dict[str, Any]:
+    api = KubernetesApi(kubernetes.config.new_client_from_config(str(kubeconfig)))
+    jobs = await api.list_jobs(NAMESPACE)
+    config = OperatorConfig(prometheus_url=prometheus_url, interval_seconds=5)
+    reports = []
+    async with HttpPrometheusClient(prometheus_url) as prom:
+        controller = Controller(config, api, prom, OperatorMetrics())
+        began = time.process_time()
+        for _ in range(rounds):
+            reports.append(await controller.run_round(
+                functools.partial(listed_snapshot, api, jobs)))
+            await controller.settle()
+        total = time.process_time() - began
+    return _cpu_summary(reports, total, rounds)
+
+
+async def _indexed_rounds(kubeconfig: Path, prometheus_url: str, rounds: int
+                          ) -> dict[str, Any]:
+    """The operator's kopf registry in this process until it has run `rounds` rounds."""
+    # the operator's credentials are the kubernetes client's default kubeconfig, which
+    # the client reads from $KUBECONFIG when it is imported: point it at the cluster
+    kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
+    config = OperatorConfig(prometheus_url=prometheus_url, interval_seconds=5,
+                            metrics_port=0, peering="")
+    box: dict[str, Controller] = {}
+    reports: list[RoundReport] = []
+    stop = asyncio.Event()
+    operator = asyncio.create_task(kopf.operator(
+        registry=build_registry(config, box), standalone=True, clusterwide=True,
+        stop_flag=stop))
+    deadline = time.monotonic() + 300
+
+    async def until(done: Any, what: str) -> None:
+        while not done():
+            if operator.done() or time.monotonic() > deadline:
+                stop.set()
+                raise RuntimeError(f"the operator never got to {what}")
+            await asyncio.sleep(0.1)
+
+    await until(lambda: "controller" in box, "start")
+    controller = box["controller"]
+    run_round = controller.run_round
+
+    async def recorded(source: Any) -> RoundReport:
+        report = await run_round(source)
+        reports.append(report)
+        return report
+
+    controller.run_round = recorded  # type: ignore[method-assign]
+    await until(lambda: reports, "a first round")  # kopf has filled its indices
+    began = time.process_time()
+    counted = len(reports)
+    await until(lambda: len(reports) >= counted + rounds, f"{rounds} more rounds")
+    total = time.process_time() - began
+    stop.set()
+    await operator
+    return _cpu_summary(reports[: counted + rounds], total, rounds)
+
+
+def _cpu_summary(reports: list[RoundReport], window_cpu: float,
+                 window_rounds: int) -> dict[str, Any]:
+    """`window_cpu`: the process's CPU over the last `window_rounds` rounds."""
+    steady = reports[1:] or reports
+    return {"rounds": [{"cpu": r.cpu_seconds, "wall": sum(r.seconds.values()),
+                        "seconds": r.seconds, "jobs": r.jobs, "patched": r.patched}
+                       for r in reports],
+            "first_cpu": reports[0].cpu_seconds,
+            "median_cpu": statistics.median(r.cpu_seconds for r in steady),
+            "median_wall": statistics.median(sum(r.seconds.values()) for r in steady),
+            "median_snapshot": statistics.median(r.seconds["snapshot"] for r in steady),
+            "cpu_per_interval": window_cpu / window_rounds,
+            "jobs": reports[-1].jobs}
+
+
+def round_cpu(jobs: int, nodes: int, rounds: int, console: Console, machine: str) -> int:
+    results: dict[str, Any] = {"machine": machine, "jobs": jobs, "nodes": nodes,
+                               "pods": 10 * jobs}
+    with tempfile.TemporaryDirectory(prefix="bench-operator-cpu-") as tmp, Progress(
+            console=console, transient=True) as progress:
+        work = Path(tmp)
+        with _cluster_process(work / "cluster") as kubeconfig, \
+                LocalPrometheus(kubeconfig, work / "prometheus") as prometheus:
+            prometheus.wait_ready(60)
+            kubectl = Kubectl(kubeconfig)
+            kubectl.apply(CRD_PATH)
+            kubectl.run("wait", "--for=condition=Established", "crd/trainingjobs.optimus.dev",
+                        "--timeout=60s", namespaced=False)
+            _populate(kubeconfig, jobs, nodes, work / "checkpoints", progress)
+            progress.add_task(f"rounds: list every round, then kopf indices ({rounds} each)")
+            results["list"] = asyncio.run(_list_rounds(kubeconfig, prometheus.url, rounds))
+            results["indices"] = asyncio.run(_indexed_rounds(kubeconfig, prometheus.url,
+                                                             rounds))
+    listed, indexed = results["list"], results["indices"]
+    table = Table(title=f"Operator CPU per round, {jobs} jobs x {nodes} nodes x {10 * jobs} "
+                        f"pods, median of {rounds - 1} steady rounds ({machine})")
+    table.add_column("snapshot from")
+    for column in ("CPU / round", "wall / round", "snapshot step (wall)", "first round CPU",
+                   "CPU / interval"):
+        table.add_column(column, justify="right")
+    for label, summary in (("list nodes + pods every round (before)", listed),
+                           ("kopf indices (after)", indexed)):
+        table.add_row(label, f"{summary['median_cpu'] * 1000:,.0f} ms",
+                      f"{summary['median_wall'] * 1000:,.0f} ms",
+                      f"{summary['median_snapshot'] * 1000:,.0f} ms",
+                      f"{summary['first_cpu'] * 1000:,.0f} ms",
+                      f"{summary['cpu_per_interval'] * 1000:,.0f} ms")
+    ratio = listed["median_cpu"] / max(indexed["median_cpu"], 1e-9)
+    table.add_row("ratio before / after", f"{ratio:.1f}x", "", "", "", "")
+    console.print(table)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "operator_cpu.json").write_text(json.dumps(results, indent=2))
+    console.print(f"numbers: {OUT / 'operator_cpu.json'}")
+    return 0 if indexed["median_cpu"] < 1.0 else 1
+
+
 def _plot(results: dict[str, Any]) -> Path | None:
     try:
         import matplotlib
@@ -276,6 +497,10 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3, help="jobs for the apply latency")
     parser.add_argument("--quick", action="store_true", help="50 jobs x 25 nodes, 1 repeat")
+    parser.add_argument("--round-cpu", action="store_true",
+                        help="only the operator's CPU per round at --jobs x --nodes x 10 "
+                             "pods a job: listing every round vs kopf indices")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per way (--round-cpu)")
     args = parser.parse_args()
     if args.quick:
         args.jobs, args.nodes, args.repeat = 50, 25, 1
@@ -286,6 +511,8 @@ def main() -> int:
     logging.getLogger("optimus.kube").setLevel(logging.ERROR)
     machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, " \
               f"Python {platform.python_version()}"
+    if args.round_cpu:
+        return round_cpu(args.jobs, args.nodes, args.rounds, console, machine)
     results: dict[str, Any] = {"machine": machine, "rounds": []}
     _warm_up()
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp, Progress(

@@ -178,6 +178,10 @@ KOPF_NEEDS: set[Grant] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
 }
 KOPF_ALL_NAMESPACES: set[Grant] = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+# kopf's indices of pods and nodes (optimus.kube.handlers): a list, then a watch, cluster-wide
+KOPF_INDICES: set[Grant] = {(group, resource, verb) for group, resource in (("", "pods"),
+                                                                            ("", "nodes"))
+                            for verb in ("list", "watch")}
 
 
 def _peering(resource: str) -> set[Grant]:
@@ -223,8 +227,8 @@ def test_cluster_rbac_grants_exactly_what_the_operator_and_kopf_use(render: Rend
     docs = render()
     role = _one(docs, "ClusterRole")
     namespaced, cluster_wide = operator_api_calls()
-    needed = namespaced | cluster_wide | KOPF_NEEDS | KOPF_ALL_NAMESPACES | _peering(
-        "clusterkopfpeerings")
+    needed = namespaced | cluster_wide | KOPF_NEEDS | KOPF_ALL_NAMESPACES | KOPF_INDICES | (
+        _peering("clusterkopfpeerings"))
     granted = _grants(role)
     assert needed - granted == set(), "the operator would be forbidden these"
     assert granted - needed == set(), "granted but never used: drop them (least privilege)"
@@ -245,7 +249,7 @@ def test_namespaced_rbac_reads_only_capacity_cluster_wide(render: Render) -> Non
     (cluster_role,) = _of_kind(docs, "ClusterRole")
     cluster_grants = _grants(cluster_role)
     kopf_cluster = {grant for grant in KOPF_NEEDS if grant[1] == "customresourcedefinitions"}
-    assert cluster_grants == cluster_wide | kopf_cluster
+    assert cluster_grants == cluster_wide | kopf_cluster | KOPF_INDICES
     assert {verb for _, _, verb in cluster_grants} <= {"get", "list", "watch"}, "read-only"
     roles = _of_kind(docs, "Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["a", "b"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from optimus.metrics.prometheus import PrometheusClient, PrometheusError
+from optimus.metrics.prometheus import HttpPrometheusClient, PrometheusError
 
 
 async def _serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,7 +41,7 @@ def test_query_range_passes_parameters_and_parses() -> None:
     async def main() -> Any:
         runner, url = await _serve(handler)
         try:
-            async with PrometheusClient(url) as client:
+            async with HttpPrometheusClient(url) as client:
                 return await client.query_range("up", start=10, end=11, step=1)
         finally:
             await runner.cleanup()
@@ -66,7 +66,7 @@ def test_server_errors_are_retried_then_reported() -> None:
     async def main(retries: int) -> Any:
         runner, url = await _serve(handler)
         try:
-            async with PrometheusClient(url, retries=retries, backoff=0.01,
+            async with HttpPrometheusClient(url, retries=retries, backoff=0.01,
                                         on_failure=lambda: failures.append(1)) as client:
                 return await client.query("up")
         finally:
@@ -85,13 +85,13 @@ def test_unreachable_and_slow_servers_raise_prometheus_error() -> None:
         return web.json_response({})
 
     async def unreachable() -> None:
-        async with PrometheusClient("http://127.0.0.1:9", retries=0, timeout=1) as client:
+        async with HttpPrometheusClient("http://127.0.0.1:9", retries=0, timeout=1) as client:
             await client.query("up")
 
     async def too_slow() -> None:
         runner, url = await _serve(slow)
         try:
-            async with PrometheusClient(url, retries=0, timeout=0.2) as client:
+            async with HttpPrometheusClient(url, retries=0, timeout=0.2) as client:
                 await client.query("up")
         finally:
             await runner.cleanup()

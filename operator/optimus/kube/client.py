@@ -1,6 +1,8 @@
-"""The operator's calls to the Kubernetes API (the official client, run in threads so the
-kopf event loop never blocks): listing nodes and pods, writing a job's status, creating
-and deleting pods and Services, and recording events."""
+"""The operator's calls to the Kubernetes API: `KubeApi`, what the controller needs (writing
+a job's status, creating and deleting pods and Services, listing one job's pods, recording
+events, and listing nodes and pods where no kopf index holds them), and `KubernetesApi`,
+its implementation over the official client, run in threads so that the kopf event loop
+never blocks. The controller's tests put an in-memory fake in its place."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import kubernetes
 from kubernetes.client.rest import ApiException
@@ -32,8 +34,44 @@ def _selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in labels.items())
 
 
-class KubeApi:
-    """Thin async wrappers; every method returns plain dicts."""
+class KubeApi(Protocol):
+    """The Kubernetes API as the controller uses it; every object is a plain dict."""
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        """Every node."""
+        ...
+
+    async def list_pods(self, *, field_selector: str = "") -> list[dict[str, Any]]:
+        """The pods of every namespace (those `field_selector` selects, when given)."""
+        ...
+
+    async def patch_status(self, meta: JobMeta, status: Mapping[str, Any]) -> bool:
+        """Merge-patch the job's status; False when the job is gone."""
+        ...
+
+    async def create(self, body: Mapping[str, Any]) -> None:
+        """Create a Pod or Service; one that already exists is left as it is."""
+        ...
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod; one that is gone already is no error."""
+        ...
+
+    async def delete_service(self, namespace: str, name: str) -> None:
+        """Delete a Service; one that is gone already is no error."""
+        ...
+
+    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """The pods of one job (by its pod label), read from the API server itself."""
+        ...
+
+    async def event(self, meta: JobMeta, type_: str, reason: str, message: str) -> None:
+        """Record a Kubernetes Event on the job (best effort: never raises)."""
+        ...
+
+
+class KubernetesApi:
+    """`KubeApi` over the official client: thin async wrappers returning plain dicts."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
         self.api_client = api_client or load_kube_config()
@@ -48,8 +86,9 @@ class KubeApi:
         result = await asyncio.to_thread(self.core.list_node)
         return list(self._plain(result)["items"])
 
-    async def list_pods(self) -> list[dict[str, Any]]:
-        result = await asyncio.to_thread(self.core.list_pod_for_all_namespaces)
+    async def list_pods(self, *, field_selector: str = "") -> list[dict[str, Any]]:
+        result = await asyncio.to_thread(self.core.list_pod_for_all_namespaces,
+                                         field_selector=field_selector or None)
         return list(self._plain(result)["items"])
 
     async def list_jobs(self, namespace: str | None = None) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 (docs/architecture.md) over every TrainingJob at once, and the act step carries out the
 resize protocol.
 
-    1 snapshot  nodes and pods from the API, jobs from the kopf index
+    1 snapshot  jobs, nodes and pods (`Snapshot`): from kopf's indices in the operator
+                (optimus.kube.handlers), or listed from the API (`listed_snapshot`)
     2 observe   four Prometheus range queries for all jobs (optimus.metrics.observe)
     3 fit       per job: progress, models, conditions (optimus.kube.plan.assess)
     4 allocate  pins, the policy, keep-running over every schedulable job (optimus.round)
@@ -13,7 +14,13 @@ The round is the only writer of every status field (one round at a time, under a
 and it remembers what it wrote, so a round never works from a status older than its own
 last write even when the watch has not caught up. Pod work runs in one background task
 per job; a job whose task is still running is "busy" and is neither resized again nor
-rolled until the task ends.
+rolled until the task ends. The same holds for the pods a watch has not caught up with:
+after a job's pod work ends, the job stays busy until the snapshot shows the pods that work
+created and no longer shows those it deleted (bounded by EXPECTATION_SECONDS), so a round
+never rolls or restarts a job from a pod list older than its own last pod work.
+
+The controller talks to Kubernetes and Prometheus only through the `KubeApi` and
+`PrometheusClient` protocols; tests/kube/fakes.py holds in-memory ones.
 
 Resize protocol (`roll`): ask the chief of the old generation for a checkpoint (bounded
 wait), delete the old generation's pods and wait until they are gone (bounded), ensure
@@ -28,7 +35,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -66,6 +73,42 @@ POD_DELETION_TIMEOUT = 60.0
 PATCH_CONCURRENCY = 16
 #: the longest Prometheus back-off, in rounds
 MAX_BACKOFF_ROUNDS = 8
+#: how long a job stays busy waiting for the snapshot to show its last pod work
+EXPECTATION_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one round reads of the cluster (step 1), taken when the round starts: the raw
+    TrainingJobs and Nodes, and every pod, parsed."""
+
+    jobs: Sequence[Mapping[str, Any]]
+    nodes: Sequence[Mapping[str, Any]]
+    pods: Sequence[PodSnapshot]
+
+
+#: where a round's snapshot comes from (kopf's indices, or a listing)
+SnapshotSource = Callable[[], Awaitable[Snapshot]]
+
+
+async def listed_snapshot(api: KubeApi, jobs: Sequence[Mapping[str, Any]]) -> Snapshot:
+    """The snapshot from listing every node and pod (two API calls, every pod parsed)."""
+    raw_nodes, raw_pods = await asyncio.gather(api.list_nodes(), api.list_pods())
+    return Snapshot(jobs=jobs, nodes=raw_nodes, pods=[parse_pod(p) for p in raw_pods])
+
+
+@dataclass(frozen=True)
+class PodExpectation:
+    """What a job's finished pod work left behind, until the snapshot shows it: the pods
+    it created (or found) and the pods it deleted."""
+
+    present: frozenset[str]
+    absent: frozenset[str]
+    until: float
+
+    def met(self, pods: Iterable[PodSnapshot]) -> bool:
+        names = {p.name for p in pods}
+        return self.present <= names and not self.absent & names
 
 
 @dataclass
@@ -73,6 +116,8 @@ class RoundReport:
     """What one round did, for logs, tests and the benchmark."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    #: the operator process's CPU time over the whole round (all threads)
+    cpu_seconds: float = 0.0
     jobs: int = 0
     patched: int = 0
     rolled: int = 0
@@ -109,15 +154,17 @@ class Controller:
         self.last_round = -math.inf
         self._written: dict[str, dict[str, Any]] = {}  # uid -> status as last written
         self._tasks: dict[str, asyncio.Task[None]] = {}  # job key -> pod work in flight
+        self._expected: dict[str, PodExpectation] = {}  # job key -> finished pod work
         self._prom_failures = 0
         self._prom_retry_at = -math.inf
         self._prom_error: str | None = None
         self._loose: set[asyncio.Future[Any]] = set()  # fire-and-forget event posts
 
     # ---- when to run ------------------------------------------------------------------------
-    async def tick(self, jobs: Callable[[], Iterable[Mapping[str, Any]]], *,
+    async def tick(self, snapshot: SnapshotSource, *,
                    force: bool = False) -> RoundReport | None:
-        """Run a round if one is due (or forced); a request while one runs queues one more."""
+        """Run a round if one is due (or forced); a request while one runs queues one more.
+        `snapshot` is taken anew for every round."""
         if self._lock.locked():
             self._pending = self._pending or force
             return None
@@ -127,7 +174,7 @@ class Controller:
         async with self._lock:
             for _ in range(2):  # the round itself, then at most one queued request
                 self._pending = False
-                report = await self.run_round(list(jobs()))
+                report = await self.run_round(snapshot)
                 if not self._pending:
                     break
         return report
@@ -147,31 +194,33 @@ class Controller:
             report.seconds[name] = seconds
             self.metrics.step_duration(name, seconds)
 
-    async def run_round(self, raw_jobs: Sequence[Mapping[str, Any]]) -> RoundReport:
-        report = RoundReport(jobs=len(raw_jobs))
+    async def run_round(self, source: SnapshotSource) -> RoundReport:
+        """One round on the snapshot `source` takes (taking it is step 1)."""
+        report = RoundReport()
         now = self.clock()
         self.last_round = now
+        cpu = time.process_time()
         try:
-            await self._round(raw_jobs, now, report)
+            await self._round(source, now, report)
         except Exception:
             self.metrics.round_done("error")
             log.exception("scheduling round failed")
             raise
+        finally:
+            report.cpu_seconds = time.process_time() - cpu
         self.metrics.round_done("metrics-unavailable" if report.metrics_error else "ok")
         log.info("round: %d jobs, %d patched, %d rolled, %d deleted; %s", report.jobs,
                  report.patched, report.rolled, report.deleted,
                  ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in report.seconds.items()))
         return report
 
-    async def _round(self, raw_jobs: Sequence[Mapping[str, Any]], now: float,
-                     report: RoundReport) -> None:
+    async def _round(self, source: SnapshotSource, now: float, report: RoundReport) -> None:
         # 1 snapshot
         with self._step(report, "snapshot"):
-            raw_nodes, raw_pods = await asyncio.gather(self.api.list_nodes(),
-                                                       self.api.list_pods())
-            pods = [parse_pod(p) for p in raw_pods]
-            nodes = node_views(raw_nodes, pods)
-            states = self._states(raw_jobs, pods)
+            snapshot = await source()
+            report.jobs = len(snapshot.jobs)
+            nodes = node_views(snapshot.nodes, snapshot.pods)
+            states = self._states(snapshot.jobs, snapshot.pods, now)
         # 2 observe
         with self._step(report, "observe"):
             observations, metrics_error = await self._observe(states, now)
@@ -196,11 +245,11 @@ class Controller:
             report.decisions = decisions
         # 6 act
         with self._step(report, "act"):
-            await self._act(decisions, pods, report)
+            await self._act(decisions, {s.meta.key: s.pods for s in states}, report)
         self._export(decisions, nodes)
 
     def _states(self, raw_jobs: Sequence[Mapping[str, Any]],
-                pods: list[PodSnapshot]) -> list[JobState]:
+                pods: Sequence[PodSnapshot], now: float) -> list[JobState]:
         by_job: dict[tuple[str, str], list[PodSnapshot]] = {}
         for pod in pods:
             if pod.job is not None:
@@ -217,19 +266,34 @@ class Controller:
             except SpecError as err:
                 job, error = None, err
             key = meta.key
-            task = self._tasks.get(key)
+            job_pods = tuple(by_job.get((meta.namespace, meta.name), ()))
             states.append(JobState(
                 meta=meta,
                 raw_status=raw_status,
                 status=parse_status(raw_status),
                 job=job,
                 error=error,
-                pods=tuple(by_job.get((meta.namespace, meta.name), ())),
-                busy=task is not None and not task.done(),
+                pods=job_pods,
+                busy=self._busy(key, job_pods, now),
             ))
         for uid in set(self._written) - alive:
             del self._written[uid]
+        for key in set(self._expected) - {s.meta.key for s in states}:
+            del self._expected[key]  # the job is gone
         return states
+
+    def _busy(self, key: str, pods: Sequence[PodSnapshot], now: float) -> bool:
+        """The job's pod work still runs, or the snapshot does not show its result yet."""
+        task = self._tasks.get(key)
+        if task is not None and not task.done():
+            return True
+        expected = self._expected.get(key)
+        if expected is None:
+            return False
+        if expected.met(pods) or now > expected.until:
+            del self._expected[key]
+            return False
+        return True
 
     async def _observe(self, states: list[JobState], now: float
                        ) -> tuple[dict[JobKey, JobObservation], str | None]:
@@ -261,8 +325,8 @@ class Controller:
         return observations, None
 
     # ---- 6: act ----------------------------------------------------------------------------
-    async def _act(self, decisions: list[Decision], pods: list[PodSnapshot],
-                   report: RoundReport) -> None:
+    async def _act(self, decisions: list[Decision],
+                   pods: Mapping[str, Sequence[PodSnapshot]], report: RoundReport) -> None:
         semaphore = asyncio.Semaphore(PATCH_CONCURRENCY)
 
         async def write(decision: Decision) -> bool:
@@ -296,8 +360,7 @@ class Controller:
             key = decision.meta.key
             if decision.action == "none" or (key in self._tasks and not self._tasks[key].done()):
                 continue
-            job_pods = [p for p in pods if p.namespace == decision.meta.namespace
-                        and p.job == decision.meta.name]
+            job_pods = list(pods.get(key, ()))
             if decision.action == "roll" and new is not None:
                 report.rolled += 1
                 self._tasks[key] = asyncio.create_task(self._roll(decision, new, job_pods))
@@ -351,21 +414,29 @@ class Controller:
             await self.api.create(build_service(job))
             existing = {p.name for p in pods if p.generation == allocation.generation
                         and not p.deleting}
-            for body in build_pods(job, allocation):
+            bodies = build_pods(job, allocation)
+            for body in bodies:
                 if body["metadata"]["name"] not in existing:
                     await self.api.create(body)
+            self._expect(meta.key, present={b["metadata"]["name"] for b in bodies},
+                         absent={p.name for p in old})
             log.info("%s: generation %d has %d PS x %d workers", meta.key,
                      allocation.generation, allocation.ps, allocation.workers)
         except Exception:
             log.exception("rolling %s to generation %d failed; the next round retries",
                           meta.key, allocation.generation)
 
+    def _expect(self, key: str, *, present: set[str], absent: set[str]) -> None:
+        self._expected[key] = PodExpectation(frozenset(present), frozenset(absent),
+                                             self.clock() + EXPECTATION_SECONDS)
+
     async def _delete(self, decision: Decision, pods: list[PodSnapshot]) -> None:
         meta = decision.meta
         try:
-            await self._remove_pods(meta.namespace, meta.name,
-                                    {p.name for p in pods if not p.deleting})
+            removed = {p.name for p in pods if not p.deleting}
+            await self._remove_pods(meta.namespace, meta.name, removed)
             await self.api.delete_service(meta.namespace, contract.service_name(meta.name))
+            self._expect(meta.key, present=set(), absent=removed)
         except Exception:
             log.exception("deleting the pods of %s failed; the next round retries", meta.key)
 

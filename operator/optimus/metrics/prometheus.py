@@ -1,4 +1,5 @@
-"""Step 2 of a scheduling round, the I/O half: a small client of Prometheus's HTTP API
+"""Step 2 of a scheduling round, the I/O half: `PrometheusClient`, the queries the operator
+asks, and `HttpPrometheusClient`, a small client of Prometheus's HTTP API
 (`/api/v1/query` and `/api/v1/query_range`) with a timeout per request and a bounded
 retry with exponential backoff. Every failure (network, HTTP status, Prometheus's own
 error, malformed reply) becomes one `PrometheusError`, so the round can say "metrics
@@ -11,7 +12,7 @@ import asyncio
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -63,9 +64,28 @@ def parse_result(payload: Mapping[str, Any]) -> list[Series]:
     raise PrometheusError(f"unexpected Prometheus result type {kind!r}")
 
 
-class PrometheusClient:
-    """Queries one Prometheus server. `retries` extra attempts follow a failure, after
-    `backoff`, 2*`backoff`, ... seconds; each attempt is bounded by `timeout` seconds."""
+class PrometheusClient(Protocol):
+    """Prometheus as the operator asks it (the controller's tests answer from scripted
+    series instead). Every failure raises PrometheusError."""
+
+    async def query(self, expr: str, *, time: float | None = None) -> list[Series]:
+        """An instant query."""
+        ...
+
+    async def query_range(self, expr: str, *, start: float, end: float,
+                          step: float) -> list[Series]:
+        """A range query over [start, end] at `step` seconds."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connections."""
+        ...
+
+
+class HttpPrometheusClient:
+    """`PrometheusClient` over HTTP: queries one Prometheus server. `retries` extra
+    attempts follow a failure, after `backoff`, 2*`backoff`, ... seconds; each attempt is
+    bounded by `timeout` seconds."""
 
     def __init__(
         self,
@@ -83,7 +103,7 @@ class PrometheusClient:
         self._on_failure = on_failure
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> PrometheusClient:
+    async def __aenter__(self) -> HttpPrometheusClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
