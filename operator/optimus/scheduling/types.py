@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # affinity's types build on Toleration below
+    from optimus.scheduling.affinity import NodeSelectorTerm
 
 #: Remaining wall-clock seconds a job needs if it ran with (ps, workers) from now on.
 #: It may return math.inf for configurations that can make no progress.
@@ -103,6 +106,9 @@ class JobView:
     attained_service: float = 0.0
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
+    #: the required node affinity of the job's pods: the terms are ORed, each term's
+    #: expressions ANDed (Kubernetes' nodeSelectorTerms); empty means any node
+    node_affinity: tuple[NodeSelectorTerm, ...] = ()
     #: requested counts for the "fixed" baseline (what the user asked for); defaults to min
     requested: Allocation | None = None
 
