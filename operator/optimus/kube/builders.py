@@ -51,6 +51,13 @@ def job_selector(name: str) -> dict[str, str]:
     }
 
 
+def worker_selector(name: str) -> str:
+    """The label selector of a job's worker pods (every generation) as a string, the form
+    the scale subresource's labelSelectorPath reads (status.selector)."""
+    labels = {**job_selector(name), contract.POD_LABEL_ROLE: "worker"}
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
 def pod_labels(name: str, role: contract.Role, rank: int, generation: int) -> dict[str, str]:
     return {
         **job_selector(name),

@@ -48,6 +48,7 @@ from optimus.api.status import (
     with_model,
     with_progress,
 )
+from optimus.kube.builders import worker_selector
 from optimus.kube.snapshot import PodSnapshot, job_view, oversized_request
 from optimus.metrics.observe import JobObservation, SpeedWindow
 from optimus.models import (
@@ -709,6 +710,7 @@ def decide(
     decisions = []
     for a in assessed:
         st = _Status(a.status, now, a.state.meta.generation)
+        st.value = replace(st.value, selector=worker_selector(a.state.meta.name))
         events = list(a.events)
         action = a.action
         previous = a.status.allocation
