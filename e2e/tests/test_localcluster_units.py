@@ -355,6 +355,21 @@ def test_every_rule_of_the_trainingjob_crd_is_in_the_subset() -> None:
             cel.holds(rule, {})
 
 
+@pytest.mark.parametrize(("length", "refused"), [(40, False), (41, True), (63, True)])
+def test_the_crd_refuses_a_name_longer_than_the_operator_allows(length: int,
+                                                                refused: bool) -> None:
+    crd = yaml.safe_load((ROOT / "manifests" / "crd" / "trainingjobs.optimus.dev.yaml")
+                         .read_text())
+    (version,) = crd["spec"]["versions"]
+    (sample,) = [doc for doc in yaml.safe_load_all(
+        (ROOT / "manifests" / "samples" / "tiny-cpu.yaml").read_text())
+        if doc["kind"] == "TrainingJob"]
+    sample["metadata"]["name"] = "j" * length
+    causes = [c.text() for c in schema.validate(version["schema"]["openAPIV3Schema"], sample)]
+    assert bool(causes) is refused, causes
+    assert all("metadata.name must be at most 40 characters" in c for c in causes)
+
+
 def test_unsupported_or_failing_rules_never_reject() -> None:
     rules = {"type": "object", "x-kubernetes-validations": [
         {"rule": "self.l.all(x, x > 0)"}, {"rule": "self.missing > 0"}]}
