@@ -6,9 +6,11 @@ selector of the job's worker pods."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from optimus.api import parse_training_job
 from optimus.api.spec import SpecError
 from optimus.api.status import AllocationStatus
@@ -160,3 +162,17 @@ def test_status_selector_selects_the_jobs_worker_pods() -> None:
                         for r in range(allocation.workers)]
     other = builders.build_pods(parse_training_job(_job(name="other")), allocation)
     assert not [p for p in other if wanted.items() <= p["metadata"]["labels"].items()]
+
+
+def test_the_gpu_sample_runs_where_every_gpu_node_is_tainted() -> None:
+    """GPU nodes usually carry the nvidia.com/gpu taint; the sample's PS share the job's
+    nodes, so both of its templates tolerate it."""
+    path = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "ps-sync-gpu.yaml"
+    (raw,) = [doc for doc in yaml.safe_load_all(path.read_text())
+              if doc["kind"] == "TrainingJob"]
+    raw["metadata"].update(namespace="ml", uid="u-gpu")
+    tainted = [NodeView(f"gpu-{i}", BIG, labels={GPU_PRODUCT: A100},
+                        taints=(Taint("nvidia.com/gpu", "present", "NoSchedule"),))
+               for i in range(2)]
+    allocation = _placed(raw, tainted)
+    assert allocation is not None and set(allocation.nodes) <= {"gpu-0", "gpu-1"}
