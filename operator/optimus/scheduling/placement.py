@@ -23,9 +23,9 @@ does with these pods (each task on the node with the most free resources left), 
 the Optimus paper's baselines were placed. The operator always uses `place`.
 
 Scale: the free resources live in numpy arrays; each kind of job (node selector, node
-affinity and tolerations) has a pool of candidate nodes from which full nodes are dropped, and a job is
-first tried on the pool's first `WINDOW` nodes, then on the whole pool, so that the
-common case costs a few vector operations over a small window.
+affinity and tolerations) has a pool of candidate nodes from which full nodes are dropped,
+and a job is first tried on the pool's first `WINDOW` nodes, then on the whole pool, so
+that the common case costs a few vector operations over a small window.
 """
 
 from __future__ import annotations
