@@ -148,6 +148,43 @@ training pods' metrics back from Prometheus), `monitoring.serviceMonitor.enabled
 
 Requires Kubernetes {chart["kubeVersion"].lstrip(">=").split("-")[0]} or newer.
 
+## Values are checked
+
+`values.schema.json` closes every object of the values below (`additionalProperties:
+false`) and types each value (enums for `operator.policy`, `rbac.scope`,
+`image.pullPolicy`, `service.type`; ports 1-65535; `replicaCount` a whole number >= 0), so
+`helm lint`, `helm template`, `helm install` and `helm upgrade` refuse a typo or a wrong type
+before anything renders, naming the key:
+
+```text
+$ helm template optimus charts/optimus --set operator.polcy=foo
+- at '/operator': additional properties 'polcy' not allowed
+$ helm template optimus charts/optimus --set replicaCount=abc
+- at '/replicaCount': got string, want integer
+```
+
+Kubernetes objects passed through as they are (`resources`, `podSecurityContext`,
+`securityContext`, `affinity`, `tolerations`, `operator.extraEnv`) are checked at their first
+level (a misspelt field is refused); below that the API server validates them. Combinations
+the schema cannot express (`rbac.scope: namespaced` without `operator.watchNamespaces`,
+`replicaCount > 1` without `operator.peering`) fail the render with the fix.
+
+## The TrainingJob's scale subresource and status
+
+`kubectl scale tj NAME --replicas=N` (and any autoscaler using the scale subresource) sets
+`spec.workers.max`, the most workers the operator may give the job: the operator still
+chooses how many, between `spec.workers.min` and that bound, to shorten the average job
+completion time. The scale's current replicas is `status.allocation.workers`, and its
+selector is `status.selector`, which the operator writes: the labels of the job's worker
+pods (`app.kubernetes.io/managed-by=optimus-operator,optimus.dev/job=NAME,optimus.dev/role=worker`),
+so `kubectl get pods -l "$(kubectl get tj NAME -o jsonpath='{{.status.selector}}')"` lists
+them. Every field of the TrainingJob carries a description: `kubectl explain
+trainingjob.spec` and `kubectl explain trainingjob.status` show them.
+
+The CRD also refuses at apply time what the operator could only mark Invalid later: a name
+longer than 40 characters (pod names append `-g<generation>-worker-<rank>` and must stay
+within 63), besides bounds, enums and the rules between fields.
+
 ## Values
 
 | Key | Type | Default | Description |

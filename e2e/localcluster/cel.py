@@ -1,11 +1,11 @@
 """A small subset of CEL for `x-kubernetes-validations` rules.
 
 Evaluated: `self` and field access (`self.a.b`, `self['a']`, list indexing), literals (int,
-float, string, bool, null, lists), `has(self.x)`, `size(x)`, `!`, `&&`, `||`, `? :`,
-comparisons (`== != < <= > >=`, `in`), arithmetic (`+ - * / %`). Anything else (macros
-such as `all`/`exists`, methods, `oldSelf` transition rules, `messageExpression`) raises
-`Unsupported`, and the caller skips the rule; a runtime error (a missing field) also skips
-it rather than reject an object a real server might accept.
+float, string, bool, null, lists), `has(self.x)`, `size(x)` and `x.size()`, `!`, `&&`,
+`||`, `? :`, comparisons (`== != < <= > >=`, `in`), arithmetic (`+ - * / %`). Anything
+else (macros such as `all`/`exists`, other methods, `oldSelf` transition rules,
+`messageExpression`) raises `Unsupported`, and the caller skips the rule; a runtime error
+(a missing field) also skips it rather than reject an object a real server might accept.
 """
 
 from __future__ import annotations
@@ -175,8 +175,7 @@ class _Parser:
             self.take("(")
             inner = self.ternary()
             self.take(")")
-            return _binary(lambda a, _b: len(a) if isinstance(a, str | list | dict) else
-                           _fail("size() of a scalar"), inner, lambda: None)
+            return _size(inner)
         raise Unsupported(f"unsupported {value!r}")
 
     def postfix(self, thunk: Thunk) -> Thunk:
@@ -186,7 +185,12 @@ class _Parser:
                 if kind != "id":
                     raise Unsupported("field name expected")
                 if self.peek() == ("op", "("):
-                    raise Unsupported(f"method or macro {name}()")
+                    if name != "size":
+                        raise Unsupported(f"method or macro {name}()")
+                    self.take("(")
+                    self.take(")")
+                    thunk = _size(thunk)
+                    continue
                 thunk = _binary(_index, thunk, _constant(name))
             elif self.accept("["):
                 key = self.ternary()
@@ -194,6 +198,12 @@ class _Parser:
                 thunk = _binary(_index, thunk, key)
             else:
                 return thunk
+
+
+def _size(inner: Thunk) -> Thunk:
+    """CEL's size(x) and x.size(): characters of a string, items of a list or map."""
+    return _binary(lambda a, _b: len(a) if isinstance(a, str | list | dict) else
+                   _fail("size() of a scalar"), inner, lambda: None)
 
 
 def _constant(value: Any) -> Thunk:

@@ -1,13 +1,20 @@
-"""Scenario 5: ten malformed TrainingJobs, each refused by the schema (kubectl apply fails
-naming the field) or marked Invalid by the operator (a condition naming the field), while a
-running job is not disturbed: same pods, same generation, no restart."""
+"""Scenario 5: a dozen malformed TrainingJobs, each refused by the schema (kubectl apply
+fails naming the field) or marked Invalid by the operator (a condition naming the field),
+while a running job is not disturbed: same pods, same generation, no restart.
+
+The running job's templates carry a required node affinity, a toleration and a priority
+class: its pods keep all three beside the operator's node pin, and the scale subresource
+reports the job's worker count and a selector of its worker pods."""
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from e2e.demo.stack import Stack
 from e2e.scenarios.checks import names_field
@@ -72,7 +79,33 @@ MALFORMED: list[tuple[str, str, str, Mutation]] = [
     ("bad-allreduce-ps", "allreduce with parameter servers", "spec.parameterServers",
      _set("spec.mode", "allreduce")),
     ("bad-priority", "priority out of range", "spec.priority", _set("spec.priority", 5000)),
+    ("bad-name-forty-one-characters-long-abcdefg", "a name over the operator's 40 characters",
+     "metadata.name", lambda m: None),
+    ("bad-affinity", "a node affinity operator Kubernetes does not know",
+     "spec.workers.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuring"
+     "Execution.nodeSelectorTerms[0].matchExpressions[0].operator",
+     _set("spec.workers.template.spec.affinity", {"nodeAffinity": {
+         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+             {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "Near",
+                                    "values": ["linux"]}]}]}}})),
 ]
+#: refused at apply time by the CRD's schema (CEL rules included), never stored
+REFUSED_AT_APPLY = {"bad-type", "bad-minmax", "bad-mode", "bad-name-" + "x" * 60,
+                    "bad-name-forty-one-characters-long-abcdefg"}
+
+PRIORITY_CLASS = "optimus-e2e-training"
+#: the user's scheduling conventions on the running job's pod templates
+CONVENTIONS: dict[str, Any] = {
+    "priorityClassName": PRIORITY_CLASS,
+    "tolerations": [{"key": "optimus.dev/e2e", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In",
+                                   "values": ["linux"]}]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 10, "preference": {"matchExpressions": [
+                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}}]}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +118,21 @@ def test_malformed_jobs_are_refused_or_invalid_and_never_disturb_a_running_job(
     checkpoints = stack.workdir / "checkpoints"
     # A running job that cannot be resized (min == max): its pods must stay as they are.
     steady = job_manifest("steady", checkpoints, max_epochs=50, ps=(1, 1), workers=(1, 1))
+    for group in ("parameterServers", "workers"):
+        steady["spec"][group]["template"]["spec"].update(copy.deepcopy(CONVENTIONS))
+    stack.kubectl.apply_text(yaml.safe_dump({
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": PRIORITY_CLASS}, "value": 1000,
+        "description": "the bad-input scenario's running job"}))
     apply_job(stack.kubectl, steady)
     wait_job(stack, "steady", ("Running",), timeout=120)
-    before = {p["metadata"]["uid"] for p in running_pods(stack.kubectl, "steady")}
+    pods = running_pods(stack.kubectl, "steady")
+    before = {p["metadata"]["uid"] for p in pods}
     generation_before = generation(stack.kubectl.trainingjob("steady"))
     assert before
+    for pod in pods:
+        _keeps_the_templates_conventions(pod)
+    _scale_reports_the_workers(stack, "steady")
 
     outcomes: dict[str, str] = {}
     invalid_expected: dict[str, str] = {}
@@ -97,6 +140,8 @@ def test_malformed_jobs_are_refused_or_invalid_and_never_disturb_a_running_job(
         manifest = job_manifest(name, checkpoints)
         mutate(manifest)
         done = apply_job(stack.kubectl, manifest, check=False)
+        if name in REFUSED_AT_APPLY:
+            assert done.returncode != 0, f"{what}: the API server stored it"
         if done.returncode != 0:
             assert names_field(done.stderr, field), (
                 f"{what}: kubectl refused it but its message does not name {field}: "
@@ -128,6 +173,42 @@ def test_malformed_jobs_are_refused_or_invalid_and_never_disturb_a_running_job(
         or 0) > epoch, timeout=90)
     for name, outcome in outcomes.items():
         print(f"{name[:24]:24} {outcome}")
+
+
+def _keeps_the_templates_conventions(pod: dict[str, Any]) -> None:
+    """The pod has the template's priority class, toleration and node affinity (required
+    and preferred), and the operator's pin ANDed into the required term."""
+    spec = pod["spec"]
+    name = pod["metadata"]["name"]
+    assert spec.get("priorityClassName") == PRIORITY_CLASS, name
+    assert CONVENTIONS["tolerations"][0] in spec.get("tolerations", []), name
+    node_affinity = spec["affinity"]["nodeAffinity"]
+    wanted = CONVENTIONS["affinity"]["nodeAffinity"]
+    assert (node_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+            == wanted["preferredDuringSchedulingIgnoredDuringExecution"]), name
+    (term,) = node_affinity["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"]
+    (template_term,) = wanted["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"]
+    assert term["matchExpressions"] == template_term["matchExpressions"], name
+    assert term["matchFields"] == [{"key": "metadata.name", "operator": "In",
+                                    "values": [spec["nodeName"]]}], name
+
+
+def _scale_reports_the_workers(stack: Stack, name: str) -> None:
+    """The scale subresource: replicas is spec.workers.max, status.replicas the workers
+    running, and its selector (status.selector) selects exactly the job's worker pods."""
+    scale = json.loads(stack.kubectl.run(
+        "get", "--raw", f"/apis/optimus.dev/v1alpha1/namespaces/{stack.kubectl.namespace}"
+        f"/trainingjobs/{name}/scale", namespaced=False).stdout)
+    job = stack.kubectl.trainingjob(name)
+    assert scale["spec"]["replicas"] == job["spec"]["workers"]["max"]
+    assert scale["status"]["replicas"] == job["status"]["allocation"]["workers"]
+    selected = stack.kubectl.items("pods", "-l", scale["status"]["selector"])
+    roles = {p["metadata"]["labels"]["optimus.dev/role"] for p in selected
+             if not p["metadata"].get("deletionTimestamp")}
+    assert roles == {"worker"}, [p["metadata"]["name"] for p in selected]
+    assert {p["metadata"]["labels"]["optimus.dev/job"] for p in selected} == {name}
 
 
 def test_an_absurd_gpu_request_is_invalid_naming_the_field(stack: Stack) -> None:

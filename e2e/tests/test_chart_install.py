@@ -91,7 +91,9 @@ def test_helm_install_creates_crds_rbac_and_deployment(local_cluster: LocalClust
     peering = custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings",
                                                "optimus")
     assert peering["metadata"]["name"] == "optimus"
-    sample = yaml.safe_load((ROOT / "manifests" / "samples" / "tiny-cpu.yaml").read_text())
+    [sample] = [doc for doc in yaml.safe_load_all(
+        (ROOT / "manifests" / "samples" / "tiny-cpu.yaml").read_text())
+        if doc["kind"] == "TrainingJob"]
     created = custom.create_namespaced_custom_object("optimus.dev", "v1alpha1", "default",
                                                      "trainingjobs", sample)
     assert created["spec"]["task"] == "mlp"

@@ -3,10 +3,13 @@ scheduler's node choice, quantities and protobuf decoding."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,6 +17,8 @@ from e2e.localcluster import cel, meta, patch, protobuf, quantity, schema, table
 from e2e.localcluster.errors import ApiError
 from e2e.localcluster.scheduler import choose_node
 from e2e.localcluster.store import Store, Watcher
+
+ROOT = Path(__file__).resolve().parents[2]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
@@ -303,16 +308,66 @@ ALLREDUCE_NO_PS = ("!has(self.mode) || self.mode != 'allreduce' || !has(self.par
     ("size(self.l) == 2 && 'b' in self.l && self.l[0] == 'a'", {"l": ["a", "b"]}, True),
     ("self.a * 2 + 1 >= 7 ? self.b : !self.b", {"a": 3, "b": True}, True),
     ("self['k'] / 2 == 2", {"k": 5}, True),  # integer division
+    ("self.metadata.name.size() <= 3", {"metadata": {"name": "abc"}}, True),
+    ("self.metadata.name.size() <= 3", {"metadata": {"name": "abcd"}}, False),
+    ("self.l.size() == size(self.l) && self.m.size() == 1", {"l": [1, 2], "m": {"a": 1}},
+     True),
+    ("(self.s + 'x').size() == 2", {"s": "a"}, True),
 ])
 def test_cel_subset(rule: str, value: Any, expected: bool) -> None:
     assert cel.holds(rule, value) is expected
 
 
 @pytest.mark.parametrize("rule", ["self.l.all(x, x > 0)", "self == oldSelf",
-                                  "self.name.startsWith('a')", "int(self.x) > 0"])
+                                  "self.name.startsWith('a')", "int(self.x) > 0",
+                                  "self.name.size(1) == 1"])
 def test_cel_outside_the_subset_is_reported_unsupported(rule: str) -> None:
     with pytest.raises(cel.Unsupported):
         cel.holds(rule, {"l": [1], "name": "a", "x": 1})
+
+
+def test_size_of_a_scalar_is_a_runtime_error() -> None:
+    with pytest.raises(cel.EvalError):
+        cel.holds("self.x.size() == 1", {"x": 1})
+
+
+def test_every_rule_of_the_trainingjob_crd_is_in_the_subset() -> None:
+    """The local cluster skips rules it cannot evaluate; the CRD's must all be evaluated, or
+    the bad-input scenario would pass against it without the rule ever running."""
+    crd = yaml.safe_load((ROOT / "manifests" / "crd" / "trainingjobs.optimus.dev.yaml")
+                         .read_text())
+    rules: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            rules.extend(r["rule"] for r in node.get("x-kubernetes-validations") or [])
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(crd)
+    assert len(rules) >= 6
+    for rule in rules:
+        # a missing field at run time is fine: the rule itself was understood
+        with contextlib.suppress(cel.EvalError):
+            cel.holds(rule, {})
+
+
+@pytest.mark.parametrize(("length", "refused"), [(40, False), (41, True), (63, True)])
+def test_the_crd_refuses_a_name_longer_than_the_operator_allows(length: int,
+                                                                refused: bool) -> None:
+    crd = yaml.safe_load((ROOT / "manifests" / "crd" / "trainingjobs.optimus.dev.yaml")
+                         .read_text())
+    (version,) = crd["spec"]["versions"]
+    (sample,) = [doc for doc in yaml.safe_load_all(
+        (ROOT / "manifests" / "samples" / "tiny-cpu.yaml").read_text())
+        if doc["kind"] == "TrainingJob"]
+    sample["metadata"]["name"] = "j" * length
+    causes = [c.text() for c in schema.validate(version["schema"]["openAPIV3Schema"], sample)]
+    assert bool(causes) is refused, causes
+    assert all("metadata.name must be at most 40 characters" in c for c in causes)
 
 
 def test_unsupported_or_failing_rules_never_reject() -> None:

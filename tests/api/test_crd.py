@@ -33,6 +33,21 @@ def _walk(schema: dict[str, Any], path: str = "") -> list[str]:
     return missing
 
 
+def _undescribed(schema: dict[str, Any], path: str = "") -> list[str]:
+    """Paths of properties without a description (`kubectl explain` shows them bare)."""
+    missing = [] if schema.get("description") else [path or "<root>"]
+    for name, child in (schema.get("properties") or {}).items():
+        missing += _undescribed(child, f"{path}.{name}")
+    items = schema.get("items")
+    if isinstance(items, dict) and "properties" in items:  # a list of objects
+        missing += _undescribed(items, f"{path}[]")
+    return missing
+
+
+def _rules(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(schema.get("x-kubernetes-validations") or [])
+
+
 def test_names() -> None:
     crd = _crd()
     assert crd["metadata"]["name"] == f"{spec.PLURAL}.{spec.GROUP}"
@@ -44,6 +59,16 @@ def test_names() -> None:
 
 def test_schema_is_structural() -> None:
     assert _walk(_version()["schema"]["openAPIV3Schema"]) == []
+
+
+def test_every_property_has_a_description() -> None:
+    assert _undescribed(_version()["schema"]["openAPIV3Schema"]) == []
+
+
+def test_the_name_limit_is_refused_at_apply_time_with_the_parsers_limit() -> None:
+    (rule,) = _rules(_version()["schema"]["openAPIV3Schema"])
+    assert rule["rule"] == f"self.metadata.name.size() <= {spec.MAX_NAME_LENGTH}"
+    assert "metadata.name" in rule["message"] and str(spec.MAX_NAME_LENGTH) in rule["message"]
 
 
 def test_schema_matches_parser() -> None:
@@ -68,7 +93,12 @@ def test_schema_matches_parser() -> None:
 def test_subresources_and_columns() -> None:
     version = _version()
     assert version["subresources"]["status"] == {}
-    assert version["subresources"]["scale"]["statusReplicasPath"] == ".status.allocation.workers"
+    scale = version["subresources"]["scale"]
+    assert scale["specReplicasPath"] == ".spec.workers.max"
+    assert scale["statusReplicasPath"] == ".status.allocation.workers"
+    assert scale["labelSelectorPath"] == ".status.selector"
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["selector"]["type"] == "string"
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     for name in ("Phase", "PS", "Workers", "Epoch", "Loss", "ETA", "Age"):
         assert name in columns

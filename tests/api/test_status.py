@@ -93,6 +93,7 @@ def _full_status() -> TrainingJobStatus:
                           fit_error_speed=0.05),
         progress=ProgressStatus(2.5, 40, 0.5, 7.5, T1),
         restarts=1,
+        selector="optimus.dev/job=mnist,optimus.dev/role=worker",
     )
 
 

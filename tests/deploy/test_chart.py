@@ -22,6 +22,8 @@ from e2e.dashboards import ALERTS_FILE, DASHBOARDS_DIR
 
 from .support import CHART, ROOT, VARIANTS, load_file, load_hack_script
 
+VALUES_SCHEMA = CHART / "values.schema.json"
+
 Render = Callable[..., list[dict[str, Any]]]
 VARIANT_IDS = [name for name, _ in VARIANTS]
 VARIANT_ARGS = [args for _, args in VARIANTS]
@@ -121,13 +123,10 @@ def test_the_operator_accepts_the_rendered_configuration(render: Render,
     assert config.peering == env["OPTIMUS_PEERING"]
 
 
-def test_chart_policies_are_the_operators(helm: str) -> None:
-    result = subprocess.run(
-        [helm, "template", "optimus", str(CHART), "--set", "operator.policy=nonsense"],
-        capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    listed = result.stderr.split("use one of ", 1)[1].split("\n")[0].strip().split(", ")
-    assert tuple(listed) == OPERATOR_POLICY_NAMES
+def test_chart_policies_are_the_operators() -> None:
+    schema = json.loads(VALUES_SCHEMA.read_text())
+    policies = schema["properties"]["operator"]["properties"]["policy"]["enum"]
+    assert tuple(policies) == OPERATOR_POLICY_NAMES
 
 
 def test_defaults_run_two_peered_replicas_watching_all_namespaces(render: Render) -> None:
@@ -153,7 +152,6 @@ def test_namespaced_peering_gets_a_peering_object_per_namespace(render: Render) 
 
 @pytest.mark.parametrize(("values", "message"), [
     (["--set", "rbac.scope=namespaced"], "needs operator.watchNamespaces"),
-    (["--set", "rbac.scope=everything"], 'use "cluster" or "namespaced"'),
     (["--set", "operator.peering=", "--set", "replicaCount=3"], "needs operator.peering"),
 ])
 def test_broken_value_combinations_fail_with_the_fix(helm: str, values: list[str],
@@ -162,6 +160,74 @@ def test_broken_value_combinations_fail_with_the_fix(helm: str, values: list[str
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+# ---- values.schema.json: unknown keys and wrong types refused ------------------------------
+#: objects passed through to Kubernetes as they are: the schema names their first-level
+#: fields (a typo there is refused) but values.yaml sets only some of them
+KUBERNETES_OBJECTS = frozenset({"podSecurityContext", "securityContext", "resources",
+                                "affinity", "tolerations[]", "operator.extraEnv[]"})
+
+
+def _schema_objects(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every object schema with properties, by dotted path (`[]` for list items)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if "properties" in schema:
+        found.append((path, schema))
+        for key, child in schema["properties"].items():
+            found += _schema_objects(child, f"{path}.{key}" if path else key)
+    if isinstance(schema.get("items"), dict):
+        found += _schema_objects(schema["items"], f"{path}[]")
+    return found
+
+
+def test_values_schema_closes_every_object_and_matches_values_yaml() -> None:
+    schema = json.loads(VALUES_SCHEMA.read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    objects = _schema_objects(schema)
+    assert len(objects) > 10
+    for path, node in objects:
+        assert node.get("additionalProperties") is False, f"{path or 'top level'} is open"
+        if path in KUBERNETES_OBJECTS or "[]" in path:
+            continue
+        default = values
+        for part in filter(None, path.split(".")):
+            default = default[part]
+        # a key only in the schema would be an undocumented value (the README comes from
+        # values.yaml); one only in values.yaml would be refused by helm itself
+        assert set(node["properties"]) == set(default), path
+
+
+@pytest.mark.parametrize(("values", "refusal"), [
+    (["--set", "operator.polcy=foo"], "additional properties 'polcy' not allowed"),
+    (["--set", "replicaCount=abc"], "at '/replicaCount': got string, want integer"),
+    (["--set", "replicaCount=-1"], "at '/replicaCount'"),
+    (["--set", "replicaConut=2"], "additional properties 'replicaConut' not allowed"),
+    (["--set", "monitoring.podMonitor.enable=true"],
+     "additional properties 'enable' not allowed"),
+    (["--set", "operator.policy=nonsense"], "at '/operator/policy': value must be one of"),
+    (["--set", "rbac.scope=everything"], "value must be one of 'cluster', 'namespaced'"),
+    (["--set", "operator.intervalSeconds=0"], "at '/operator/intervalSeconds'"),
+    (["--set", "operator.metricsPort=70000"], "at '/operator/metricsPort'"),
+    (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+    (["--set", "securityContext.readOnlyRootFilesytem=true"],
+     "additional properties 'readOnlyRootFilesytem' not allowed"),
+    (["--set", "tolerations[0].effect=NoSchedul"], "at '/tolerations/0/effect'"),
+    (["--set", "podLabels.team=1"], "at '/podLabels/team': got number, want string"),
+])
+@pytest.mark.parametrize("command", [["lint", "--strict"], ["template", "optimus"],
+                                     ["install", "optimus", "--dry-run=client"]],
+                         ids=["lint", "template", "install"])
+def test_helm_refuses_unknown_and_mistyped_values(helm: str, command: list[str],
+                                                  values: list[str], refusal: str,
+                                                  tmp_path: Path) -> None:
+    # install --dry-run=client reads no cluster; an empty kubeconfig makes sure of it
+    env = {"KUBECONFIG": str(tmp_path / "none"), "HOME": str(tmp_path),
+           "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([helm, *command, str(CHART), *values], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode != 0, result.stdout
+    assert refusal in result.stdout + result.stderr
 
 
 # ---- RBAC: exactly what the operator does ----------------------------------------------------

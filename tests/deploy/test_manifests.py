@@ -136,9 +136,25 @@ def test_samples_cover_every_mode_and_a_tiny_cpu_job() -> None:
     assert tiny["task"] == "mlp" and tiny["convergence"]["maxEpochs"] <= 5
     assert tiny["workers"]["max"] <= 2
     assert all(_gpus(tiny[group]["template"]) == 0 for group in ("parameterServers", "workers"))
-    volume = tiny["checkpoint"]["volume"]
-    # pods of the e2e local cluster are local processes: the hostPath is the mount path
-    assert volume["hostPath"]["path"] == tiny["checkpoint"]["mountPath"]
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[path.name for path in SAMPLES])
+def test_sample_checkpoints_are_shared_by_every_node(path: Path) -> None:
+    """A job's pods on several nodes all read the newest checkpoint: a claim must be
+    ReadWriteMany and shipped beside the job; a hostPath (one node's disk) only in a sample
+    whose comments say it is for a single node."""
+    docs = load_file(path)
+    claims = {doc["metadata"]["name"]: doc for doc in docs
+              if doc["kind"] == "PersistentVolumeClaim"}
+    for job in training_jobs(path):
+        volume = job["spec"]["checkpoint"]["volume"]
+        if "persistentVolumeClaim" in volume:
+            claim = claims[volume["persistentVolumeClaim"]["claimName"]]
+            assert claim["spec"]["accessModes"] == ["ReadWriteMany"], path.name
+        elif "hostPath" in volume:
+            assert "single node" in path.read_text(), path.name
+        else:
+            assert {"nfs", "cephfs", "csi"} & set(volume), (path.name, volume)
 
 
 def test_the_crd_schema_rejects_a_broken_sample() -> None:

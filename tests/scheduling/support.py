@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hypothesis import strategies as st
+from optimus.affinity import NodeSelectorRequirement, NodeSelectorTerm
 from optimus.scheduling import (
     Allocation,
     JobView,
@@ -113,6 +114,22 @@ TOLERATION = Toleration("dedicated", "Equal", "inference", "NoSchedule")
 
 
 @st.composite
+def affinities(draw: st.DrawFn) -> tuple[NodeSelectorTerm, ...]:
+    """Required node affinity terms on the nodes' labels: the accelerator and a GPU count."""
+    def expression() -> NodeSelectorRequirement:
+        if draw(st.booleans()):
+            operator = draw(st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]))
+            values = () if operator in ("Exists", "DoesNotExist") else tuple(
+                draw(st.lists(st.sampled_from(LABELS), min_size=1, max_size=2)))
+            return NodeSelectorRequirement("acc", operator, values)  # type: ignore[arg-type]
+        return NodeSelectorRequirement("gpus", draw(st.sampled_from(["Gt", "Lt"])),
+                                       (str(draw(st.integers(0, 8))),))
+
+    return tuple(NodeSelectorTerm(tuple(expression() for _ in range(draw(st.integers(1, 2)))))
+                 for _ in range(draw(st.integers(1, 2))))
+
+
+@st.composite
 def nodes_strategy(draw: st.DrawFn, max_nodes: int = 12, plain: bool = False) -> list[NodeView]:
     count = draw(st.integers(1, max_nodes))
     out = []
@@ -125,7 +142,8 @@ def nodes_strategy(draw: st.DrawFn, max_nodes: int = 12, plain: bool = False) ->
         ) if draw(st.booleans()) else Resources()
         out.append(NodeView(
             f"n{i}", Resources(gpu, cpu, memory), used=used,
-            labels={} if plain else {"acc": draw(st.sampled_from(LABELS))},
+            labels={} if plain else {"acc": draw(st.sampled_from(LABELS)),
+                                     **({"gpus": str(gpu)} if draw(st.booleans()) else {})},
             taints=() if plain or draw(st.integers(0, 4)) != 0 else (TAINT,),
             unschedulable=False if plain else draw(st.integers(0, 6)) == 0,
         ))
@@ -165,6 +183,7 @@ def jobs_strategy(draw: st.DrawFn, max_jobs: int = 10, plain: bool = False) -> l
                 "acc": draw(st.sampled_from(LABELS))
             },
             tolerations=() if plain or draw(st.booleans()) else (TOLERATION,),
+            node_affinity=() if plain or draw(st.integers(0, 2)) else draw(affinities()),
             requested=draw(st.one_of(st.none(), st.builds(
                 Allocation, st.integers(0, 5), st.integers(0, 10)
             ))),
@@ -204,6 +223,6 @@ def check_placement(
         for name in where.nodes:
             n = by_name[name]
             assert node_accepts(n.labels, n.taints, n.unschedulable, j.node_selector,
-                                j.tolerations), (job_id, name)
+                                j.tolerations, j.node_affinity), (job_id, name)
     for name, amount in used.items():
         assert amount.fits_in(by_name[name].free, eps=1e-6), (name, amount, by_name[name])

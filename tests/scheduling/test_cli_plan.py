@@ -70,6 +70,12 @@ def test_a_custom_file_and_restart_cost(tmp_path: Path, capsys: pytest.CaptureFi
         (lambda d: d["jobs"][0].update(mode="sideways"), "jobs[0]: unknown speed mode"),
         (lambda d: d["jobs"][0]["workers"].update(min=5, max=2), "min_workers=5, max_workers=2"),
         (lambda d: d["jobs"][0]["ps"].update(max=1.5), "jobs[0].ps.max: 1.5 must be a whole"),
+        (lambda d: d["jobs"][0].update(node_affinity=[{"matchExpressions": [
+            {"key": "a", "operator": "Near", "values": ["b"]}]}]),
+         "jobs[0].node_affinity[0].matchExpressions[0].operator: 'Near' is not an operator"),
+        (lambda d: d["jobs"][0].update(node_affinity=[]), "jobs[0].node_affinity: is empty"),
+        (lambda d: d["jobs"][0].update(tolerations=[{"key": "k", "operator": "Maybe"}]),
+         "jobs[0].tolerations[0].operator"),
     ],
 )
 def test_bad_input_exits_2_naming_the_field(
@@ -82,6 +88,22 @@ def test_bad_input_exits_2_naming_the_field(
     assert main(["plan", "--file", str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err
+
+
+def test_node_affinity_keeps_a_job_on_the_nodes_it_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    job = data["jobs"][0]
+    job["node_affinity"] = [{"matchExpressions": [
+        {"key": "optimus.dev/accelerator", "operator": "In", "values": ["v100"]}]}]
+    data["jobs"] = [job]
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = _plan(capsys, "--file", str(path))
+    (planned,) = result["jobs"]
+    v100 = {n["name"] for n in data["nodes"]
+            if (n.get("labels") or {}).get("optimus.dev/accelerator") == "v100"}
+    assert planned["nodes"] and set(planned["nodes"]) <= v100
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,22 +68,10 @@ app.kubernetes.io/component: operator
 
 {{/*
 Checks of value combinations that would render a broken install; each failure says what to
-change.
+change. Single values (types, enums such as operator.policy and rbac.scope, unknown keys)
+are checked before this by values.schema.json.
 */}}
-{{/* The operator's policies (optimus.scheduling.OPERATOR_POLICY_NAMES; a test keeps them
-equal). */}}
-{{- define "optimus.policies" -}}
-optimus optimus-paper drf tetris fixed
-{{- end }}
-
 {{- define "optimus.validate" -}}
-{{- $policies := splitList " " (include "optimus.policies" .) }}
-{{- if not (has .Values.operator.policy $policies) }}
-{{- fail (printf "operator.policy=%q: use one of %s" .Values.operator.policy (join ", " $policies)) }}
-{{- end }}
-{{- if not (has .Values.rbac.scope (list "cluster" "namespaced")) }}
-{{- fail (printf "rbac.scope=%q: use \"cluster\" or \"namespaced\"" .Values.rbac.scope) }}
-{{- end }}
 {{- if and (eq .Values.rbac.scope "namespaced") (empty .Values.operator.watchNamespaces) }}
 {{- fail "rbac.scope=namespaced needs operator.watchNamespaces (the namespaces to grant and watch); leave rbac.scope=cluster to watch all namespaces" }}
 {{- end }}

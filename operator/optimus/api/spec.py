@@ -16,6 +16,11 @@ from typing import Any, Final
 
 from optimus_worker.contract import DEFAULT_CHECKPOINT_INTERVAL_STEPS, MODES, Mode
 
+from optimus.affinity import (
+    NodeRequirementError,
+    NodeRequirements,
+    parse_node_requirements,
+)
 from optimus.api.status import TrainingJobStatus, parse_status
 from optimus.models.loss import ConvergenceRule
 from optimus.resources import QuantityError, Resources, parse_quantity
@@ -77,12 +82,14 @@ class Convergence:
 
 @dataclass(frozen=True)
 class TaskGroup:
-    """The parameter servers or the workers: count bounds, pod template, per-pod request."""
+    """The parameter servers or the workers: count bounds, pod template, per-pod request and
+    what the template asks of a node (read once here, honoured by the placer)."""
 
     min: int
     max: int
     template: Mapping[str, Any] = field(default_factory=dict)
     request: Resources = field(default_factory=Resources)
+    node_requirements: NodeRequirements = field(default_factory=NodeRequirements)
 
 
 @dataclass(frozen=True)
@@ -262,7 +269,22 @@ def _task_group(raw: Any, path: str, reader: _Reader, *, min_low: int, max_high:
     template = reader.mapping(group.get("template"), f"{path}.template", required=True)
     if template is None:
         return TaskGroup(low, high)
-    return TaskGroup(low, high, template, pod_request(template, f"{path}.template", reader))
+    return TaskGroup(low, high, template, pod_request(template, f"{path}.template", reader),
+                     _node_requirements(template, f"{path}.template.spec", reader))
+
+
+def _node_requirements(template: Mapping[str, Any], path: str,
+                       reader: _Reader) -> NodeRequirements:
+    try:
+        requirements = parse_node_requirements(template.get("spec"), path)
+    except NodeRequirementError as error:
+        reader.fail(error.path, error.problem, error.fix)
+        return NodeRequirements()
+    if requirements.uses_node_names:
+        reader.fail(f"{path}.affinity.nodeAffinity", "selects nodes by name (matchFields)",
+                    "select nodes by label (nodeSelector or matchExpressions): the operator "
+                    "picks the node of each pod among the nodes they allow")
+    return requirements
 
 
 def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:

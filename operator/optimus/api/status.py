@@ -136,6 +136,9 @@ class TrainingJobStatus:
     model: ModelStatus = field(default_factory=ModelStatus)
     progress: ProgressStatus | None = None
     restarts: int = 0
+    #: the label selector of the job's worker pods, as a string: the scale subresource's
+    #: labelSelectorPath (`kubectl scale`, autoscalers); "" until the operator wrote it
+    selector: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -144,6 +147,8 @@ class TrainingJobStatus:
             "model": self.model.to_dict(),
             "restarts": self.restarts,
         }
+        if self.selector:
+            out["selector"] = self.selector
         if self.allocation is not None:
             out["allocation"] = self.allocation.to_dict()
         if self.progress is not None:
@@ -258,6 +263,7 @@ def parse_status(raw: Any) -> TrainingJobStatus:
         model=_model(raw.get("model")),
         progress=_progress(raw.get("progress")),
         restarts=int(_float(raw.get("restarts")) or 0),
+        selector=str(raw.get("selector") or ""),
     )
 
 
@@ -335,7 +341,7 @@ def status_patch(old: Mapping[str, Any] | None, new: TrainingJobStatus) -> dict[
 
 #: the status fields this module owns (others, e.g. kopf's bookkeeping, are left alone)
 _OWNED_FIELDS: Final = frozenset(
-    {"phase", "conditions", "allocation", "model", "progress", "restarts"}
+    {"phase", "conditions", "allocation", "model", "progress", "restarts", "selector"}
 )
 
 

@@ -6,6 +6,12 @@ twice), its own IP from the downward API, a required node affinity to the node t
 chose, the job's checkpoint volume, the labels selectors and PodMonitors use, and an
 ownerReference to its TrainingJob, so deleting the job deletes its pods and Service while
 the checkpoint volume stays.
+
+The pod template is the user's: what the operator adds is merged into it, never put in its
+place. Its nodeSelector, tolerations, priorityClassName, volumes, security contexts and any
+other field pass through; containers keep their own env, volumeMounts and resources beside
+the operator's; and the node pin is ANDed with each of the template's required node
+affinity terms (`pin_to_node`), keeping its preferred terms and pod (anti-)affinity.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, Final
 
 from optimus_worker import contract
 
+from optimus.affinity import NODE_NAME_FIELD
 from optimus.api.spec import API_VERSION, KIND, TrainingJob
 from optimus.api.status import AllocationStatus
 
@@ -42,6 +49,13 @@ def job_selector(name: str) -> dict[str, str]:
         contract.POD_LABEL_JOB: name,
         contract.POD_LABEL_MANAGED: contract.POD_LABEL_MANAGED_VALUE,
     }
+
+
+def worker_selector(name: str) -> str:
+    """The label selector of a job's worker pods (every generation) as a string, the form
+    the scale subresource's labelSelectorPath reads (status.selector)."""
+    labels = {**job_selector(name), contract.POD_LABEL_ROLE: "worker"}
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
 def pod_labels(name: str, role: contract.Role, rank: int, generation: int) -> dict[str, str]:
@@ -85,17 +99,23 @@ def pod_env(job: TrainingJob, role: contract.Role, rank: int,
     )
 
 
-def _node_affinity(node: str) -> dict[str, Any]:
-    return {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {"matchFields": [{"key": "metadata.name", "operator": "In",
-                                      "values": [node]}]}
-                ]
-            }
-        }
-    }
+def pin_to_node(affinity: Mapping[str, Any] | None, node: str) -> dict[str, Any]:
+    """The template's affinity with the operator's node pin ANDed into it: a matchFields
+    expression on the node's name added to every required nodeSelectorTerm (one term with
+    only the pin when the template requires none). A pod so pinned runs on `node` only if
+    that node also satisfies the template (the placer chose it so); the preferred terms and
+    podAffinity/podAntiAffinity are kept as they are."""
+    out = copy.deepcopy(dict(affinity or {}))
+    node_affinity = dict(out.get("nodeAffinity") or {})
+    required = dict(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    pin = {"key": NODE_NAME_FIELD, "operator": "In", "values": [node]}
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [
+        {**term, "matchFields": [*(term.get("matchFields") or []), pin]} for term in terms
+    ]
+    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = required
+    out["nodeAffinity"] = node_affinity
+    return out
 
 
 def _ports(role: contract.Role, rank: int) -> list[dict[str, Any]]:
@@ -159,7 +179,7 @@ def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
     spec["hostname"] = name
     spec["subdomain"] = contract.service_name(job.meta.name)
     spec["restartPolicy"] = RESTART_POLICY
-    spec["affinity"] = {**(spec.get("affinity") or {}), **_node_affinity(node)}
+    spec["affinity"] = pin_to_node(spec.get("affinity"), node)
     return {
         "apiVersion": "v1",
         "kind": "Pod",

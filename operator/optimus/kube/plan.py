@@ -52,6 +52,7 @@ from optimus.api.status import (
     with_model,
     with_progress,
 )
+from optimus.kube.builders import worker_selector
 from optimus.kube.snapshot import PodSnapshot, job_view, oversized_request
 from optimus.models import loss_at, predict_speed
 from optimus.models.errors import ModelError
@@ -564,6 +565,8 @@ def decide(
 def _decide_one(a: Assessed, outcome: RoundOutcome, now: float,
                 settings: RoundSettings) -> Decision:
     ctx = Context(None, None, now, settings)
+    # status.selector (the scale subresource's labelSelectorPath) is written every round
+    a = replace(a, status=replace(a.status, selector=worker_selector(a.state.meta.name)))
     previous = a.status.allocation
     job = a.state.job
     decided = outcome.jobs.get(a.key) if a.schedulable else None

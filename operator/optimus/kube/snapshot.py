@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from optimus_worker import contract
 
+from optimus.affinity import NodeRequirements, all_of
 from optimus.api.spec import GPU_RESOURCE, TrainingJob, template_request
 from optimus.resources import QuantityError, Resources, parse_quantity
 from optimus.scheduling.cluster import node_accepts
@@ -24,7 +25,6 @@ from optimus.scheduling.types import (
     NodeView,
     RemainingTime,
     Taint,
-    Toleration,
 )
 
 FINISHED_POD_PHASES: Final = ("Succeeded", "Failed")
@@ -138,8 +138,11 @@ def node_views(raw_nodes: Iterable[Mapping[str, Any]],
     return sorted(views, key=lambda n: n.name)
 
 
-def _template_spec(job: TrainingJob) -> Mapping[str, Any]:
-    return job.spec.workers.template.get("spec") or {}
+def node_requirements(job: TrainingJob) -> NodeRequirements:
+    """What the nodes of the job's pods must offer: the PS template's and the workers'
+    requirements together, since the placer puts both on one set of nodes."""
+    groups = (job.spec.parameter_servers, job.spec.workers)
+    return all_of(group.node_requirements for group in groups if group.max > 0)
 
 
 def job_view(
@@ -158,7 +161,7 @@ def job_view(
         spec.parameter_servers.min, spec.parameter_servers.max, spec.workers.min,
         spec.workers.max,
     )
-    pod_spec = _template_spec(job)
+    requirements = node_requirements(job)
     return JobView(
         id=job.meta.key,
         arrival=arrival,
@@ -173,12 +176,9 @@ def job_view(
         mode=spec.mode,
         priority=spec.priority,
         progress=progress,
-        node_selector=dict(pod_spec.get("nodeSelector") or {}),
-        tolerations=tuple(
-            Toleration(str(t.get("key") or ""), str(t.get("operator") or "Equal"),
-                       str(t.get("value") or ""), str(t.get("effect") or ""))
-            for t in pod_spec.get("tolerations") or []
-        ),
+        node_selector=dict(requirements.selector),
+        tolerations=requirements.tolerations,
+        node_affinity=requirements.terms,
         requested=Allocation(spec.parameter_servers.min, spec.workers.min),
     )
 
@@ -197,7 +197,8 @@ def oversized_request(job: TrainingJob, nodes: Iterable[NodeView]) -> str | None
     waits) or no node is known yet."""
     view = job_view(job, lambda ps, workers: math.inf, current=None, arrival=0.0)
     accepting = [n for n in nodes if node_accepts(n.labels, n.taints, n.unschedulable,
-                                                  view.node_selector, view.tolerations)]
+                                                  view.node_selector, view.tolerations,
+                                                  view.node_affinity)]
     if not accepting:
         return None
     for field_name, group, pod in (("parameterServers", job.spec.parameter_servers,

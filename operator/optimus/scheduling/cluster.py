@@ -1,6 +1,7 @@
 """What every policy and the placer share about the cluster (steps 4 and 5, pure).
 
-- which nodes a job may run on (node selector, taints and tolerations, `unschedulable`),
+- which nodes a job may run on (node selector, required node affinity, taints and
+  tolerations, `unschedulable`),
   computed once per distinct node shape and job signature so that 16,000 nodes cost one
   pass, not one pass per job;
 - the budget a policy spends while it hands out tasks: the cluster's free capacity and the
@@ -15,14 +16,18 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from optimus.affinity import NodeRequirements, NodeSelectorTerm
 from optimus.scheduling.types import Allocation, JobView, NodeView, Resources, Taint, Toleration
 
 #: Tolerance for float comparisons of resource amounts (bytes of memory are large numbers,
 #: fractional CPUs small: a relative-plus-absolute slack keeps both honest).
 EPS = 1e-9
 
-#: A job's signature for eligibility: its node selector (sorted items) and tolerations.
-JobSignature = tuple[tuple[tuple[str, str], ...], tuple[Toleration, ...]]
+#: A job's signature for eligibility: its node selector (sorted items), tolerations and
+#: required node affinity terms.
+JobSignature = tuple[
+    tuple[tuple[str, str], ...], tuple[Toleration, ...], tuple[NodeSelectorTerm, ...]
+]
 
 NOT_ADMITTED = Allocation(0, 0)
 
@@ -53,11 +58,15 @@ def node_accepts(
     unschedulable: bool,
     selector: Mapping[str, str],
     tolerations: Iterable[Toleration],
+    affinity: tuple[NodeSelectorTerm, ...] = (),
 ) -> bool:
-    """True when a new pod with this selector and these tolerations may go on the node."""
+    """True when a new pod with this selector, these tolerations and this required node
+    affinity may go on the node (terms on node names, which the placer never sees per node,
+    are refused by validate_jobs)."""
     if unschedulable:
         return False
-    if any(labels.get(key) != value for key, value in selector.items()):
+    wanted = NodeRequirements(tuple(selector.items()), affinity)
+    if not wanted.matches_labels("", labels):
         return False
     tolerations = tuple(tolerations)
     return all(
@@ -66,7 +75,8 @@ def node_accepts(
 
 
 def job_signature(job: JobView) -> JobSignature:
-    return tuple(sorted(job.node_selector.items())), tuple(job.tolerations)
+    return (tuple(sorted(job.node_selector.items())), tuple(job.tolerations),
+            tuple(job.node_affinity))
 
 
 def free_triple(node: NodeView) -> tuple[float, float, float]:
@@ -137,9 +147,10 @@ class ClusterIndex:
     def eligible_shapes(self, signature: JobSignature) -> tuple[bool, ...]:
         cached = self._eligible.get(signature)
         if cached is None:
-            selector, tolerations = dict(signature[0]), signature[1]
+            selector, tolerations, affinity = dict(signature[0]), signature[1], signature[2]
             cached = tuple(
-                node_accepts(s.labels, s.taints, s.unschedulable, selector, tolerations)
+                node_accepts(s.labels, s.taints, s.unschedulable, selector, tolerations,
+                             affinity)
                 for s in self.shapes
             )
             self._eligible[signature] = cached
@@ -235,6 +246,10 @@ def validate_jobs(jobs: Sequence[JobView]) -> None:
                     f"job {job.id!r}: min_{role}={low}, max_{role}={high}; "
                     f"need 0 <= min_{role} <= max_{role}"
                 )
+        if any(term.match_fields for term in job.node_affinity):
+            raise ValueError(
+                f"job {job.id!r}: node_affinity selects nodes by name (matchFields); the "
+                "placer picks the nodes, so select them by label (matchExpressions)")
         if job.max_ps + job.max_workers == 0:
             raise ValueError(f"job {job.id!r}: max_ps + max_workers is 0; allow at least one task")
         requests = (("ps_request", job.ps_request), ("worker_request", job.worker_request))

@@ -4,7 +4,8 @@ The rule, after the Optimus paper's theorem: a job goes on the fewest nodes that
 it with its PS and its workers each spread evenly over them (node i of k gets p//k or
 p//k + 1 PS and w//k or w//k + 1 workers; the +1s go to different nodes where possible,
 so that no node holds more than one task above the others). No node's GPUs, CPUs or
-memory are ever over-committed; node selectors, NoSchedule/NoExecute taints (unless
+memory are ever over-committed; node selectors, required node affinity (the pod templates'
+nodeSelectorTerms, optimus.affinity), NoSchedule/NoExecute taints (unless
 tolerated) and cordoned nodes are respected.
 
 Order, chosen for packing and stability:
@@ -21,10 +22,10 @@ Order, chosen for packing and stability:
 does with these pods (each task on the node with the most free resources left), which is how
 the Optimus paper's baselines were placed. The operator always uses `place`.
 
-Scale: the free resources live in numpy arrays; each kind of job (node selector and
-tolerations) has a pool of candidate nodes from which full nodes are dropped, and a job is
-first tried on the pool's first `WINDOW` nodes, then on the whole pool, so that the
-common case costs a few vector operations over a small window.
+Scale: the free resources live in numpy arrays; each kind of job (node selector, node
+affinity and tolerations) has a pool of candidate nodes from which full nodes are dropped,
+and a job is first tried on the pool's first `WINDOW` nodes, then on the whole pool, so
+that the common case costs a few vector operations over a small window.
 """
 
 from __future__ import annotations

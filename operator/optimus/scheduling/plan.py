@@ -19,6 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from optimus.affinity import (
+    NodeRequirementError,
+    NodeRequirements,
+    parse_node_requirements,
+)
 from optimus.models import (
     THETA_NAMES,
     ConvergenceRule,
@@ -35,7 +40,6 @@ from optimus.scheduling.types import (
     JobView,
     NodeView,
     Taint,
-    Toleration,
 )
 
 
@@ -174,6 +178,7 @@ def _job(data: object, where: str) -> PlannedJob:
     workers = _mapping(d.get("workers"), f"{where}.workers")
     current = d.get("current")
     requested = d.get("requested")
+    wants = _node_requirements(d, where)
     view = JobView(
         id=d["id"],
         arrival=_number(d, "arrival", where, 0.0),
@@ -192,25 +197,41 @@ def _job(data: object, where: str) -> PlannedJob:
         priority=int(_number(d, "priority", where, 0.0)),
         progress=min(1.0, epochs_done / max(1.0, epochs_done + remaining_epochs)),
         attained_service=_number(d, "attained_service", where, 0.0),
-        node_selector={
-            str(k): str(v)
-            for k, v in _mapping(d.get("node_selector", {}), f"{where}.node_selector").items()
-        },
-        tolerations=tuple(
-            Toleration(
-                str(_mapping(t, f"{where}.tolerations[{i}]").get("key", "")),
-                str(t.get("operator", "Equal")),
-                str(t.get("value", "")),
-                str(t.get("effect", "")),
-            )
-            for i, t in enumerate(d.get("tolerations", []) or [])
-        ),
+        node_selector=dict(wants.selector),
+        tolerations=wants.tolerations,
+        node_affinity=wants.terms,
         requested=None if requested is None else Allocation(
             _count(_mapping(requested, f"{where}.requested"), "ps", f"{where}.requested", 0),
             _count(requested, "workers", f"{where}.requested"),
         ),
     )
     return PlannedJob(view, mode, remaining_epochs)
+
+
+#: where the shared parser's Kubernetes paths live in a plan input
+_REQUIREMENT_PATHS = (
+    (".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
+     ".node_affinity"),
+    (".nodeSelector", ".node_selector"),
+)
+
+
+def _node_requirements(d: Mapping[str, Any], where: str) -> NodeRequirements:
+    """A job's node_selector, tolerations and node_affinity (a list of Kubernetes
+    nodeSelectorTerms), read by the parser the operator reads pod templates with."""
+    pod_spec: dict[str, Any] = {"nodeSelector": d.get("node_selector"),
+                                "tolerations": d.get("tolerations")}
+    if d.get("node_affinity") is not None:
+        pod_spec["affinity"] = {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": d["node_affinity"]}}}
+    try:
+        return parse_node_requirements(pod_spec, where)
+    except NodeRequirementError as error:
+        message = str(error)
+        for kubernetes, plan in _REQUIREMENT_PATHS:
+            message = message.replace(where + kubernetes, where + plan)
+        raise PlanInputError(message) from error
 
 
 def parse_plan_input(data: object) -> PlanInput:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from optimus.affinity import NodeSelectorTerm, Taint, Toleration
 from optimus.resources import ZERO, Resources
 
 #: Remaining wall-clock seconds a job needs if it ran with (ps, workers) from now on.
@@ -26,21 +27,6 @@ class Allocation:
 
     ps: int
     workers: int
-
-
-@dataclass(frozen=True)
-class Toleration:
-    key: str
-    operator: str = "Equal"  # "Equal" | "Exists"
-    value: str = ""
-    effect: str = ""  # "" matches every effect
-
-
-@dataclass(frozen=True)
-class Taint:
-    key: str
-    value: str = ""
-    effect: str = "NoSchedule"  # "NoSchedule" | "PreferNoSchedule" | "NoExecute"
 
 
 @dataclass(frozen=True)
@@ -68,6 +54,9 @@ class JobView:
     attained_service: float = 0.0
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
+    #: the required node affinity of the job's pods: the terms are ORed, each term's
+    #: expressions ANDed (Kubernetes' nodeSelectorTerms); empty means any node
+    node_affinity: tuple[NodeSelectorTerm, ...] = ()
     #: requested counts for the "fixed" baseline (what the user asked for); defaults to min
     requested: Allocation | None = None
 
