@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from optimus_worker import contract
 
-from optimus.api.spec import API_VERSION, KIND, TrainingJob
+from optimus.api.spec import API_VERSION, KIND, QUEUE_NAME_LABEL, TrainingJob
 from optimus.api.status import AllocationStatus
 
 CHECKPOINT_VOLUME: Final = "optimus-checkpoints"
 RENDEZVOUS_PORT_NAME: Final = "rendezvous"
 #: the operator's pods are replaced by the operator (from a checkpoint), never by the kubelet
 RESTART_POLICY: Final = "Never"
+#: a container that fails without writing its termination message shows its log's tail
+TERMINATION_MESSAGE_POLICY: Final = "FallbackToLogsOnError"
+#: seconds between the SIGTERM of a resize (or a suspension) and the SIGKILL, unless the
+#: template says otherwise: a script of its own checkpoints in them
+DEFAULT_GRACE_PERIOD_SECONDS: Final = 30
 
 
 def owner_reference(job: TrainingJob) -> dict[str, Any]:
@@ -44,8 +50,11 @@ def job_selector(name: str) -> dict[str, str]:
     }
 
 
-def pod_labels(name: str, role: contract.Role, rank: int, generation: int) -> dict[str, str]:
+def pod_labels(name: str, role: contract.Role, rank: int, generation: int,
+               queue_name: str = "") -> dict[str, str]:
+    """The operator's labels of one pod; the job's queue name (Kueue's label) too."""
     return {
+        **({QUEUE_NAME_LABEL: queue_name} if queue_name else {}),
         **job_selector(name),
         contract.POD_LABEL_ROLE: role,
         contract.POD_LABEL_RANK: str(rank),
@@ -61,6 +70,12 @@ def checkpoint_dir(job: TrainingJob) -> str:
 def rendezvous(job: TrainingJob, generation: int) -> str:
     host = contract.pod_hostname(job.meta.name, "worker", 0, generation, job.meta.namespace)
     return f"{host}:{contract.DEFAULT_RENDEZVOUS_PORT}"
+
+
+def processes_per_pod(job: TrainingJob, role: contract.Role) -> int:
+    """LOCAL_WORLD_SIZE: one training process per accelerator a worker pod holds (at least
+    one); a PS runs one process."""
+    return max(1, int(job.spec.workers.request.gpu)) if role == "worker" else 1
 
 
 def pod_env(job: TrainingJob, role: contract.Role, rank: int,
@@ -82,6 +97,7 @@ def pod_env(job: TrainingJob, role: contract.Role, rank: int,
         task=job.spec.task,
         global_batch_size=job.spec.global_batch_size,
         max_epochs=job.spec.convergence.max_epochs,
+        local_world_size=processes_per_pod(job, role),
     )
 
 
@@ -112,12 +128,19 @@ def _ports(role: contract.Role, rank: int) -> list[dict[str, Any]]:
 
 
 def _training_container(
-    container: Mapping[str, Any], env: contract.PodEnv, mount_path: str, first: bool
+    container: Mapping[str, Any], env: contract.PodEnv, job: TrainingJob, first: bool
 ) -> dict[str, Any]:
     """A template container with the contract's environment (ours win over the template's),
-    the pod IP from the downward API and the checkpoint mount; the first container also
-    declares the metrics/control ports."""
+    the pod IP from the downward API, the checkpoint mount and a termination message that
+    falls back to the log; the first container also declares the metrics/control ports,
+    and runs the job's own command and image when the spec names them."""
+    mount_path = job.spec.checkpoint.mount_path
     out = copy.deepcopy(dict(container))
+    if first:
+        _own_command(out, job)
+    out.setdefault("terminationMessagePolicy", TERMINATION_MESSAGE_POLICY)
+    env = replace(env, termination_log=str(
+        out.get("terminationMessagePath") or contract.DEFAULT_TERMINATION_LOG))
     resources = out.get("resources") or {}
     for kind in ("requests", "limits"):
         if isinstance(resources.get(kind), Mapping):
@@ -141,6 +164,15 @@ def _training_container(
     return out
 
 
+def _own_command(container: dict[str, Any], job: TrainingJob) -> None:
+    """spec.command replaces the training container's command (its args stay), spec.image
+    its image: the user's script in the user's image."""
+    if job.spec.command:
+        container["command"] = list(job.spec.command)
+    if job.spec.image:
+        container["image"] = job.spec.image
+
+
 def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
               allocation: AllocationStatus) -> dict[str, Any]:
     """One pod of `allocation`'s generation, bound by required affinity to `node`."""
@@ -151,9 +183,10 @@ def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
     env = pod_env(job, role, rank, allocation)
     name = contract.pod_name(job.meta.name, role, rank, allocation.generation)
     spec["containers"] = [
-        _training_container(c, env, job.spec.checkpoint.mount_path, i == 0)
+        _training_container(c, env, job, i == 0)
         for i, c in enumerate(spec.get("containers") or [])
     ]
+    spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_PERIOD_SECONDS)
     volumes = [v for v in spec.get("volumes") or [] if v.get("name") != CHECKPOINT_VOLUME]
     spec["volumes"] = [*volumes, {"name": CHECKPOINT_VOLUME, **dict(job.spec.checkpoint.volume)}]
     spec["hostname"] = name
@@ -167,7 +200,8 @@ def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
             "name": name,
             "namespace": job.meta.namespace,
             "labels": {**(template_meta.get("labels") or {}),
-                       **pod_labels(job.meta.name, role, rank, allocation.generation)},
+                       **pod_labels(job.meta.name, role, rank, allocation.generation,
+                                    job.meta.queue_name)},
             "annotations": dict(template_meta.get("annotations") or {}),
             "ownerReferences": [owner_reference(job)],
         },

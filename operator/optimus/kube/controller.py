@@ -35,7 +35,7 @@ import aiohttp
 from optimus_worker import contract
 
 from optimus.api.conditions import FINISHED_PHASES
-from optimus.api.spec import SpecError, parse_meta, parse_training_job
+from optimus.api.spec import SpecError, TrainingJob, parse_meta, parse_training_job
 from optimus.api.status import AllocationStatus, parse_status
 from optimus.kube.builders import build_pods, build_service
 from optimus.kube.client import KubeApi
@@ -334,6 +334,18 @@ class Controller:
             log.warning("no checkpoint from %s/%s (%s); the newest periodic one is used",
                         chief.namespace, chief.name, error)
 
+    async def _checkpoint_before_stopping(self, job: TrainingJob,
+                                          pods: Sequence[PodSnapshot]) -> None:
+        """Before `pods` are deleted (a resize, a suspension), have the job checkpoint: the
+        library's chief on request (POST /checkpoint); a script of its own (spec.command)
+        on the SIGTERM the deletion sends, within terminationGracePeriodSeconds."""
+        if job.spec.runs_command:
+            return
+        chief = next((p for p in pods if p.role == "worker" and p.rank == 0
+                      and p.phase == "Running" and p.ip and not p.deleting), None)
+        if chief is not None:
+            await self._checkpoint(chief)
+
     async def _remove_pods(self, namespace: str, job: str, names: set[str]) -> None:
         await asyncio.gather(*(self.api.delete_pod(namespace, n) for n in names))
         deadline = time.monotonic() + POD_DELETION_TIMEOUT
@@ -352,10 +364,7 @@ class Controller:
             job = decision.job
             assert job is not None, "only valid jobs are rolled"
             old = [p for p in pods if p.generation != allocation.generation and not p.deleting]
-            chief = next((p for p in old if p.role == "worker" and p.rank == 0
-                          and p.phase == "Running" and p.ip), None)
-            if chief is not None:
-                await self._checkpoint(chief)
+            await self._checkpoint_before_stopping(job, old)
             if old:
                 await self._remove_pods(meta.namespace, meta.name, {p.name for p in old})
             await self.api.create(build_service(job))
@@ -373,6 +382,8 @@ class Controller:
     async def _delete(self, decision: Decision, pods: list[PodSnapshot]) -> None:
         meta = decision.meta
         try:
+            if decision.job is not None and decision.job.spec.suspend:
+                await self._checkpoint_before_stopping(decision.job, pods)
             await self._remove_pods(meta.namespace, meta.name,
                                     {p.name for p in pods if not p.deleting})
             await self.api.delete_service(meta.namespace, contract.service_name(meta.name))

@@ -404,6 +404,9 @@ def assess(
         events.append(Event("Normal", cond.REASON_SPEC_VALID, "the spec was fixed"))
     if st.value.phase in cond.FINISHED_PHASES:
         return Assessed(state, st.value, tuple(events), action="delete" if has_pods else "none")
+    stopped = suspended(state, st, events, has_pods=has_pods)
+    if stopped is not None:
+        return stopped
 
     allocation = st.value.allocation
     current = [p for p in state.pods if allocation and p.generation == allocation.generation
@@ -488,9 +491,11 @@ def assess(
         if failed or missing:
             what = (f"pod(s) {', '.join(sorted(failed))} failed" if failed
                     else "pods of the running generation disappeared")
+            what += failure_message([p for p in current if p.phase == "Failed"])
             if st.value.restarts >= job.spec.restart_limit:
                 message = (f"{what}; restartLimit {job.spec.restart_limit} reached")
                 st.set(cond.FAILED, "True", cond.REASON_RESTART_LIMIT, message)
+                stop_resizing(st, "the job failed")
                 events.append(Event("Warning", cond.REASON_RESTART_LIMIT, message))
                 return Assessed(state, st.value, tuple(events), knowledge=knowledge,
                                 action="delete" if has_pods else "none")
@@ -538,6 +543,56 @@ def assess(
         action = "roll"
     return Assessed(state, st.value, tuple(events), schedulable=True, pin=pin,
                     knowledge=knowledge, action=action, restart=restart)
+
+
+def suspended(state: JobState, st: _Status, events: list[Event], *,
+              has_pods: bool) -> Assessed | None:
+    """The suspend rule (spec.suspend, the convention of Kubernetes Jobs and Kueue): a
+    suspended job gives its allocation up and its pods are stopped (the controller asks
+    the chief for a checkpoint first; a script of its own checkpoints on SIGTERM), and it
+    stays Suspended until spec.suspend is false. Then the condition turns False (reason
+    Resumed) and the job starts again like a new one, at its minimum, from its newest
+    checkpoint. None: the job is not suspended (go on assessing it)."""
+    job = state.job
+    assert job is not None
+    if not job.spec.suspend:
+        if cond.is_true(st.value.conditions, cond.SUSPENDED):
+            message = "spec.suspend is false: the job restarts from its newest checkpoint"
+            st.set(cond.SUSPENDED, "False", cond.REASON_RESUMED, message)
+            events.append(Event("Normal", cond.REASON_RESUMED, message))
+        return None
+    message = ("spec.suspend is true: the pods were stopped after a checkpoint; set it to "
+               "false to resume")
+    if st.set(cond.SUSPENDED, "True", cond.REASON_SUSPENDED, message):
+        events.append(Event("Normal", cond.REASON_SUSPENDED, message))
+    st.value, _ = with_allocation(st.value, None)
+    for type_ in (cond.SCHEDULED, cond.RESIZING):
+        if cond.find(st.value.conditions, type_) is not None:
+            st.set(type_, "False", cond.REASON_SUSPENDED, "the job is suspended")
+    return Assessed(state, st.value, tuple(events), action="delete" if has_pods else "none")
+
+
+#: the longest failure cause carried into a condition and an event (the end is kept)
+MAX_FAILURE_MESSAGE = 1000
+
+
+def failure_message(failed: Sequence[PodSnapshot]) -> str:
+    """Why the failed pods failed, from their termination messages (what the worker wrote,
+    or the log tail the kubelet fell back to), for the condition and the event: ": <the
+    first failed pod's message>" in pod-name order, or "" when no pod said."""
+    for pod in sorted(failed, key=lambda p: p.name):
+        text = " ".join(pod.message.split())
+        if text:
+            if len(text) > MAX_FAILURE_MESSAGE:
+                text = "..." + text[-MAX_FAILURE_MESSAGE:]
+            return f": {pod.name}: {text}"
+    return ""
+
+
+def stop_resizing(st: _Status, why: str) -> None:
+    """A finished job rolls nothing out: Resizing turns False where it was set."""
+    if cond.find(st.value.conditions, cond.RESIZING) is not None:
+        st.set(cond.RESIZING, "False", cond.REASON_JOB_FAILED, why)
 
 
 def measured_restart_seconds(allocation: AllocationStatus,

@@ -43,6 +43,9 @@ class PodSnapshot:
     labels: Mapping[str, str] = field(default_factory=dict)
     deleting: bool = False
     ip: str = ""
+    #: why the pod's containers ended: their termination messages (the file a failing
+    #: worker writes, or the log tail the kubelet falls back to), "" when none said
+    message: str = ""
 
     @property
     def managed(self) -> bool:
@@ -89,7 +92,25 @@ def parse_pod(raw: Mapping[str, Any]) -> PodSnapshot:
         labels=dict(metadata.get("labels") or {}),
         deleting=bool(metadata.get("deletionTimestamp")),
         ip=str(status.get("podIP") or ""),
+        message=termination_message(status),
     )
+
+
+def termination_message(status: Mapping[str, Any]) -> str:
+    """The termination messages of a pod's ended containers, the failed ones first, in
+    container order: "container: message" lines ("" when no container left one)."""
+    found: list[tuple[bool, str]] = []
+    for item in status.get("containerStatuses") or []:
+        if not isinstance(item, Mapping):
+            continue
+        for key in ("state", "lastState"):
+            terminated = (item.get(key) or {}).get("terminated")
+            if isinstance(terminated, Mapping) and str(terminated.get("message") or "").strip():
+                failed = terminated.get("exitCode") not in (0, None)
+                text = str(terminated["message"]).strip()
+                found.append((not failed, f"{item.get('name') or 'container'}: {text}"))
+                break
+    return "\n".join(text for _, text in sorted(found, key=lambda pair: pair[0]))
 
 
 def _quantity(table: Mapping[str, Any], name: str) -> float:
