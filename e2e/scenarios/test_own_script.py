@@ -4,7 +4,8 @@ examples/ddp-script/train.py (plain PyTorch DDP: torch.distributed from the stan
 environment, its own loop, optimizer and checkpoints) runs as a TrainingJob with
 `spec.command`, from the example's own manifest (examples/ddp-script/trainingjob.yaml) with
 the local cluster's changes: the checkpoints on a host directory, the repository on
-PYTHONPATH (the local kubelet runs the command with this Python; there is no image). The
+PYTHONPATH (the local kubelet runs the command with this Python; there is no image), a
+rendezvous port of its own. The
 operator learns its speed from `optimus_worker.report` and resizes it at least twice by
 checkpoint-restart (the script checkpoints on SIGTERM); the test then lowers maxEpochs so
 the job ends soon, and it must reach Succeeded. The script's own checkpoint keeps its loss
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,16 @@ def example_job(checkpoints: Path) -> dict[str, Any]:
                               "limits": {"nvidia.com/gpu": "1"}}
     container["env"] = [{"name": "PYTHONPATH", "value": str(REPO_ROOT)},
                         {"name": "OMP_NUM_THREADS", "value": "1"}]
+    # the local cluster's pods share the host's ports (as hostNetwork pods share a node's),
+    # and torch's rendezvous server listens on every address: a port of the job's own
+    container["ports"] = [{"name": "rendezvous", "containerPort": free_port()}]
     return manifest
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("0.0.0.0", 0))
+        return int(sock.getsockname()[1])
 
 
 def stretches(history: list[dict[str, float]]) -> list[list[dict[str, float]]]:

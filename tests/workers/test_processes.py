@@ -203,3 +203,23 @@ def test_allreduce_on_cuda_with_nccl(tmp_path: Path) -> None:
 def test_ps_sync_workers_on_cuda(tmp_path: Path) -> None:
     _run(_job(tmp_path, TINY, "ps-sync", 1, 1, epochs=1))
     _assert_matches_reference(tmp_path, STEPS_PER_EPOCH)
+
+
+@pytest.mark.parametrize(("task", "cause"), [
+    ("nosuch.module:attr", "cannot import 'nosuch.module'"),
+    ("", "no task: set OPTIMUS_TASK"),
+])
+def test_a_task_that_cannot_load_says_why_in_the_termination_message(
+        tmp_path: Path, task: str, cause: str) -> None:
+    why = tmp_path / "termination-log"
+    env = contract.PodEnv(
+        job="j", namespace="n", role="worker", rank=0, num_ps=1, num_workers=1,
+        mode="ps-sync", rendezvous="127.0.0.1:1", checkpoint_dir=str(tmp_path),
+        generation=0, metrics_port=0, control_port=0, checkpoint_interval_steps=5,
+        task=task, global_batch_size=8, max_epochs=1, termination_log=str(why)).to_env()
+    done = subprocess.run([sys.executable, "-m", "optimus_worker"], capture_output=True,
+                          text=True, timeout=120, check=False,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("OPTIMUS_")} | env)
+    assert done.returncode == 2
+    assert cause in done.stderr and cause in why.read_text()

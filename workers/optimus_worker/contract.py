@@ -41,7 +41,8 @@ ENV_MAX_EPOCHS: Final = "OPTIMUS_MAX_EPOCHS"  # the job's convergence.maxEpochs
 ENV_POD_IP: Final = "OPTIMUS_POD_IP"  # from the downward API (status.podIP)
 ENV_HOSTS: Final = "OPTIMUS_HOSTS"  # optional: comma-separated role-rank=host, overrides DNS
 #: where a failing process writes why (the container's terminationMessagePath); the kubelet
-#: puts it in the pod's status, the operator in the Failed condition and the event
+#: puts it in the pod's status, the operator in the Failed condition and the event. Unset
+#: (a process run outside a pod): nothing is written
 ENV_TERMINATION_LOG: Final = "OPTIMUS_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
 
@@ -152,7 +153,8 @@ class PodEnv:
     local_world_size: int = 1
     #: this process's rank within the pod (LOCAL_RANK)
     local_rank: int = 0
-    termination_log: str = DEFAULT_TERMINATION_LOG
+    #: the container's terminationMessagePath ("" outside a pod: none)
+    termination_log: str = ""
 
     @property
     def is_chief(self) -> bool:
@@ -209,7 +211,7 @@ class PodEnv:
             ENV_TASK: self.task,
             ENV_GLOBAL_BATCH: str(self.global_batch_size),
             ENV_MAX_EPOCHS: str(self.max_epochs),
-            ENV_TERMINATION_LOG: self.termination_log,
+            **({ENV_TERMINATION_LOG: self.termination_log} if self.termination_log else {}),
             **self.torch_env(),
         }
 
@@ -282,5 +284,5 @@ def parse_env(env: Mapping[str, str] | None = None) -> PodEnv:
         max_epochs=_integer(env, ENV_MAX_EPOCHS, 100, minimum=1),
         local_world_size=local_world_size,
         local_rank=local_rank,
-        termination_log=env.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG,
+        termination_log=env.get(ENV_TERMINATION_LOG) or "",
     )

@@ -40,13 +40,15 @@ TERMINATION_MESSAGE_LIMIT = 4000
 
 def write_termination_message(message: str, path: str | None = None) -> None:
     """Say why this process fails where Kubernetes shows it: the container's termination
-    message file (`contract.ENV_TERMINATION_LOG`, /dev/termination-log by default), which
-    the kubelet copies into the pod's status and the operator into the job's Failed
-    condition and event. Best effort: outside a pod the file may not be writable."""
+    message file (`contract.ENV_TERMINATION_LOG`, which the operator sets to the container's
+    terminationMessagePath), which the kubelet copies into the pod's status and the
+    operator into the job's Failed condition and event. Without the variable (a process
+    run outside a pod) nothing is written; a file that cannot be written is skipped."""
     from optimus_worker import contract
 
-    target = path or os.environ.get(contract.ENV_TERMINATION_LOG) or (
-        contract.DEFAULT_TERMINATION_LOG)
+    target = path or os.environ.get(contract.ENV_TERMINATION_LOG)
+    if not target:
+        return
     text = message.strip()
     if len(text) > TERMINATION_MESSAGE_LIMIT:  # keep the end: the cause is last
         text = "..." + text[-TERMINATION_MESSAGE_LIMIT:]

@@ -67,9 +67,21 @@ def checkpoint_dir(job: TrainingJob) -> str:
     return f"{job.spec.checkpoint.mount_path.rstrip('/')}/{job.meta.name}"
 
 
+def rendezvous_port(job: TrainingJob) -> int:
+    """The workers' rendezvous port (OPTIMUS_RENDEZVOUS's and MASTER_PORT): the port named
+    "rendezvous" of the worker template's first container, else torch's usual 29500. Pods
+    that share their node's ports (hostNetwork) need one per job."""
+    containers = (job.spec.workers.template.get("spec") or {}).get("containers") or [{}]
+    for port in containers[0].get("ports") or []:
+        if port.get("name") == RENDEZVOUS_PORT_NAME and isinstance(port.get("containerPort"),
+                                                                   int):
+            return int(port["containerPort"])
+    return contract.DEFAULT_RENDEZVOUS_PORT
+
+
 def rendezvous(job: TrainingJob, generation: int) -> str:
     host = contract.pod_hostname(job.meta.name, "worker", 0, generation, job.meta.namespace)
-    return f"{host}:{contract.DEFAULT_RENDEZVOUS_PORT}"
+    return f"{host}:{rendezvous_port(job)}"
 
 
 def processes_per_pod(job: TrainingJob, role: contract.Role) -> int:
@@ -114,15 +126,14 @@ def _node_affinity(node: str) -> dict[str, Any]:
     }
 
 
-def _ports(role: contract.Role, rank: int) -> list[dict[str, Any]]:
+def _ports(role: contract.Role, rank: int, rendezvous_at: int) -> list[dict[str, Any]]:
     ports = [{"name": contract.METRICS_PORT_NAME, "containerPort": contract.DEFAULT_METRICS_PORT,
               "protocol": "TCP"}]
     if role == "worker" and rank == 0:
         ports += [
             {"name": contract.CONTROL_PORT_NAME, "containerPort": contract.DEFAULT_CONTROL_PORT,
              "protocol": "TCP"},
-            {"name": RENDEZVOUS_PORT_NAME, "containerPort": contract.DEFAULT_RENDEZVOUS_PORT,
-             "protocol": "TCP"},
+            {"name": RENDEZVOUS_PORT_NAME, "containerPort": rendezvous_at, "protocol": "TCP"},
         ]
     return ports
 
@@ -158,9 +169,10 @@ def _training_container(
     mounts = [m for m in out.get("volumeMounts") or [] if m.get("name") != CHECKPOINT_VOLUME]
     out["volumeMounts"] = [*mounts, {"name": CHECKPOINT_VOLUME, "mountPath": mount_path}]
     if first:
-        names = {p["name"] for p in _ports(env.role, env.rank)}
+        ours = _ports(env.role, env.rank, rendezvous_port(job))
+        names = {p["name"] for p in ours} | {RENDEZVOUS_PORT_NAME}
         kept_ports = [p for p in out.get("ports") or [] if p.get("name") not in names]
-        out["ports"] = [*kept_ports, *_ports(env.role, env.rank)]
+        out["ports"] = [*kept_ports, *ours]
     return out
 
 
@@ -247,8 +259,8 @@ def build_service(job: TrainingJob) -> dict[str, Any]:
             "ports": [
                 {"name": contract.METRICS_PORT_NAME, "port": contract.DEFAULT_METRICS_PORT,
                  "targetPort": contract.DEFAULT_METRICS_PORT},
-                {"name": RENDEZVOUS_PORT_NAME, "port": contract.DEFAULT_RENDEZVOUS_PORT,
-                 "targetPort": contract.DEFAULT_RENDEZVOUS_PORT},
+                {"name": RENDEZVOUS_PORT_NAME, "port": rendezvous_port(job),
+                 "targetPort": rendezvous_port(job)},
             ],
         },
     }
