@@ -27,6 +27,7 @@ pytestmark = pytest.mark.processes
 REPO = Path(__file__).resolve().parents[2]
 TINY = "tests.workers.tiny_task:tiny"
 SLOW = "tests.workers.tiny_task:slow_tiny"
+HOOKED = "tests.workers.tiny_task:hooked_tiny"
 STEPS_PER_EPOCH = 12  # 384 samples, global batch 32
 ENV = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
@@ -38,10 +39,10 @@ def _job(tmp_path: Path, task: str, mode: contract.Mode, ps: int, workers: int, 
                     checkpoint_interval=interval, log_dir=tmp_path / "logs", extra_env=ENV)
 
 
-def _assert_matches_reference(tmp_path: Path, steps: int) -> None:
+def _assert_matches_reference(tmp_path: Path, steps: int, task: str = TINY) -> None:
     ckpt = load_latest(tmp_path / "ckpt")
     assert ckpt is not None and ckpt.step == steps
-    reference = train_reference(load_task(TINY), 32, steps)
+    reference = train_reference(load_task(task), 32, steps)
     for name, value in reference.params.items():
         assert torch.allclose(ckpt.params[name], value, atol=2e-5), name
     losses = [s / n for _, (s, n) in sorted(ckpt.losses.items())]
@@ -64,6 +65,18 @@ def test_distributed_training_matches_single_process(
     _assert_matches_reference(tmp_path, 2 * STEPS_PER_EPOCH)
     assert (summary["samples_seen"], summary["samples_repeated"],
             summary["samples_skipped"]) == (2 * 384, 0, 0)
+
+
+def test_the_hooks_apply_in_all_reduce_as_in_the_reference(tmp_path: Path) -> None:
+    """lr schedule, exact clipping, mixed precision (float32 on CPU): the distributed run
+    equals one process applying them; the chief evaluated after every epoch."""
+    _run(_job(tmp_path, HOOKED, "allreduce", 0, 2, epochs=2))
+    _assert_matches_reference(tmp_path, 2 * STEPS_PER_EPOCH, HOOKED)
+    plain = train_reference(load_task(TINY), 32, 2 * STEPS_PER_EPOCH)
+    hooked = train_reference(load_task(HOOKED), 32, 2 * STEPS_PER_EPOCH)
+    assert any(not torch.allclose(plain.params[n], hooked.params[n]) for n in plain.params)
+    log = "".join(p.read_text() for p in (tmp_path / "logs").glob("*worker-0*"))
+    assert "evaluation after epoch 1: accuracy" in log and "evaluation after epoch 2" in log
 
 
 def test_async_converges(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from optimus_worker.assignment import Block
 from optimus_worker.checkpoint import Checkpoint, load_latest
 from optimus_worker.data import SampleLedger
+from optimus_worker.hooks import apply_lr_schedule, clip_gradients, initial_learning_rates
 from optimus_worker.lifecycle import log
 from optimus_worker.net import rendezvous_store
 from optimus_worker.state import assemble, block_states, hyper_parameters, restore
@@ -61,6 +62,7 @@ class AllReduceWorker(Worker):
         dist.broadcast_object_list(shipped, src=0)
         ckpt = None if shipped[0] is None else Checkpoint.from_dict(shipped[0])
         self.optimizer = self.task.optimizer(self.model.parameters())
+        self.initial_lrs = initial_learning_rates(self.optimizer)
         if ckpt is not None:
             with torch.no_grad():
                 for name, param in self.named.items():
@@ -100,6 +102,9 @@ class AllReduceWorker(Worker):
         plan, indices, inputs, targets = self.batch(self.step)
         weight = plan.size * self.env.num_workers / plan.global_size
         loss_sum = self.gradient(ddp, plan, inputs, targets, weight)
+        # DDP averaged the gradients: this is the step's whole gradient, clipped exactly
+        clip_gradients(self.model.parameters(), self.task.clip_grad_norm)
+        apply_lr_schedule(self.optimizer, self.initial_lrs, self.task.lr_schedule, self.step)
         self.optimizer.step()
         computed = time.perf_counter()
         wanted = 1.0 if self.checkpoint_wanted else 0.0

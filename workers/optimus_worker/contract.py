@@ -83,6 +83,8 @@ METRIC_STEPS: Final = "optimus_worker_steps"  # counter (exported as *_total)
 METRIC_STEP_SECONDS: Final = "optimus_worker_step_seconds"  # histogram, label phase
 METRIC_STALENESS: Final = "optimus_worker_staleness_steps"  # gauge: async gradient staleness
 METRIC_CHECKPOINT_STEP: Final = "optimus_worker_checkpoint_step"  # gauge: newest checkpoint step
+#: gauge, label metric: the chief's TrainingTask.evaluate results after the last epoch
+METRIC_EVALUATION: Final = "optimus_worker_evaluation"
 
 LABEL_JOB: Final = "job"
 LABEL_NAMESPACE: Final = "namespace"
@@ -90,6 +92,7 @@ LABEL_ROLE: Final = "role"
 LABEL_RANK: Final = "rank"
 LABEL_GENERATION: Final = "generation"
 LABEL_PHASE: Final = "phase"  # on METRIC_STEP_SECONDS: "compute" | "communication"
+LABEL_METRIC: Final = "metric"  # on METRIC_EVALUATION: the name evaluate() gave the value
 METRIC_LABELS: Final[tuple[str, ...]] = (
     LABEL_JOB,
     LABEL_NAMESPACE,

@@ -45,7 +45,8 @@ def run_ps(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics) -> No
     from optimus_worker import ps
     from optimus_worker.worker import init_rpc
 
-    ps.SERVER = ps.ShardServer(env.mode == "ps-sync", env.num_workers, task.optimizer, metrics)
+    ps.SERVER = ps.ShardServer(env.mode == "ps-sync", env.num_workers, task.optimizer, metrics,
+                               task.lr_schedule)
     if env.rank == 0:
         ps.COORDINATOR = ps.Coordinator(env.num_workers, len(task.dataset()))  # type: ignore[arg-type]
     init_rpc(env)

@@ -25,6 +25,7 @@ from optimus_worker.assignment import Block, assign_parameters
 from optimus_worker.checkpoint import Checkpoint, load_latest, save_checkpoint
 from optimus_worker.control import ControlServer
 from optimus_worker.data import BatchPlan, DataSchedule, SampleLedger
+from optimus_worker.hooks import clip_gradients, mixed_precision, run_evaluation
 from optimus_worker.lifecycle import Lifecycle, log
 from optimus_worker.metrics import TaskMetrics
 from optimus_worker.net import bind_host, rendezvous_store, rpc_init_method
@@ -81,12 +82,13 @@ class Worker:
                  targets: torch.Tensor, weight: float) -> float:
         """Backward of `weight` x the mean loss on this worker's batch; the loss sum."""
         self.model.zero_grad(set_to_none=False)
-        output = model(inputs)
-        if plan.size == 0:  # a world larger than the batch: take part with a zero gradient
-            (output.sum() * 0.0).backward()
+        with mixed_precision(self.device, self.task.mixed_precision):
+            output = model(inputs)
+            loss = None if plan.size == 0 else self.task.loss(output, targets)
+        if loss is None:  # a world larger than the batch: take part with a zero gradient
+            (output.float().sum() * 0.0).backward()
             return 0.0
-        loss = self.task.loss(output, targets)
-        (loss * weight).backward()
+        (loss.float() * weight).backward()
         return float(loss.detach()) * plan.size
 
     def account(self, plan: BatchPlan, indices: np.ndarray, compute_s: float, comm_s: float
@@ -99,6 +101,17 @@ class Worker:
         self.metrics.epoch.set(self.schedule.epoch_progress(self.step))
         if self.epoch_loss is not None:
             self.metrics.loss.set(self.epoch_loss)
+        self.evaluate_after_epoch()
+
+    def evaluate_after_epoch(self) -> None:
+        """The chief runs the task's evaluation once a step finishes an epoch."""
+        epoch, offset = self.schedule.position(self.step)
+        if not self.env.is_chief or self.task.evaluate is None or offset != 0 or epoch == 0:
+            return
+        results = run_evaluation(self.model, epoch, self.task.evaluate)
+        self.metrics.evaluated(results)
+        log(f"evaluation after epoch {epoch}: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items())))
 
     def is_pause_point(self, step: int) -> bool:
         return step % self.env.checkpoint_interval_steps == 0 or step >= self.final_step
@@ -283,6 +296,9 @@ class PSWorker(Worker):
         plan, indices, inputs, targets = self.batch(self.step)
         weight = plan.size / plan.global_size if self.sync else 1.0
         loss_sum = self.gradient(self.model, plan, inputs, targets, weight)
+        # no process sees the whole gradient: each clips its share to the same share of
+        # the bound, so the sum stays within it (optimus_worker.hooks)
+        clip_gradients(self.named.values(), self.task.clip_grad_norm, weight)
         grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                  for n, p in self.named.items()}
         computed = time.perf_counter()
@@ -290,7 +306,7 @@ class PSWorker(Worker):
         futures = [
             rpc.rpc_async(ps_name(i), ps.push,
                           args=(self.versions[i], self._slices(grads, shard),
-                                report if i == 0 else None))
+                                report if i == 0 else None, self.step))
             for i, shard in enumerate(self.shards)
         ]
         info: dict[str, Any] = {}
