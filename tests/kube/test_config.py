@@ -35,8 +35,15 @@ def test_environment_then_flags() -> None:
         ({"OPTIMUS_PROMETHEUS_URL": "prometheus:9090"}, [], "OPTIMUS_PROMETHEUS_URL"),
         ({"OPTIMUS_RESTART_COST_SECONDS": "-1"}, [], "OPTIMUS_RESTART_COST_SECONDS"),
         ({}, ["--resize-timeout", "never"], "--resize-timeout"),
+        ({"OPTIMUS_ACCELERATOR_RESOURCE": "gpu"}, [], "OPTIMUS_ACCELERATOR_RESOURCE"),
     ],
 )
 def test_bad_values_name_their_source(env: dict[str, str], argv: list[str], names: str) -> None:
     with pytest.raises(ConfigError, match=names):
         load_config(argv, env)
+
+
+def test_the_accelerator_resource_is_a_setting() -> None:
+    assert load_config([], {})[0].accelerator_resource == "nvidia.com/gpu"
+    config, _ = load_config(["--accelerator-resource", "amd.com/gpu"], {})
+    assert config.accelerator_resource == "amd.com/gpu"

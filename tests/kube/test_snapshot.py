@@ -73,3 +73,16 @@ def test_termination_messages_come_from_the_containers_failed_ones_first() -> No
     ]
     assert parse_pod(raw).message == "worker: ImportError: nosuch\nsidecar: bye"
     assert parse_pod(_pod("fresh", "n1", managed=True)).message == ""
+
+
+def test_another_accelerator_is_counted_the_same_way() -> None:
+    node = _node("amd", gpus=0)
+    node["status"]["allocatable"]["amd.com/gpu"] = "8"
+    raw = _pod("theirs", "amd", managed=False)
+    raw["spec"]["containers"][0]["resources"]["limits"] = {"amd.com/gpu": 2}
+    pods = [parse_pod(raw, "amd.com/gpu")]
+    assert pods[0].request.gpu == 2
+    (view,) = node_views([node], pods, "amd.com/gpu")
+    assert (view.allocatable.gpu, view.used.gpu) == (8, 2)
+    (default,) = node_views([node], [parse_pod(raw)])
+    assert default.allocatable.gpu == 0

@@ -27,6 +27,8 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 KIND: Final = "TrainingJob"
 PLURAL: Final = "trainingjobs"
 
+#: the accelerator's extended resource name by default; the operator's
+#: OPTIMUS_ACCELERATOR_RESOURCE counts another (amd.com/gpu, ...) the same way
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 #: pod names add "-g<generation>-worker-<rank>" and must stay within 63 characters
 MAX_NAME_LENGTH: Final = 40
@@ -221,7 +223,7 @@ def parse_meta(raw: Mapping[str, Any]) -> JobMeta:
 
 
 def pod_request(template: Mapping[str, Any], path: str, reader: _Reader,
-                image_given: bool = False) -> Resources:
+                image_given: bool = False, accelerator: str = GPU_RESOURCE) -> Resources:
     """What one pod from `template` requests: the sum over its containers (a limit stands
     in for a missing request, as Kubernetes does). `image_given`: spec.image names the
     first container's image, which the template may then leave out."""
@@ -261,22 +263,24 @@ def pod_request(template: Mapping[str, Any], path: str, reader: _Reader,
                 except QuantityError as error:
                     reader.fail(f"{cpath}.resources.{kind}.{name}", str(error),
                                 "write a quantity such as 1, 500m or 2Gi")
-        gpu = amounts.get(GPU_RESOURCE, 0.0)
+        gpu = amounts.get(accelerator, 0.0)
         if gpu != int(gpu) or gpu < 0:
-            reader.fail(f"{cpath}.resources.{GPU_RESOURCE}", f"{gpu} is not a whole count",
+            reader.fail(f"{cpath}.resources.{accelerator}", f"{gpu} is not a whole count",
                         "request whole GPUs (0, 1, 2, ...)")
         total = total + Resources(gpu, amounts.get("cpu", 0.0), amounts.get("memory", 0.0))
     return total
 
 
-def template_request(template: Mapping[str, Any]) -> Resources:
+def template_request(template: Mapping[str, Any], accelerator: str = GPU_RESOURCE
+                     ) -> Resources:
     """What one pod from a (pod or template) spec requests, leniently: unreadable amounts
     count as 0 (the snapshot reads pods the operator did not write)."""
-    return pod_request(template, "", _Reader())
+    return pod_request(template, "", _Reader(), accelerator=accelerator)
 
 
 def _task_group(raw: Any, path: str, reader: _Reader, *, min_low: int, max_high: int,
-                default_min: int, image_given: bool = False) -> TaskGroup:
+                default_min: int, image_given: bool = False,
+                accelerator: str = GPU_RESOURCE) -> TaskGroup:
     group = reader.mapping(raw, path, required=True)
     if group is None:
         return TaskGroup(default_min, default_min)
@@ -289,7 +293,8 @@ def _task_group(raw: Any, path: str, reader: _Reader, *, min_low: int, max_high:
     if template is None:
         return TaskGroup(low, high)
     return TaskGroup(low, high, template,
-                     pod_request(template, f"{path}.template", reader, image_given))
+                     pod_request(template, f"{path}.template", reader, image_given,
+                                 accelerator))
 
 
 def _what_to_run(spec: Mapping[str, Any], mode: str, reader: _Reader
@@ -332,8 +337,10 @@ def _boolean(raw: Any, path: str, reader: _Reader) -> bool:
     return raw
 
 
-def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
-    """The typed spec, or SpecError listing every bad field (paths start with `spec.`)."""
+def parse_spec(raw_spec: Any, name: str = "", accelerator: str = GPU_RESOURCE
+               ) -> TrainingJobSpec:
+    """The typed spec, or SpecError listing every bad field (paths start with `spec.`).
+    `accelerator` is the resource name counted as GPUs (the operator's setting)."""
     reader = _Reader()
     if name and (len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.match(name)):
         reader.fail("metadata.name", f"{name!r} is not a DNS label of at most "
@@ -350,7 +357,8 @@ def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
                            MAX_GLOBAL_BATCH, None)
     image_given = isinstance(spec.get("image"), str) and bool(spec.get("image"))
     workers = _task_group(spec.get("workers"), "spec.workers", reader, min_low=1,
-                          max_high=MAX_WORKERS, default_min=1, image_given=image_given)
+                          max_high=MAX_WORKERS, default_min=1, image_given=image_given,
+                          accelerator=accelerator)
     if mode == "allreduce":
         raw_ps = spec.get("parameterServers")
         ps = TaskGroup(0, 0)
@@ -360,7 +368,8 @@ def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
                         "choose mode ps-sync or ps-async")
     else:
         ps = _task_group(spec.get("parameterServers"), "spec.parameterServers", reader,
-                         min_low=1, max_high=MAX_PS, default_min=1, image_given=image_given)
+                         min_low=1, max_high=MAX_PS, default_min=1, image_given=image_given,
+                         accelerator=accelerator)
     if batch < workers.max:
         reader.fail("spec.globalBatchSize",
                     f"{batch} samples per step cannot feed up to {workers.max} workers",
@@ -416,9 +425,11 @@ def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
     )
 
 
-def parse_training_job(raw: Mapping[str, Any]) -> TrainingJob:
+def parse_training_job(raw: Mapping[str, Any], accelerator: str = GPU_RESOURCE
+                       ) -> TrainingJob:
     """A raw TrainingJob (as the API server returns it) as typed objects; SpecError names
-    every bad field and its fix. The status is parsed leniently: the operator wrote it."""
+    every bad field and its fix. The status is parsed leniently: the operator wrote it.
+    `accelerator`: the resource name counted as GPUs (OPTIMUS_ACCELERATOR_RESOURCE)."""
     meta = parse_meta(raw)
-    spec = parse_spec(raw.get("spec"), meta.name)
+    spec = parse_spec(raw.get("spec"), meta.name, accelerator)
     return TrainingJob(meta, spec, parse_status(raw.get("status")))

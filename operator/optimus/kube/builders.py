@@ -169,10 +169,10 @@ def _training_container(
     mounts = [m for m in out.get("volumeMounts") or [] if m.get("name") != CHECKPOINT_VOLUME]
     out["volumeMounts"] = [*mounts, {"name": CHECKPOINT_VOLUME, "mountPath": mount_path}]
     if first:
-        ours = _ports(env.role, env.rank, rendezvous_port(job))
-        names = {p["name"] for p in ours} | {RENDEZVOUS_PORT_NAME}
+        declared = _ports(env.role, env.rank, rendezvous_port(job))
+        names = {p["name"] for p in declared} | {RENDEZVOUS_PORT_NAME}
         kept_ports = [p for p in out.get("ports") or [] if p.get("name") not in names]
-        out["ports"] = [*kept_ports, *ours]
+        out["ports"] = [*kept_ports, *declared]
     return out
 
 

@@ -105,6 +105,7 @@ class Controller:
             speed_span_seconds=config.speed_span_seconds,
             metrics_grace_seconds=max(60.0, 3 * config.interval_seconds),
             resize_timeout_seconds=config.resize_timeout_seconds,
+            accelerator_resource=config.accelerator_resource,
         )
         self._lock = asyncio.Lock()
         self._pending = False
@@ -171,8 +172,9 @@ class Controller:
         with self._step(report, "snapshot"):
             raw_nodes, raw_pods = await asyncio.gather(self.api.list_nodes(),
                                                        self.api.list_pods())
-            pods = [parse_pod(p) for p in raw_pods]
-            nodes = node_views(raw_nodes, pods)
+            accelerator = self.config.accelerator_resource
+            pods = [parse_pod(p, accelerator) for p in raw_pods]
+            nodes = node_views(raw_nodes, pods, accelerator)
             states = self._states(raw_jobs, pods)
         # 2 observe
         with self._step(report, "observe"):
@@ -222,7 +224,7 @@ class Controller:
             alive.add(meta.uid)
             raw_status = self._written.get(meta.uid, raw.get("status"))
             try:
-                job = parse_training_job(raw)
+                job = parse_training_job(raw, self.config.accelerator_resource)
                 error = None
             except SpecError as err:
                 job, error = None, err

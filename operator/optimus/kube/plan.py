@@ -32,7 +32,7 @@ from typing import Any, Literal
 from optimus_worker import contract
 
 from optimus.api import conditions as cond
-from optimus.api.spec import JobMeta, SpecError, TrainingJob
+from optimus.api.spec import GPU_RESOURCE, JobMeta, SpecError, TrainingJob
 from optimus.api.status import (
     AllocationStatus,
     ModelStatus,
@@ -89,6 +89,8 @@ class RoundSettings:
     #: a generation whose pods do not all run this long after it was decided is reported
     #: (Resizing reason ResizeStuck and a Warning event)
     resize_timeout_seconds: float = 300.0
+    #: the extended resource counted as GPUs (OPTIMUS_ACCELERATOR_RESOURCE)
+    accelerator_resource: str = GPU_RESOURCE
 
 
 @dataclass(frozen=True)
@@ -394,7 +396,8 @@ def assess(
         return Assessed(state, st.value, tuple(events), action="delete" if has_pods else "none")
     job = state.job
     # a job that never started and whose pods fit no node would queue forever
-    oversized = None if state.status.allocation is not None else oversized_request(job, nodes)
+    oversized = None if state.status.allocation is not None else oversized_request(
+        job, nodes, settings.accelerator_resource)
     if oversized is not None:
         if st.set(cond.VALID, "False", cond.REASON_EXCEEDS_NODE_CAPACITY, oversized):
             events.append(Event("Warning", cond.REASON_EXCEEDS_NODE_CAPACITY, oversized))

@@ -1,7 +1,8 @@
 """Step 1 of a scheduling round, the pure half: raw nodes and pods as typed objects, and
 the translation into the scheduler's NodeView/JobView.
 
-A node's capacity for the scheduler is its allocatable GPUs (nvidia.com/gpu), CPUs and
+A node's capacity for the scheduler is its allocatable GPUs (the accelerator resource,
+nvidia.com/gpu unless OPTIMUS_ACCELERATOR_RESOURCE names another), CPUs and
 memory minus what the pods the operator does not manage request there; the operator's own
 pods are not subtracted, because the allocator re-divides exactly that share every round.
 """
@@ -79,7 +80,7 @@ def _int(raw: str | None) -> int:
         return -1
 
 
-def parse_pod(raw: Mapping[str, Any]) -> PodSnapshot:
+def parse_pod(raw: Mapping[str, Any], accelerator: str = GPU_RESOURCE) -> PodSnapshot:
     metadata = raw.get("metadata") or {}
     spec = raw.get("spec") or {}
     status = raw.get("status") or {}
@@ -88,7 +89,7 @@ def parse_pod(raw: Mapping[str, Any]) -> PodSnapshot:
         name=str(metadata.get("name") or ""),
         node=str(spec.get("nodeName") or ""),
         phase=str(status.get("phase") or "Pending"),
-        request=template_request({"spec": spec}),
+        request=template_request({"spec": spec}, accelerator),
         labels=dict(metadata.get("labels") or {}),
         deleting=bool(metadata.get("deletionTimestamp")),
         ip=str(status.get("podIP") or ""),
@@ -128,7 +129,7 @@ def _node_ready(status: Mapping[str, Any]) -> bool:
 
 
 def node_views(raw_nodes: Iterable[Mapping[str, Any]],
-               pods: Iterable[PodSnapshot]) -> list[NodeView]:
+               pods: Iterable[PodSnapshot], accelerator: str = GPU_RESOURCE) -> list[NodeView]:
     """Nodes as the scheduler sees them: allocatable minus unmanaged pods' requests."""
     used: dict[str, Resources] = {}
     for pod in pods:
@@ -144,7 +145,7 @@ def node_views(raw_nodes: Iterable[Mapping[str, Any]],
         views.append(NodeView(
             name=name,
             allocatable=Resources(
-                gpu=_quantity(allocatable, GPU_RESOURCE),
+                gpu=_quantity(allocatable, accelerator),
                 cpu=_quantity(allocatable, "cpu"),
                 memory=_quantity(allocatable, "memory"),
             ),
@@ -211,7 +212,8 @@ def _amount(name: str, value: float) -> str:
     return f"{value:g}"
 
 
-def oversized_request(job: TrainingJob, nodes: Iterable[NodeView]) -> str | None:
+def oversized_request(job: TrainingJob, nodes: Iterable[NodeView],
+                      accelerator: str = GPU_RESOURCE) -> str | None:
     """Why one pod of the job can never run: it asks for more of a resource than the
     largest node that would take it has allocatable at all (a request no amount of waiting
     satisfies). The message names the field and the fix; None when every pod fits some
@@ -229,7 +231,7 @@ def oversized_request(job: TrainingJob, nodes: Iterable[NodeView]) -> str | None
             continue
         if any(group.request.fits_in(n.allocatable) for n in accepting):
             continue
-        for name, attribute in ((GPU_RESOURCE, "gpu"), ("cpu", "cpu"), ("memory", "memory")):
+        for name, attribute in ((accelerator, "gpu"), ("cpu", "cpu"), ("memory", "memory")):
             asked = getattr(group.request, attribute)
             largest = max(getattr(n.allocatable, attribute) for n in accepting)
             if asked > largest:
