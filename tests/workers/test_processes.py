@@ -19,6 +19,7 @@ import torch
 from optimus_worker import contract
 from optimus_worker.checkpoint import load_latest
 from optimus_worker.local import LocalJob
+from optimus_worker.net import free_port
 from optimus_worker.reference import train_reference
 from optimus_worker.task import load_task
 from prometheus_client.parser import text_string_to_metric_families
@@ -236,3 +237,25 @@ def test_a_task_that_cannot_load_says_why_in_the_termination_message(
                                if not k.startswith("OPTIMUS_")} | env)
     assert done.returncode == 2
     assert cause in done.stderr and cause in why.read_text()
+
+
+def test_an_all_reduce_pod_with_two_accelerators_runs_a_process_for_each(
+        tmp_path: Path) -> None:
+    """LOCAL_WORLD_SIZE=2: the pod's first process starts two, a world of two that trains
+    what one process would (the reference); only LOCAL_RANK 0 checkpoints."""
+    env = contract.PodEnv(
+        job="j", namespace="n", role="worker", rank=0, num_ps=0, num_workers=1,
+        mode="allreduce", rendezvous=f"127.0.0.1:{free_port('127.0.0.1')}",
+        checkpoint_dir=str(tmp_path / "ckpt"), generation=0,
+        metrics_port=free_port("127.0.0.1"), control_port=free_port("127.0.0.1"),
+        checkpoint_interval_steps=5, task=TINY, global_batch_size=32, max_epochs=1,
+        local_world_size=2).to_env()
+    done = subprocess.run([sys.executable, "-m", "optimus_worker"], capture_output=True,
+                          text=True, timeout=180, check=False,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("OPTIMUS_")} | ENV | env
+                          | {contract.ENV_POD_IP: "127.0.0.1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "gloo world of 2 up" in done.stderr
+    assert "[j g0 worker-0.1 +" in done.stderr  # the second process of the pod
+    _assert_matches_reference(tmp_path, STEPS_PER_EPOCH)

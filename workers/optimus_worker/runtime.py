@@ -121,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         env = contract.parse_env()
     except contract.ContractError as exc:  # before importing torch: a fast, clear failure
         return refuse(str(exc))
+    if env.role == "worker" and env.local_world_size > 1 and not args.standby:
+        from optimus_worker import launch
+
+        if not launch.launched():  # this pod's first process: start one per accelerator
+            return launch.run([sys.executable, "-m", "optimus_worker",
+                               *(sys.argv[1:] if argv is None else argv)], env)
     from optimus_worker.task import TaskError, load_task
 
     reference = args.task or env.task
@@ -142,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     from optimus_worker.net import bind_host, configure_transports
 
     torch.set_num_threads(1)
-    set_identity(f"{env.job} g{env.generation} {env.role}-{env.rank}")
+    local = f".{env.local_rank}" if env.local_world_size > 1 else ""
+    set_identity(f"{env.job} g{env.generation} {env.role}-{env.rank}{local}")
     log(f"{env.mode}, {env.num_ps} PS x {env.num_workers} workers, task {task.name}")
     configure_transports()
     lifecycle = Lifecycle()
     lifecycle.install()
     metrics = TaskMetrics(env)
-    metrics.serve(bind_host(), env.metrics_port)
+    if env.local_rank == 0:  # the pod's one metrics port
+        metrics.serve(bind_host(), env.metrics_port)
     if env.role == "ps":
         code = lifecycle.run(lambda: run_ps(env, task, metrics))
     else:

@@ -71,7 +71,8 @@ class Worker:
 
     # ---- data and gradient ---------------------------------------------------------------
     def batch(self, step: int) -> tuple[BatchPlan, np.ndarray, torch.Tensor, torch.Tensor]:
-        plan = self.schedule.plan(step, self.env.rank, self.env.num_workers)
+        # one process per accelerator: the job's world is every process of every pod
+        plan = self.schedule.plan(step, self.env.global_rank, self.env.world_size)
         if self._perm is None or self._perm[0] != plan.epoch:
             self._perm = (plan.epoch, self.schedule.permutation(plan.epoch))
         indices = self._perm[1][plan.start:plan.stop]
@@ -94,7 +95,8 @@ class Worker:
     def account(self, plan: BatchPlan, indices: np.ndarray, compute_s: float, comm_s: float
                 ) -> None:
         self.ledger.record(plan.epoch, indices)
-        self.metrics.samples.inc(plan.size)
+        # a pod's processes take equal shares; only its first exports (one metrics port)
+        self.metrics.samples.inc(plan.size * self.env.local_world_size)
         self.metrics.steps.inc()
         self.metrics.compute_seconds.observe(compute_s)
         self.metrics.communication_seconds.observe(comm_s)
@@ -127,9 +129,10 @@ class Worker:
         """The chief continues the saved RNG stream; the others derive theirs from it."""
         if ckpt is not None and "torch" in ckpt.rng:
             torch.set_rng_state(ckpt.rng["torch"])
-        if self.env.rank != 0 or ckpt is None:
-            torch.manual_seed(self.task.seed + 7919 * self.env.rank + (ckpt.step if ckpt else 0))
-        random.seed(self.task.seed + self.env.rank)
+        rank = self.env.global_rank
+        if rank != 0 or ckpt is None:
+            torch.manual_seed(self.task.seed + 7919 * rank + (ckpt.step if ckpt else 0))
+        random.seed(self.task.seed + rank)
 
     def write_checkpoint(self, params: dict[str, torch.Tensor], optim: dict[str, Any],
                          hyper: dict[str, Any], ledger: dict[int, torch.Tensor],

@@ -85,9 +85,11 @@ def rendezvous(job: TrainingJob, generation: int) -> str:
 
 
 def processes_per_pod(job: TrainingJob, role: contract.Role) -> int:
-    """LOCAL_WORLD_SIZE: one training process per accelerator a worker pod holds (at least
-    one); a PS runs one process."""
-    return max(1, int(job.spec.workers.request.gpu)) if role == "worker" else 1
+    """LOCAL_WORLD_SIZE: in all-reduce, one training process per accelerator a worker pod
+    holds (at least one); a PS-mode worker (its RPC world counts pods) and a PS run one."""
+    if role != "worker" or job.spec.mode != "allreduce":
+        return 1
+    return max(1, int(job.spec.workers.request.gpu))
 
 
 def pod_env(job: TrainingJob, role: contract.Role, rank: int,
