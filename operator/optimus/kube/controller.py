@@ -15,9 +15,11 @@ per job; a job whose task is still running is "busy" and is neither resized agai
 rolled until the task ends.
 
 Resize protocol (`roll`): ask the chief of the old generation for a checkpoint (bounded
-wait), delete the old generation's pods and wait until they are gone (bounded), ensure
-the headless Service, create the new generation's pods. The new pods resume from the
-newest checkpoint. A round later, when all of them run, Resizing turns False.
+wait; a job running its own script instead checkpoints on the SIGTERM of the deletion,
+within its terminationGracePeriodSeconds), delete the old generation's pods and wait until
+they are gone (bounded), ensure the headless Service, create the new generation's pods.
+The new pods resume from the newest checkpoint. A round later, when all of them run,
+Resizing turns False. A suspended job's pods are deleted after the same checkpoint.
 """
 
 from __future__ import annotations

@@ -8,11 +8,15 @@ Per job, in order (`assess`):
   oversized pods      -> Valid=False too when a job that never ran asks, per pod, for more
                          than any node has (it would queue forever); re-checked every round
   finished            -> nothing but deleting leftover pods
+  suspended           -> spec.suspend: Suspended=True, the allocation given up, pods deleted
+                         (after a checkpoint); cleared: Resumed, a new start (`suspended`)
   observe + fit       -> status.progress and status.model (bounded samples, fitted params)
   metrics             -> MetricsAvailable; while False the job is pinned (never resized on
                          missing data)
   completion          -> Succeeded (convergence rule or maxEpochs), pods deleted
   pod failure         -> a new generation of the same size, up to spec.restartLimit, then Failed
+                         with the failed pod's termination message (`failure_message`) and
+                         Resizing=False (`stop_resizing`)
   resize progress     -> Resizing=False once every pod of the generation runs
   pin                 -> probing jobs get their next probe, new jobs their minimum, jobs that
                          are resizing or blind keep their allocation; the rest are free
