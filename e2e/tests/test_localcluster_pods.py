@@ -327,8 +327,8 @@ def test_termination_messages_reach_the_pod_status(local_cluster: LocalCluster) 
     api.create_namespaced_pod(NS, python_pod(
         "quiet", "print('all fine', flush=True)", restartPolicy="Never",
         container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
-    for name in ("writes", "logs"):
-        wait_for(f"{name} Failed", lambda name=name: phase(api, name) == "Failed")
+    wait_for("writes Failed", lambda: phase(api, "writes") == "Failed")
+    wait_for("logs Failed", lambda: phase(api, "logs") == "Failed")
     wait_for("quiet Succeeded", lambda: phase(api, "quiet") == "Succeeded")
 
     def message(name: str) -> str | None:
