@@ -37,7 +37,7 @@ from e2e.scenarios.helpers import (
 )
 from e2e.simgpu import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 
 EXAMPLE = REPO_ROOT / "examples" / "ddp-script"
 NAME = "ddp-script"
