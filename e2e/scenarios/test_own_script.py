@@ -50,7 +50,7 @@ def example_job(checkpoints: Path) -> dict[str, Any]:
     manifest = prepared(job, checkpoints, name=NAME, max_epochs=1000, overrides={
         # many epochs: the test ends the job by lowering maxEpochs after two resizes
         "command": ["python", str(EXAMPLE / "train.py"), "--epochs", "1000",
-                    "--global-batch-size", "64", "--samples", "2048", "--log-every", "5"],
+                    "--global-batch-size", "64", "--samples", "8192", "--log-every", "5"],
         "globalBatchSize": 64,
         "convergence": {"lossDelta": 1e-9, "window": 3},
         "workers": {"min": 1, "max": 3},

@@ -53,19 +53,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--global-batch-size", type=int, default=256,
                         help="samples per step over all processes (each takes its share)")
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--samples", type=int, default=4096)
+    parser.add_argument("--samples", type=int, default=16384)
+    parser.add_argument("--label-noise", type=float, default=0.2)
     parser.add_argument("--checkpoint-dir", type=Path,
                         default=Path(os.environ.get("OPTIMUS_CHECKPOINT_DIR", "checkpoints")))
     parser.add_argument("--log-every", type=int, default=20, help="steps between log lines")
     return parser.parse_args(argv)
 
 
-def make_dataset(samples: int) -> TensorDataset:
-    """Four classes of points, labelled by a fixed random teacher network (no download)."""
+def make_dataset(samples: int, noise: float) -> TensorDataset:
+    """Four classes of points, labelled by a fixed random teacher network, a `noise`
+    fraction of them at random (no download; the loss then levels off above 0)."""
     generator = torch.Generator().manual_seed(1234)
     inputs = torch.randn(samples, 20, generator=generator)
     teacher = torch.randn(20, 4, generator=generator)
     labels = (torch.tanh(inputs) @ teacher).argmax(dim=1)
+    flipped = torch.rand(samples, generator=generator) < noise
+    labels[flipped] = torch.randint(0, 4, (int(flipped.sum()),), generator=generator)
     return TensorDataset(inputs, labels)
 
 
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     torch.manual_seed(0)
 
-    dataset = make_dataset(args.samples)
+    dataset = make_dataset(args.samples, args.label_noise)
     sampler: DistributedSampler[int] = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=0)
     # a fixed global batch: a resize changes the shares, not the optimisation
