@@ -6,7 +6,7 @@ environment, its own loop, optimizer and checkpoints) runs as a TrainingJob with
 the local cluster's changes: the checkpoints on a host directory, the repository on
 PYTHONPATH (the local kubelet runs the command with this Python; there is no image), a
 rendezvous port of its own. The
-operator learns its speed from `optimus_worker.report` and resizes it at least twice by
+operator measures its speed from `optimus_worker.report` and resizes it at least twice by
 checkpoint-restart (the script checkpoints on SIGTERM); the test then lowers maxEpochs so
 the job ends soon, and it must reach Succeeded. The script's own checkpoint keeps its loss
 history with the world size of each stretch: after every resize the loss continues where it
@@ -104,6 +104,9 @@ def test_a_plain_ddp_script_is_resized_twice_and_its_loss_continues(
                       f'{{"spec": {{"convergence": {{"maxEpochs": {math.floor(epoch) + 2}}}}}}}')
     final = wait_job(stack, NAME, ("Succeeded",), timeout=150)
 
+    # the operator measured the script's speed from its reports, at every size it ran
+    measured = (final["status"].get("model") or {}).get("speedSamples") or []
+    assert len(measured) >= 2, f"speed samples {measured}\n{describe(stack, NAME)}"
     state = torch.load(checkpoints / NAME / "checkpoint.pt", weights_only=False)
     parts = stretches(state["history"])
     assert len(parts) >= 3, (f"the checkpoint's history shows world sizes "
