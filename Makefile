@@ -35,8 +35,8 @@ tools: $(TOOLS)/bin/helm $(TOOLS)/.prometheus
 
 # ---- checks -----------------------------------------------------------------
 lint: deps
-	$(BIN)/ruff check operator workers tests e2e benchmarks
-	$(BIN)/mypy operator/optimus workers/optimus_worker e2e
+	$(BIN)/ruff check operator workers tests e2e benchmarks examples
+	$(BIN)/mypy operator/optimus workers/optimus_worker e2e examples/ddp-script/train.py
 	$(BIN)/lint-imports
 
 unit: deps

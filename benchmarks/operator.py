@@ -113,7 +113,7 @@ def job_manifest(name: str, rng: random.Random, checkpoints: Path) -> dict[str, 
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob",
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
-            "mode": "ps-sync", "globalBatchSize": 256,
+            "mode": "ps-sync", "task": "mlp", "globalBatchSize": 256,
             "convergence": {"lossDelta": 0.01, "window": 5, "maxEpochs": 100},
             "parameterServers": {"min": 1, "max": rng.randint(1, 4), "template": {"spec": {
                 "containers": [{**container, "name": "ps",

@@ -3,11 +3,17 @@
 What a process gets instead of a container (the seams, documented in e2e/README.md):
 - its command + args (the image is not used); `python` resolves to this interpreter
   (its directory is first on PATH);
-- its own loopback podIP 127.A.B.C and its cwd in the pod's own directory under workdir;
+- its own loopback podIP 127.A.B.C (GLOO_SOCKET_IFNAME and TP_SOCKET_IFNAME are "lo", so
+  that torch.distributed listens there) and its cwd in the pod's own directory under workdir;
 - volumes as host directories (hostPath, emptyDir, persistentVolumeClaim, configMap,
   secret); arguments and env values that start with a mountPath are rewritten to the host
   directory, since a process cannot mount;
-- a PYTHONPATH entry whose sitecustomize resolves `*.svc` names through the API server.
+- a PYTHONPATH entry whose sitecustomize resolves `*.svc` names through the API server;
+- its terminationMessagePath (default /dev/termination-log) as a file in the pod's
+  directory (a path argument or env value equal to it is rewritten, as for a mount); when
+  the container ends, the file's content (at most 4096 bytes) is its
+  `state.terminated.message`, or with terminationMessagePolicy FallbackToLogsOnError and a
+  failure and an empty file, the log's tail (80 lines, 2048 bytes), as a real kubelet does.
 
 Status follows the real kubelet: Pending -> Running (Ready) -> Succeeded/Failed, restarts
 with backoff for restartPolicy Always/OnFailure, SIGTERM then SIGKILL on deletion.
@@ -62,6 +68,35 @@ DIE_WITH_PARENT = _die_with_parent()
 Obj = dict[str, Any]
 DNS_DIR = Path(__file__).parent / "dns"
 POLL_S = 0.1
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+#: what a real kubelet keeps of a termination message, and of the log it falls back to
+TERMINATION_MESSAGE_BYTES = 4096
+FALLBACK_LOG_BYTES = 2048
+FALLBACK_LOG_LINES = 80
+
+
+def termination_message(crun: ContainerRun, exit_code: int) -> str:
+    """The container's termination message as a real kubelet reports it: the file's
+    content, else (policy FallbackToLogsOnError, a failure) the log's tail."""
+    text = ""
+    if crun.termination_file is not None:
+        with contextlib.suppress(OSError):
+            text = crun.termination_file.read_bytes()[:TERMINATION_MESSAGE_BYTES].decode(
+                "utf-8", "replace")
+    if not text.strip() and exit_code != 0 and crun.message_policy == "FallbackToLogsOnError":
+        with contextlib.suppress(OSError):
+            tail = crun.log_path.read_bytes()[-FALLBACK_LOG_BYTES:].decode("utf-8", "replace")
+            text = "\n".join(tail.splitlines()[-FALLBACK_LOG_LINES:])
+    return text
+
+
+def terminated_state(crun: ContainerRun, exit_code: int, **fields: Any) -> Obj:
+    """A container's `terminated` state, with its termination message when it left one."""
+    state: Obj = {"exitCode": exit_code, **fields}
+    message = termination_message(crun, exit_code)
+    if message:
+        state["message"] = message
+    return {"terminated": state}
 
 
 @dataclass
@@ -74,6 +109,9 @@ class ContainerRun:
     state: Obj = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: Obj = field(default_factory=dict)
     runnable: bool = True
+    #: the host file standing in for the container's terminationMessagePath
+    termination_file: Path | None = None
+    message_policy: str = "File"  # terminationMessagePolicy
     ready: bool = False  # the readiness probe's verdict (True when there is none)
     started: bool = False  # the startup probe's verdict (True when there is none)
 
@@ -351,6 +389,9 @@ class Kubelet:
         env["LOCALCLUSTER_POD_HOSTNAME"] = hostname
         env["LOCALCLUSTER_POD_FQDN"] = (f"{hostname}.{subdomain}.{run.namespace}.svc.cluster.local"
                                         if subdomain else hostname)
+        # the pod's network is a loopback address: torch.distributed's gloo and TensorPipe
+        # transports must listen there, not on the interface of the machine's hostname
+        env["GLOO_SOCKET_IFNAME"] = env["TP_SOCKET_IFNAME"] = "lo"
         declared = self._env(pod, container, run)
         for key, value in declared.items():
             env[key] = _rewrite(value, mounts)
@@ -406,10 +447,10 @@ class Kubelet:
                         crun.state:
                     code = crun.proc.returncode
                     exit_code = code if code >= 0 else 128 - code
-                    crun.state = {"terminated": {
-                        "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
-                        "startedAt": crun.started_at, "finishedAt": meta.now(),
-                        "containerID": f"local://{crun.proc.pid}"}}
+                    crun.state = terminated_state(
+                        crun, exit_code, reason="Completed" if exit_code == 0 else "Error",
+                        startedAt=crun.started_at, finishedAt=meta.now(),
+                        containerID=f"local://{crun.proc.pid}")
                     if policy == "Always" or (policy == "OnFailure" and exit_code != 0):
                         delay = min(self.backoff[0] * 2 ** crun.restarts, self.backoff[1])
                         crun.last_state = crun.state
@@ -443,6 +484,7 @@ class Kubelet:
         mounts = sorted(((m["mountPath"].rstrip("/") or "/", volumes[m["name"]] / m.get(
             "subPath", "")) for m in container.get("volumeMounts") or [] if m["name"] in volumes),
                         key=lambda pair: -len(pair[0]))
+        mounts = [self._termination_file(container, crun, run), *mounts]
         command = list(container.get("command") or []) + list(container.get("args") or [])
         if not container.get("command"):
             crun.runnable = False
@@ -483,6 +525,16 @@ class Kubelet:
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             if kind in container:
                 self._spawn(self._probe(run, crun, crun.proc, container, kind, env, workdir))
+
+    @staticmethod
+    def _termination_file(container: Obj, crun: ContainerRun, run: PodRun) -> tuple[str, Path]:
+        """A fresh host file for the container's terminationMessagePath (a real kubelet
+        mounts one), as a (path, host file) pair for the rewriting of paths."""
+        path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
+        crun.termination_file = run.directory / f"{crun.name}.termination-log"
+        crun.termination_file.write_bytes(b"")
+        crun.message_policy = container.get("terminationMessagePolicy") or "File"
+        return path, crun.termination_file
 
     async def _probe(self, run: PodRun, crun: ContainerRun, proc: subprocess.Popen[bytes],
                      container: Obj, kind: str, env: dict[str, str], cwd: Path) -> None:
@@ -614,9 +666,9 @@ class Kubelet:
             if crun.proc is not None and "running" in crun.state:
                 code = crun.proc.returncode if crun.proc.returncode is not None else 137
                 exit_code = code if code >= 0 else 128 - code
-                crun.state = {"terminated": {"exitCode": exit_code, "reason": "Error" if exit_code
-                                             else "Completed", "startedAt": crun.started_at,
-                                             "finishedAt": meta.now()}}
+                crun.state = terminated_state(crun, exit_code,
+                                              reason="Error" if exit_code else "Completed",
+                                              startedAt=crun.started_at, finishedAt=meta.now())
         with contextlib.suppress(Exception):
             self._write_status(run)
 

@@ -1,6 +1,9 @@
-"""Scenario 5: a dozen malformed TrainingJobs, each refused by the schema (kubectl apply
+"""Scenario 5: fourteen malformed TrainingJobs, each refused by the schema (kubectl apply
 fails naming the field) or marked Invalid by the operator (a condition naming the field),
-while a running job is not disturbed: same pods, same generation, no restart.
+while a running job is not disturbed: same pods, same generation, no restart. A job whose
+task cannot be imported fails saying why: the import error reaches the Failed condition and
+the event (the worker's termination message, through the pod's status), and Resizing is not
+left True.
 
 The running job's templates carry a required node affinity, a toleration and a priority
 class: its pods keep all three beside the operator's node pin, and the scale subresource
@@ -88,6 +91,8 @@ MALFORMED: list[tuple[str, str, str, Mutation]] = [
          "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
              {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "Near",
                                     "values": ["linux"]}]}]}}})),
+    ("bad-no-task", "neither a task nor a command", "spec.task", _delete("spec.task")),
+    ("bad-suspend", "suspend is a string", "spec.suspend", _set("spec.suspend", "yes")),
 ]
 #: refused at apply time by the CRD's schema (CEL rules included), never stored
 REFUSED_AT_APPLY = {"bad-type", "bad-minmax", "bad-mode", "bad-name-" + "x" * 60,
@@ -221,3 +226,20 @@ def test_an_absurd_gpu_request_is_invalid_naming_the_field(stack: Stack) -> None
     obj = wait_job(stack, "bad-gpus", ("Invalid",), timeout=30)
     messages = " ".join(str(c.get("message")) for c in obj["status"].get("conditions", []))
     assert names_field(messages, "nvidia.com/gpu"), messages
+
+
+def test_a_task_that_cannot_be_imported_fails_saying_why(stack: Stack) -> None:
+    name = "bad-import"
+    manifest = job_manifest(name, stack.workdir / "checkpoints", task="nosuch.module:attr",
+                            restartLimit=0)
+    apply_job(stack.kubectl, manifest)
+    obj = wait_job(stack, name, ("Failed",), timeout=120)
+    conditions = {c["type"]: c for c in obj["status"].get("conditions", [])}
+    failed = conditions["Failed"]
+    assert "nosuch" in failed["message"] and "cannot import" in failed["message"], failed
+    assert conditions.get("Resizing", {}).get("status") != "True", conditions
+    warnings = [e for e in stack.kubectl.events()
+                if (e.get("involvedObject") or {}).get("name") == name
+                and e.get("reason") == "RestartLimitExceeded"]
+    assert any("nosuch" in e.get("message", "") for e in warnings), warnings
+    print(f"bad-import: {failed['message'][:200]}")

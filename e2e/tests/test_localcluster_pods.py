@@ -307,3 +307,34 @@ def test_stop_ends_crash_looping_pods_and_the_loop_thread(tmp_path: Any) -> None
             and s[0].restart_count >= 3 for i in range(3)))
         thread = cluster._thread
     assert thread is not None and not thread.is_alive()
+
+
+def test_termination_messages_reach_the_pod_status(local_cluster: LocalCluster) -> None:
+    api = core(local_cluster)
+    writes = """
+        import os
+        with open(os.environ["WHY"], "w") as handle:
+            handle.write("cannot import nosuch.module")
+        raise SystemExit(2)
+    """
+    # the path in an env value is rewritten to the file standing in for the mount
+    api.create_namespaced_pod(NS, python_pod(
+        "writes", writes, restartPolicy="Never",
+        container={"env": [{"name": "WHY", "value": "/dev/termination-log"}]}))
+    api.create_namespaced_pod(NS, python_pod(
+        "logs", "print('Traceback: boom', flush=True); raise SystemExit(1)",
+        restartPolicy="Never", container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
+    api.create_namespaced_pod(NS, python_pod(
+        "quiet", "print('all fine', flush=True)", restartPolicy="Never",
+        container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
+    wait_for("writes Failed", lambda: phase(api, "writes") == "Failed")
+    wait_for("logs Failed", lambda: phase(api, "logs") == "Failed")
+    wait_for("quiet Succeeded", lambda: phase(api, "quiet") == "Succeeded")
+
+    def message(name: str) -> str | None:
+        status = api.read_namespaced_pod(name, NS).status.container_statuses[0]
+        return status.state.terminated.message  # type: ignore[no-any-return]
+
+    assert message("writes") == "cannot import nosuch.module"
+    assert "Traceback: boom" in (message("logs") or "")
+    assert message("quiet") is None  # a success falls back to no log

@@ -3,13 +3,18 @@ structural schema (every property typed), and the subresources the operator reli
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from optimus.api import conditions, spec
 from optimus.api.status import MAX_LOSS_SAMPLES, MAX_SPEED_SAMPLES
 from optimus_worker.contract import DEFAULT_CHECKPOINT_INTERVAL_STEPS, MODES
+
+from e2e.localcluster import cel
+from tests.api.conftest import RAW_JOB
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "manifests/crd/trainingjobs.optimus.dev.yaml"
 
@@ -104,3 +109,29 @@ def test_subresources_and_columns() -> None:
         assert name in columns
     # conditions are read by type, never by position
     assert all("conditions[0]" not in path for path in columns.values())
+
+
+@pytest.mark.parametrize(("what", "changes", "valid"), [
+    ("a task", {}, True),
+    ("neither", {"task": None}, False),
+    ("both", {"command": ["python", "train.py"]}, False),
+    ("a command in allreduce", {"task": None, "mode": "allreduce",
+                                "command": ["python", "train.py"]}, True),
+    ("a command in ps-sync", {"task": None, "command": ["python", "train.py"]}, False),
+])
+def test_the_schema_and_the_parser_agree_on_what_a_job_runs(
+        what: str, changes: dict[str, Any], valid: bool) -> None:
+    job = copy.deepcopy(RAW_JOB)
+    job["spec"].update(changes)
+    job["spec"] = {k: v for k, v in job["spec"].items() if v is not None}
+    if job["spec"]["mode"] == "allreduce":
+        del job["spec"]["parameterServers"]
+    rules = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "x-kubernetes-validations"]
+    broken = [r["message"] for r in rules if not cel.holds(r["rule"], job["spec"])]
+    try:
+        spec.parse_training_job(job)
+        parsed = True
+    except spec.SpecError:
+        parsed = False
+    assert (not broken, parsed) == (valid, valid), (what, broken)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from optimus.api import SpecError, parse_training_job
-from optimus.api.spec import DEFAULT_MOUNT_PATH, DEFAULT_RESTART_LIMIT
+from optimus.api.spec import DEFAULT_MOUNT_PATH, DEFAULT_RESTART_LIMIT, QUEUE_NAME_LABEL
 from optimus.resources import Resources
 
 from tests.api.conftest import RAW_JOB
@@ -35,12 +35,28 @@ def test_valid_job_parses_to_typed_spec(raw_job: dict[str, Any]) -> None:
 
 def test_defaults(raw_job: dict[str, Any]) -> None:
     del raw_job["spec"]["convergence"], raw_job["spec"]["checkpoint"]["mountPath"]
-    del raw_job["spec"]["mode"], raw_job["spec"]["task"]
+    del raw_job["spec"]["mode"]
     spec = parse_training_job(raw_job).spec
     assert spec.mode == "ps-sync"
-    assert spec.task == "mlp"
+    assert spec.task == "mlp" and spec.command == () and not spec.runs_command
+    assert spec.suspend is False and spec.image == ""
     assert spec.checkpoint.mount_path == DEFAULT_MOUNT_PATH
     assert spec.convergence.window >= 1
+
+
+def test_a_command_job_runs_its_own_script_in_its_own_image(raw_job: dict[str, Any]) -> None:
+    raw_job["spec"]["mode"] = "allreduce"
+    del raw_job["spec"]["parameterServers"], raw_job["spec"]["task"]
+    raw_job["spec"]["command"] = ["python", "/app/train.py", "--lr", "0.1"]
+    raw_job["spec"]["image"] = "registry.example/me/train:1"
+    raw_job["spec"]["suspend"] = True
+    raw_job["metadata"]["labels"] = {QUEUE_NAME_LABEL: "team-a"}
+    job = parse_training_job(raw_job)
+    assert job.spec.command == ("python", "/app/train.py", "--lr", "0.1")
+    assert job.spec.runs_command and job.spec.task == ""
+    assert job.spec.image == "registry.example/me/train:1"
+    assert job.spec.suspend is True
+    assert job.meta.queue_name == "team-a"
 
 
 def test_allreduce_needs_no_parameter_servers(raw_job: dict[str, Any]) -> None:
@@ -64,6 +80,14 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 
 _DELETE = object()
+
+
+def _both(*edits: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def edit(raw: dict[str, Any]) -> None:
+        for one in edits:
+            one(raw)
+    return edit
+
 _WORKER_CONTAINER = "spec.workers.template.spec.containers.0"
 
 #: ten kinds of invalid jobs: (edit, field named in the error, words of the fix)
@@ -92,6 +116,14 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("fractional gpu", _set(f"{_WORKER_CONTAINER}.resources.limits", {"nvidia.com/gpu": "0.5"}),
      "nvidia.com/gpu", "whole GPUs"),
     ("missing image", _set(f"{_WORKER_CONTAINER}.image", _DELETE), "image", "give the container"),
+    ("neither task nor command", _set("spec.task", _DELETE), "spec", "set spec.task"),
+    ("task and command", _set("spec.command", ["python", "train.py"]), "spec.command",
+     "keep one"),
+    ("command in ps mode", _both(_set("spec.task", _DELETE), _set("spec.command", ["train"])),
+     "spec.command", "set spec.mode to allreduce"),
+    ("command not a list", _both(_set("spec.task", _DELETE), _set("spec.command", "python x")),
+     "spec.command", "write it as a list"),
+    ("bad suspend value", _set("spec.suspend", "yes"), "spec.suspend", "true or false"),
 ]
 
 

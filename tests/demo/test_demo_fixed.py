@@ -64,7 +64,7 @@ def job(name: str, *, created: float = 0, ended: float | None, epoch: float | No
     return {
         "metadata": {"name": name, "creationTimestamp": stamp(created)},
         "spec": {
-            "mode": "ps-sync", "globalBatchSize": BATCH,
+            "mode": "ps-sync", "task": "mlp", "globalBatchSize": BATCH,
             "parameterServers": {"min": 1, "max": 2,
                                  "template": template("ps", "1", "512Mi")},
             "workers": {"min": 1, "max": 4,

@@ -22,6 +22,8 @@ from .support import CHART, ROOT
 DOCKER = ROOT / "docker"
 OPERATOR = DOCKER / "Dockerfile.operator"
 WORKER = DOCKER / "Dockerfile.worker"
+#: your own image for your own script (docs/train-your-own-model.md)
+EXAMPLE = ROOT / "examples" / "ddp-script" / "Dockerfile"
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def base_images(instructions: list[Instruction]) -> list[str]:
     return images
 
 
-@pytest.mark.parametrize("path", [OPERATOR, WORKER], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [OPERATOR, WORKER, EXAMPLE], ids=str)
 def test_multi_stage_pinned_and_non_root(path: Path) -> None:
     instructions = parse(path)
     images = base_images(instructions)
@@ -90,7 +92,7 @@ def test_multi_stage_pinned_and_non_root(path: Path) -> None:
     assert copies and all(arguments.startswith("--from=build") for arguments in copies)
 
 
-@pytest.mark.parametrize("path", [OPERATOR, WORKER], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [OPERATOR, WORKER, EXAMPLE], ids=str)
 def test_sources_exist_and_dependencies_are_pinned(path: Path) -> None:
     instructions = parse(path)
     for inst in instructions:
@@ -139,8 +141,24 @@ def test_worker_image_has_torch_on_a_cuda_base_argument() -> None:
                                       DEFAULT_RENDEZVOUS_PORT}
 
 
+def test_the_example_image_runs_the_script_its_trainingjob_names() -> None:
+    instructions = parse(EXAMPLE)
+    assert _entrypoint(instructions) == ["python", "/app/train.py"]
+    assert any('".[worker]"' in inst.arguments for inst in instructions
+               if "pip install" in inst.arguments), "torch and optimus_worker (report)"
+    assert "COPY examples/ddp-script/train.py /app/train.py" in {
+        f"{inst.keyword} {inst.arguments}" for inst in instructions}
+    jobs = [doc for doc in yaml.safe_load_all(
+        (EXAMPLE.parent / "trainingjob.yaml").read_text()) if doc["kind"] == "TrainingJob"]
+    (job,) = jobs
+    assert job["spec"]["command"][:2] == _entrypoint(instructions)
+    assert _exposed(instructions) == {DEFAULT_METRICS_PORT, DEFAULT_RENDEZVOUS_PORT}
+    ignore = EXAMPLE.with_name("Dockerfile.dockerignore").read_text().splitlines()
+    assert "!examples/ddp-script/train.py" in ignore
+
+
 def test_build_contexts_leave_out_local_environments() -> None:
-    for path in (OPERATOR, WORKER):
+    for path in (OPERATOR, WORKER, EXAMPLE):
         ignore = path.with_name(path.name + ".dockerignore").read_text().splitlines()
         assert ignore[ignore.index("**") + 1:], "everything is excluded, then sources allowed"
         assert "!.venv" not in ignore and "!.tools" not in ignore

@@ -21,6 +21,8 @@ from .support import ROOT, VARIANTS, load_file, load_hack_script
 KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
 MANIFESTS = sorted((ROOT / "manifests").rglob("*.yaml"))
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
+#: the worked examples of docs/train-your-own-model.md (a TrainingJob and what it needs)
+EXAMPLES = sorted((ROOT / "examples").glob("*/*.yaml"))
 CRD_FILES = sorted((ROOT / "manifests" / "crd").glob("*.yaml")) + sorted(
     (ROOT / "manifests" / "peering").glob("*.yaml"))
 MONITORING_SCHEMAS = Path(__file__).parent / "schemas" / "monitoring.coreos.com-v1.yaml"
@@ -125,6 +127,22 @@ def test_sample_training_job_matches_the_crd_and_the_parser(path: Path) -> None:
                     validate({"apiVersion": "v1", "kind": "PodTemplate",
                               "metadata": {"name": f"{job['metadata']['name']}-{group}"},
                               "template": template}, version)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.parent.name)
+def test_example_manifests_are_valid_and_run_their_own_command(path: Path) -> None:
+    test_sample_training_job_matches_the_crd_and_the_parser(path)
+    for doc in load_file(path):
+        if doc["kind"] != "TrainingJob":
+            for version in KUBERNETES_VERSIONS:
+                validate(doc, version)
+    (job,) = training_jobs(path)
+    spec = parse_training_job(job).spec
+    assert spec.runs_command and spec.mode == "allreduce" and not spec.task
+    claims = [doc["metadata"]["name"] for doc in load_file(path)
+              if doc["kind"] == "PersistentVolumeClaim"
+              and "ReadWriteMany" in doc["spec"]["accessModes"]]
+    assert spec.checkpoint.volume == {"persistentVolumeClaim": {"claimName": claims[0]}}
 
 
 def test_samples_cover_every_mode_and_a_tiny_cpu_job() -> None:

@@ -3,10 +3,13 @@ downward-API pod IP, node affinity, ownership, labels and DNS."""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from optimus.api import parse_training_job
+from optimus.api.spec import QUEUE_NAME_LABEL
 from optimus.api.status import AllocationStatus
 from optimus.kube import builders
 from optimus_worker import contract
@@ -112,3 +115,72 @@ def test_quantities_become_strings() -> None:
     worker = _pods()[1]["spec"]["containers"][0]["resources"]
     assert worker["limits"] == {"nvidia.com/gpu": "1"}
     assert worker["requests"] == {"cpu": "1", "memory": "1Gi"}
+
+
+def _command_job(**meta_labels: str) -> Any:
+    raw = copy.deepcopy(RAW_JOB)
+    raw["metadata"]["labels"] = dict(meta_labels)
+    spec = raw["spec"]
+    spec["mode"] = "allreduce"
+    del spec["parameterServers"], spec["task"]
+    spec["command"] = ["python", "/app/train.py"]
+    spec["image"] = "registry.example/me/train:2"
+    container = spec["workers"]["template"]["spec"]["containers"][0]
+    container["args"] = ["--epochs", "3"]
+    container["resources"]["limits"]["nvidia.com/gpu"] = 2
+    return parse_training_job(raw)
+
+
+def test_a_command_job_runs_the_users_script_in_the_users_image() -> None:
+    allocation = AllocationStatus(ps=0, workers=2, generation=1, worker_nodes=("n1", "n2"))
+    pods = builders.build_pods(_command_job(), allocation)
+    assert [p["metadata"]["name"] for p in pods] == [
+        contract.pod_name("mnist", "worker", r, 1) for r in (0, 1)]
+    for rank, pod in enumerate(pods):
+        container = pod["spec"]["containers"][0]
+        assert container["command"] == ["python", "/app/train.py"]
+        assert container["args"] == ["--epochs", "3"]  # the template's stay
+        assert container["image"] == "registry.example/me/train:2"
+        env = _env(container)
+        # the standard torch.distributed environment: 2 GPUs per pod, one process each
+        assert env[contract.ENV_MASTER_ADDR] == contract.pod_hostname("mnist", "worker", 0, 1,
+                                                                      "ml")
+        assert env[contract.ENV_MASTER_PORT] == str(contract.DEFAULT_RENDEZVOUS_PORT)
+        assert env[contract.ENV_WORLD_SIZE] == "4"
+        assert env[contract.ENV_TORCH_RANK] == str(2 * rank)
+        assert env[contract.ENV_LOCAL_RANK] == "0"
+        assert env[contract.ENV_LOCAL_WORLD_SIZE] == "2"
+        assert env[contract.ENV_GROUP_RANK] == str(rank)
+        assert env[contract.ENV_CHECKPOINT_DIR] == "/ckpt/mnist"
+        assert contract.ENV_TASK not in env or env[contract.ENV_TASK] == ""
+
+
+def test_containers_report_failures_and_pods_have_a_grace_period() -> None:
+    for pod in _pods():
+        assert pod["spec"]["terminationGracePeriodSeconds"] == (
+            builders.DEFAULT_GRACE_PERIOD_SECONDS)
+        for container in pod["spec"]["containers"]:
+            assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+            assert _env(container)[contract.ENV_TERMINATION_LOG] == (
+                contract.DEFAULT_TERMINATION_LOG)
+    job = parse_training_job(RAW_JOB)
+    template = copy.deepcopy(dict(job.spec.workers.template))
+    template["spec"]["terminationGracePeriodSeconds"] = 120
+    container = template["spec"]["containers"][0]
+    container["terminationMessagePath"] = "/var/run/why"
+    container["terminationMessagePolicy"] = "File"
+    own = replace(job, spec=replace(job.spec, workers=replace(job.spec.workers,
+                                                             template=template)))
+    pod = builders.build_pod(own, "worker", 0, "n1", ALLOCATION)
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 120  # the template's wins
+    built = pod["spec"]["containers"][0]
+    assert built["terminationMessagePolicy"] == "File"
+    assert _env(built)[contract.ENV_TERMINATION_LOG] == "/var/run/why"
+
+
+@pytest.mark.parametrize("queue", ["", "team-a"])
+def test_the_queue_name_label_passes_to_the_pods(queue: str) -> None:
+    labels = {QUEUE_NAME_LABEL: queue} if queue else {}
+    allocation = AllocationStatus(ps=0, workers=1, generation=0, worker_nodes=("n1",))
+    (pod,) = builders.build_pods(_command_job(**labels), allocation)
+    assert pod["metadata"]["labels"].get(QUEUE_NAME_LABEL) == (queue or None)

@@ -35,6 +35,7 @@ def test_environment_then_flags() -> None:
         ({"OPTIMUS_PROMETHEUS_URL": "prometheus:9090"}, [], "OPTIMUS_PROMETHEUS_URL"),
         ({"OPTIMUS_RESTART_COST_SECONDS": "-1"}, [], "OPTIMUS_RESTART_COST_SECONDS"),
         ({}, ["--resize-timeout", "never"], "--resize-timeout"),
+        ({"OPTIMUS_ACCELERATOR_RESOURCE": "gpu"}, [], "OPTIMUS_ACCELERATOR_RESOURCE"),
     ],
 )
 def test_bad_values_name_their_source(env: dict[str, str], argv: list[str], names: str) -> None:
@@ -47,3 +48,9 @@ def test_a_policy_that_needs_what_the_operator_does_not_keep_is_refused() -> Non
     with pytest.raises(ConfigError, match=r"tiresias.*attained service and preemption.*"
                                           r"optimus simulate.*optimus, optimus-paper"):
         load_config(["--policy", "tiresias"], env={})
+
+
+def test_the_accelerator_resource_is_a_setting() -> None:
+    assert load_config([], {})[0].accelerator_resource == "nvidia.com/gpu"
+    config, _ = load_config(["--accelerator-resource", "amd.com/gpu"], {})
+    assert config.accelerator_resource == "amd.com/gpu"

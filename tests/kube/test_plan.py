@@ -22,6 +22,7 @@ from optimus.api.status import (
     parse_status,
     with_condition,
 )
+from optimus.kube import plan
 from optimus.kube.plan import (
     MIN_MEASURED_RESTARTS,
     Assessed,
@@ -475,3 +476,63 @@ def test_the_round_uses_the_measured_restart_cost_once_there_are_enough(
               for i, seconds in enumerate(measured)]
     states.append(_state(_raw("never-resized"), _running(replace(RESIZED, generation=0))))
     assert learned_restart_cost(states, configured=30.0) == cost
+
+
+def test_a_failed_job_says_why_and_stops_resizing() -> None:
+    allocation = AllocationStatus(1, 1, 5, ("n1",), ("n1",))
+    status, _ = with_condition(replace(_running(allocation), restarts=3), c.RESIZING, "True",
+                               c.REASON_POD_FAILED, "", now=iso(NOW - 50), generation=2)
+    why = "worker: optimus_worker: task 'nosuch.module:attr': cannot import 'nosuch.module'"
+    pods = tuple(replace(p, phase="Failed", message=why) if p.role == "worker" else p
+                 for p in _pods("mnist", allocation))
+    (dead,) = _round([_state(_raw(), status, pods)])
+    failed = c.find(dead.status.conditions, c.FAILED)
+    assert failed is not None and "cannot import 'nosuch.module'" in failed.message
+    assert contract.pod_name("mnist", "worker", 0, 5) in failed.message
+    assert [e.message for e in dead.events if e.reason == c.REASON_RESTART_LIMIT] == [
+        failed.message]
+    resizing = c.find(dead.status.conditions, c.RESIZING)
+    assert resizing is not None and resizing.status == "False"
+    assert dead.status.phase == c.FAILED_PHASE
+
+
+@pytest.mark.parametrize(("messages", "expected"), [
+    ((), ""),
+    (("",), ""),
+    (("a:\n  Traceback\n  ImportError: x",), ": p0: a: Traceback ImportError: x"),
+    (("", "later"), ": p1: later"),
+    (("x" * 2000,), ": p0: ..." + "x" * plan.MAX_FAILURE_MESSAGE),
+])
+def test_the_failure_message_is_the_first_failed_pods_cause(
+        messages: tuple[str, ...], expected: str) -> None:
+    pods = [PodSnapshot("ml", f"p{i}", "n1", "Failed", Resources(), message=m)
+            for i, m in enumerate(messages)]
+    assert plan.failure_message(pods) == expected
+
+
+def test_suspend_stops_the_pods_frees_the_room_and_resume_restarts_at_the_minimum() -> None:
+    allocation = AllocationStatus(1, 3, 4, ("n1",), ("n1", "n1", "n2"))
+    pods = _pods("mnist", allocation)
+    (suspended,) = _round([_state(_raw(suspend=True), _running(allocation), pods)])
+    assert suspended.status.phase == c.SUSPENDED_PHASE
+    assert suspended.action == "delete" and suspended.status.allocation is None
+    assert [e.reason for e in suspended.events] == [c.REASON_SUSPENDED]
+    scheduled = c.find(suspended.status.conditions, c.SCHEDULED)
+    assert scheduled is not None and scheduled.status == "False"
+    # kept while suspended: nothing to do once the pods are gone, the room is another's
+    other = _state(_raw("other"))
+    held, newcomer = _round([_state(_raw(suspend=True), suspended.status, ()), other])
+    assert held.action == "none" and held.patch is None and held.events == ()
+    assert newcomer.status.allocation is not None
+    # resumed: a new start at the minimum, from the newest checkpoint
+    (resumed,) = _round([_state(_raw(), held.status, ())])
+    assert resumed.status.phase != c.SUSPENDED_PHASE
+    assert [e.reason for e in resumed.events] == [c.REASON_RESUMED, "Started"]
+    assert resumed.status.allocation is not None and resumed.action == "roll"
+    assert (resumed.status.allocation.ps, resumed.status.allocation.workers) == (1, 1)
+
+
+def test_a_job_created_suspended_never_starts() -> None:
+    (d,) = _round([_state(_raw(suspend=True))])
+    assert d.status.phase == c.SUSPENDED_PHASE
+    assert d.status.allocation is None and d.action == "none"

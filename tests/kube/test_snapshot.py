@@ -61,3 +61,28 @@ def test_pod_labels_become_fields() -> None:
     assert (pod.job, pod.role, pod.rank, pod.generation) == ("j", "worker", 0, 2)
     assert pod.ip == "127.0.0.5" and not pod.finished
     assert parse_pod(_pod("theirs", "n1", managed=False)).job is None
+
+
+def test_termination_messages_come_from_the_containers_failed_ones_first() -> None:
+    raw = _pod("ours", "n1", managed=True, phase="Failed")
+    raw["status"]["containerStatuses"] = [
+        {"name": "sidecar", "state": {"terminated": {"exitCode": 0, "message": "bye"}}},
+        {"name": "worker", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 2, "message": "ImportError: nosuch\n"}}},
+        {"name": "quiet", "state": {"terminated": {"exitCode": 1}}},
+    ]
+    assert parse_pod(raw).message == "worker: ImportError: nosuch\nsidecar: bye"
+    assert parse_pod(_pod("fresh", "n1", managed=True)).message == ""
+
+
+def test_another_accelerator_is_counted_the_same_way() -> None:
+    node = _node("amd", gpus=0)
+    node["status"]["allocatable"]["amd.com/gpu"] = "8"
+    raw = _pod("theirs", "amd", managed=False)
+    raw["spec"]["containers"][0]["resources"]["limits"] = {"amd.com/gpu": 2}
+    pods = [parse_pod(raw, "amd.com/gpu")]
+    assert pods[0].request.gpu == 2
+    (view,) = node_views([node], pods, "amd.com/gpu")
+    assert (view.allocatable.gpu, view.used.gpu) == (8, 2)
+    (default,) = node_views([node], [parse_pod(raw)])
+    assert default.allocatable.gpu == 0

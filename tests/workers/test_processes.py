@@ -19,6 +19,7 @@ import torch
 from optimus_worker import contract
 from optimus_worker.checkpoint import load_latest
 from optimus_worker.local import LocalJob
+from optimus_worker.net import free_port
 from optimus_worker.reference import train_reference
 from optimus_worker.task import load_task
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.processes
 REPO = Path(__file__).resolve().parents[2]
 TINY = "tests.workers.tiny_task:tiny"
 SLOW = "tests.workers.tiny_task:slow_tiny"
+HOOKED = "tests.workers.tiny_task:hooked_tiny"
 STEPS_PER_EPOCH = 12  # 384 samples, global batch 32
 ENV = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
@@ -38,10 +40,10 @@ def _job(tmp_path: Path, task: str, mode: contract.Mode, ps: int, workers: int, 
                     checkpoint_interval=interval, log_dir=tmp_path / "logs", extra_env=ENV)
 
 
-def _assert_matches_reference(tmp_path: Path, steps: int) -> None:
+def _assert_matches_reference(tmp_path: Path, steps: int, task: str = TINY) -> None:
     ckpt = load_latest(tmp_path / "ckpt")
     assert ckpt is not None and ckpt.step == steps
-    reference = train_reference(load_task(TINY), 32, steps)
+    reference = train_reference(load_task(task), 32, steps)
     for name, value in reference.params.items():
         assert torch.allclose(ckpt.params[name], value, atol=2e-5), name
     losses = [s / n for _, (s, n) in sorted(ckpt.losses.items())]
@@ -64,6 +66,18 @@ def test_distributed_training_matches_single_process(
     _assert_matches_reference(tmp_path, 2 * STEPS_PER_EPOCH)
     assert (summary["samples_seen"], summary["samples_repeated"],
             summary["samples_skipped"]) == (2 * 384, 0, 0)
+
+
+def test_the_hooks_apply_in_all_reduce_as_in_the_reference(tmp_path: Path) -> None:
+    """lr schedule, exact clipping, mixed precision (float32 on CPU): the distributed run
+    equals one process applying them; the chief evaluated after every epoch."""
+    _run(_job(tmp_path, HOOKED, "allreduce", 0, 2, epochs=2))
+    _assert_matches_reference(tmp_path, 2 * STEPS_PER_EPOCH, HOOKED)
+    plain = train_reference(load_task(TINY), 32, 2 * STEPS_PER_EPOCH)
+    hooked = train_reference(load_task(HOOKED), 32, 2 * STEPS_PER_EPOCH)
+    assert any(not torch.allclose(plain.params[n], hooked.params[n]) for n in plain.params)
+    log = "".join(p.read_text() for p in (tmp_path / "logs").glob("*worker-0*"))
+    assert "evaluation after epoch 1: accuracy" in log and "evaluation after epoch 2" in log
 
 
 def test_async_converges(tmp_path: Path) -> None:
@@ -202,4 +216,46 @@ def test_allreduce_on_cuda_with_nccl(tmp_path: Path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_ps_sync_workers_on_cuda(tmp_path: Path) -> None:
     _run(_job(tmp_path, TINY, "ps-sync", 1, 1, epochs=1))
+    _assert_matches_reference(tmp_path, STEPS_PER_EPOCH)
+
+
+@pytest.mark.parametrize(("task", "cause"), [
+    ("nosuch.module:attr", "cannot import 'nosuch.module'"),
+    ("", "no task: set OPTIMUS_TASK"),
+])
+def test_a_task_that_cannot_load_says_why_in_the_termination_message(
+        tmp_path: Path, task: str, cause: str) -> None:
+    why = tmp_path / "termination-log"
+    env = contract.PodEnv(
+        job="j", namespace="n", role="worker", rank=0, num_ps=1, num_workers=1,
+        mode="ps-sync", rendezvous="127.0.0.1:1", checkpoint_dir=str(tmp_path),
+        generation=0, metrics_port=0, control_port=0, checkpoint_interval_steps=5,
+        task=task, global_batch_size=8, max_epochs=1, termination_log=str(why)).to_env()
+    done = subprocess.run([sys.executable, "-m", "optimus_worker"], capture_output=True,
+                          text=True, timeout=120, check=False,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("OPTIMUS_")} | env)
+    assert done.returncode == 2
+    assert cause in done.stderr and cause in why.read_text()
+
+
+def test_an_all_reduce_pod_with_two_accelerators_runs_a_process_for_each(
+        tmp_path: Path) -> None:
+    """LOCAL_WORLD_SIZE=2: the pod's first process starts two, a world of two that trains
+    what one process would (the reference); only LOCAL_RANK 0 checkpoints."""
+    env = contract.PodEnv(
+        job="j", namespace="n", role="worker", rank=0, num_ps=0, num_workers=1,
+        mode="allreduce", rendezvous=f"127.0.0.1:{free_port('127.0.0.1')}",
+        checkpoint_dir=str(tmp_path / "ckpt"), generation=0,
+        metrics_port=free_port("127.0.0.1"), control_port=free_port("127.0.0.1"),
+        checkpoint_interval_steps=5, task=TINY, global_batch_size=32, max_epochs=1,
+        local_world_size=2).to_env()
+    done = subprocess.run([sys.executable, "-m", "optimus_worker"], capture_output=True,
+                          text=True, timeout=180, check=False,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("OPTIMUS_")} | ENV | env
+                          | {contract.ENV_POD_IP: "127.0.0.1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "gloo world of 2 up" in done.stderr
+    assert "[j g0 worker-0.1 +" in done.stderr  # the second process of the pod
     _assert_matches_reference(tmp_path, STEPS_PER_EPOCH)

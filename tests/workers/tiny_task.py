@@ -40,3 +40,21 @@ def _slow_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 slow_tiny = TrainingTask(name="slow_tiny", model=_model, optimizer=_adam, dataset=_data,
                          loss=_slow_loss)
+
+
+def _decay(step: int) -> float:
+    return 0.9 ** (step // 4)
+
+
+def _accuracy(model: nn.Module, epoch: int) -> dict[str, float]:
+    data = _data()
+    inputs, targets = data.tensors
+    return {"accuracy": float((model(inputs).argmax(dim=1) == targets).float().mean()),
+            "epoch": float(epoch)}
+
+
+#: every hook of the library's loop: a stepped learning-rate decay, a clip that binds (the
+#: gradients' norm starts near 1), mixed precision (float32 on CPU), an evaluation
+hooked_tiny = TrainingTask(name="hooked_tiny", model=_model, optimizer=_adam, dataset=_data,
+                           loss=nn.functional.cross_entropy, lr_schedule=_decay,
+                           clip_grad_norm=0.05, mixed_precision=True, evaluate=_accuracy)

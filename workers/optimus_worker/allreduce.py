@@ -1,7 +1,9 @@
 """The all-reduce mode: DistributedDataParallel over gloo (NCCL when GPUs exist).
 
 There is no PS: every worker holds the whole model and optimizer, and DDP averages the
-gradients during the backward pass. Each worker's loss is weighted by its share of the
+gradients during the backward pass. A worker pod holding g accelerators runs g such
+processes (`optimus_worker.launch`), one per device (LOCAL_RANK); the world is all of them,
+and "worker" below means one process. Each worker's loss is weighted by its share of the
 global batch times w, so DDP's average is exactly the global batch's mean gradient, as in
 the PS modes. After every step one small all-reduce carries the step's loss sum and
 sample count and the chief's "checkpoint now" flag, so all workers pause at the same step.
@@ -22,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from optimus_worker.assignment import Block
 from optimus_worker.checkpoint import Checkpoint, load_latest
 from optimus_worker.data import SampleLedger
+from optimus_worker.hooks import apply_lr_schedule, clip_gradients, initial_learning_rates
 from optimus_worker.lifecycle import log
 from optimus_worker.net import rendezvous_store
 from optimus_worker.state import assemble, block_states, hyper_parameters, restore
@@ -49,11 +52,11 @@ class AllReduceWorker(Worker):
         store = rendezvous_store(env.rendezvous, env.is_chief)
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         if self.device.type == "cuda":
-            torch.cuda.set_device(env.rank % torch.cuda.device_count())
+            torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
             self.device = torch.device("cuda", torch.cuda.current_device())
             self.model.to(self.device)
-        dist.init_process_group(backend, store=store, rank=env.rank,
-                                world_size=env.num_workers, timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(backend, store=store, rank=env.global_rank,
+                                world_size=env.world_size, timeout=COLLECTIVE_TIMEOUT)
         shipped: list[Any] = [None]
         if env.is_chief:
             ckpt = load_latest(env.checkpoint_dir)
@@ -61,6 +64,7 @@ class AllReduceWorker(Worker):
         dist.broadcast_object_list(shipped, src=0)
         ckpt = None if shipped[0] is None else Checkpoint.from_dict(shipped[0])
         self.optimizer = self.task.optimizer(self.model.parameters())
+        self.initial_lrs = initial_learning_rates(self.optimizer)
         if ckpt is not None:
             with torch.no_grad():
                 for name, param in self.named.items():
@@ -77,7 +81,7 @@ class AllReduceWorker(Worker):
         ddp = DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.start_control()
-        log(f"{backend} world of {env.num_workers} up; training from step {self.step} to "
+        log(f"{backend} world of {env.world_size} up; training from step {self.step} to "
             f"{self.final_step}")
         while self.step < self.final_step:
             if self._train_step(ddp):
@@ -98,8 +102,11 @@ class AllReduceWorker(Worker):
     def _train_step(self, ddp: DistributedDataParallel) -> bool:
         started = time.perf_counter()
         plan, indices, inputs, targets = self.batch(self.step)
-        weight = plan.size * self.env.num_workers / plan.global_size
+        weight = plan.size * self.env.world_size / plan.global_size
         loss_sum = self.gradient(ddp, plan, inputs, targets, weight)
+        # DDP averaged the gradients: this is the step's whole gradient, clipped exactly
+        clip_gradients(self.model.parameters(), self.task.clip_grad_norm)
+        apply_lr_schedule(self.optimizer, self.initial_lrs, self.task.lr_schedule, self.step)
         self.optimizer.step()
         computed = time.perf_counter()
         wanted = 1.0 if self.checkpoint_wanted else 0.0

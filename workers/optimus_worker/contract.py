@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 # ---- roles and modes ----------------------------------------------------------------------
@@ -33,11 +33,32 @@ ENV_CHECKPOINT_INTERVAL: Final = "OPTIMUS_CHECKPOINT_INTERVAL_STEPS"  # steps be
 ENV_GENERATION: Final = "OPTIMUS_GENERATION"  # allocation generation, bumped on every resize
 ENV_METRICS_PORT: Final = "OPTIMUS_METRICS_PORT"  # prometheus-client HTTP port
 ENV_CONTROL_PORT: Final = "OPTIMUS_CONTROL_PORT"  # chief worker's control endpoint port
-ENV_TASK: Final = "OPTIMUS_TASK"  # "module:attr" of the TrainingTask, or a short example name
+# "module:attr" of the TrainingTask, or a shipped example's name; empty when the job runs
+# its own command (spec.command) instead of the library's loop
+ENV_TASK: Final = "OPTIMUS_TASK"
 ENV_GLOBAL_BATCH: Final = "OPTIMUS_GLOBAL_BATCH_SIZE"  # samples per synchronous step, all workers
 ENV_MAX_EPOCHS: Final = "OPTIMUS_MAX_EPOCHS"  # the job's convergence.maxEpochs
 ENV_POD_IP: Final = "OPTIMUS_POD_IP"  # from the downward API (status.podIP)
 ENV_HOSTS: Final = "OPTIMUS_HOSTS"  # optional: comma-separated role-rank=host, overrides DNS
+#: where a failing process writes why (the container's terminationMessagePath); the kubelet
+#: puts it in the pod's status, the operator in the Failed condition and the event. Unset
+#: (a process run outside a pod): nothing is written
+ENV_TERMINATION_LOG: Final = "OPTIMUS_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
+
+# ---- the standard torch.distributed environment (workers only) ---------------------------
+# What `torchrun` and `torch.distributed.init_process_group(init_method="env://")` read, so
+# that a user's unmodified DDP script runs in a worker pod. One process per pod unless the
+# pod holds several accelerators (LOCAL_WORLD_SIZE g > 1): then the pod's first process has
+# RANK = pod rank * g and the pod starts g processes (`python -m optimus_worker.launch`, or
+# torchrun with --nproc-per-node=$(LOCAL_WORLD_SIZE) --node-rank=$(GROUP_RANK)).
+ENV_MASTER_ADDR: Final = "MASTER_ADDR"  # worker 0's pod (the rendezvous host)
+ENV_MASTER_PORT: Final = "MASTER_PORT"  # the rendezvous port
+ENV_WORLD_SIZE: Final = "WORLD_SIZE"  # processes over all worker pods: w * g
+ENV_TORCH_RANK: Final = "RANK"  # global rank of this process
+ENV_LOCAL_RANK: Final = "LOCAL_RANK"  # rank within the pod (0..g-1)
+ENV_LOCAL_WORLD_SIZE: Final = "LOCAL_WORLD_SIZE"  # processes in this pod: g
+ENV_GROUP_RANK: Final = "GROUP_RANK"  # the pod's rank among the worker pods (torchrun's node)
 # optional, set by the node rather than the operator (a device plugin's injected variable):
 # seconds of accelerator time a worker's training forward pass takes per sample, emulated by
 # a sleep (optimus_worker.emulation) on clusters whose GPUs are simulated; unset or 0: none
@@ -61,6 +82,8 @@ METRIC_STEPS: Final = "optimus_worker_steps"  # counter (exported as *_total)
 METRIC_STEP_SECONDS: Final = "optimus_worker_step_seconds"  # histogram, label phase
 METRIC_STALENESS: Final = "optimus_worker_staleness_steps"  # gauge: async gradient staleness
 METRIC_CHECKPOINT_STEP: Final = "optimus_worker_checkpoint_step"  # gauge: newest checkpoint step
+#: gauge, label metric: the chief's TrainingTask.evaluate results after the last epoch
+METRIC_EVALUATION: Final = "optimus_worker_evaluation"
 
 LABEL_JOB: Final = "job"
 LABEL_NAMESPACE: Final = "namespace"
@@ -68,6 +91,7 @@ LABEL_ROLE: Final = "role"
 LABEL_RANK: Final = "rank"
 LABEL_GENERATION: Final = "generation"
 LABEL_PHASE: Final = "phase"  # on METRIC_STEP_SECONDS: "compute" | "communication"
+LABEL_METRIC: Final = "metric"  # on METRIC_EVALUATION: the name evaluate() gave the value
 METRIC_LABELS: Final[tuple[str, ...]] = (
     LABEL_JOB,
     LABEL_NAMESPACE,
@@ -127,10 +151,48 @@ class PodEnv:
     task: str
     global_batch_size: int
     max_epochs: int
+    #: processes in the pod, one per accelerator (LOCAL_WORLD_SIZE); 1 for a PS
+    local_world_size: int = 1
+    #: this process's rank within the pod (LOCAL_RANK)
+    local_rank: int = 0
+    #: the container's terminationMessagePath ("" outside a pod: none)
+    termination_log: str = ""
 
     @property
     def is_chief(self) -> bool:
-        return self.role == "worker" and self.rank == 0
+        return self.role == "worker" and self.rank == 0 and self.local_rank == 0
+
+    @property
+    def world_size(self) -> int:
+        """Training processes over all worker pods."""
+        return self.num_workers * self.local_world_size
+
+    @property
+    def global_rank(self) -> int:
+        """This process's rank among all training processes (a worker's RANK)."""
+        return self.rank * self.local_world_size + self.local_rank
+
+    def torch_env(self) -> dict[str, str]:
+        """The standard torch.distributed variables of a worker pod (empty for a PS)."""
+        if self.role != "worker":
+            return {}
+        host, _, port = self.rendezvous.rpartition(":")
+        return {
+            ENV_MASTER_ADDR: host,
+            ENV_MASTER_PORT: port,
+            ENV_WORLD_SIZE: str(self.world_size),
+            ENV_TORCH_RANK: str(self.global_rank),
+            ENV_LOCAL_RANK: str(self.local_rank),
+            ENV_LOCAL_WORLD_SIZE: str(self.local_world_size),
+            ENV_GROUP_RANK: str(self.rank),
+        }
+
+    def for_local_rank(self, local_rank: int) -> PodEnv:
+        """The environment of the pod's `local_rank`-th process."""
+        if not 0 <= local_rank < self.local_world_size:
+            raise ContractError(f"{ENV_LOCAL_RANK}={local_rank} is out of range for "
+                                f"{ENV_LOCAL_WORLD_SIZE}={self.local_world_size}")
+        return replace(self, local_rank=local_rank)
 
     def to_env(self) -> dict[str, str]:
         """The environment variables for this pod (what the operator sets)."""
@@ -151,6 +213,8 @@ class PodEnv:
             ENV_TASK: self.task,
             ENV_GLOBAL_BATCH: str(self.global_batch_size),
             ENV_MAX_EPOCHS: str(self.max_epochs),
+            **({ENV_TERMINATION_LOG: self.termination_log} if self.termination_log else {}),
+            **self.torch_env(),
         }
 
 
@@ -196,6 +260,11 @@ def parse_env(env: Mapping[str, str] | None = None) -> PodEnv:
     limit = num_ps if role == "ps" else num_workers
     if rank >= limit:
         raise ContractError(f"{ENV_RANK}={rank} is out of range for {limit} {role} task(s)")
+    local_world_size = _integer(env, ENV_LOCAL_WORLD_SIZE, 1, minimum=1) if role == "worker" else 1
+    local_rank = _integer(env, ENV_LOCAL_RANK, 0) if role == "worker" else 0
+    if local_rank >= local_world_size:
+        raise ContractError(f"{ENV_LOCAL_RANK}={local_rank} is out of range for "
+                            f"{ENV_LOCAL_WORLD_SIZE}={local_world_size}")
     return PodEnv(
         job=_required(env, ENV_JOB),
         namespace=env.get(ENV_NAMESPACE) or "default",
@@ -212,7 +281,10 @@ def parse_env(env: Mapping[str, str] | None = None) -> PodEnv:
         checkpoint_interval_steps=_integer(
             env, ENV_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_INTERVAL_STEPS, minimum=1
         ),
-        task=env.get(ENV_TASK) or "mlp",
+        task=env.get(ENV_TASK) or "",
         global_batch_size=_integer(env, ENV_GLOBAL_BATCH, 64, minimum=1),
         max_epochs=_integer(env, ENV_MAX_EPOCHS, 100, minimum=1),
+        local_world_size=local_world_size,
+        local_rank=local_rank,
+        termination_log=env.get(ENV_TERMINATION_LOG) or "",
     )

@@ -34,6 +34,40 @@ def log(message: str) -> None:
     print(f"[{_who} +{time.monotonic() - _START:.2f}s] {message}", file=sys.stderr, flush=True)
 
 
+#: the most of a termination message the kubelet keeps (it truncates at 4096 bytes)
+TERMINATION_MESSAGE_LIMIT = 4000
+
+
+def write_termination_message(message: str, path: str | None = None) -> None:
+    """Say why this process fails where Kubernetes shows it: the container's termination
+    message file (`contract.ENV_TERMINATION_LOG`, which the operator sets to the container's
+    terminationMessagePath), which the kubelet copies into the pod's status and the
+    operator into the job's Failed condition and event. Without the variable (a process
+    run outside a pod) nothing is written; a file that cannot be written is skipped."""
+    from optimus_worker import contract
+
+    target = path or os.environ.get(contract.ENV_TERMINATION_LOG)
+    if not target:
+        return
+    text = message.strip()
+    if len(text) > TERMINATION_MESSAGE_LIMIT:  # keep the end: the cause is last
+        text = "..." + text[-TERMINATION_MESSAGE_LIMIT:]
+    try:
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    except OSError:
+        pass
+
+
+def failure_summary(exc: BaseException) -> str:
+    """One line for a termination message: the exception and where it was raised."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
 def hard_exit(code: int) -> None:
     """Leave now, without torch's RPC/collective shutdown handshakes (peers may be gone)."""
     sys.stdout.flush()
@@ -86,6 +120,7 @@ class Lifecycle:
                 import traceback
 
                 traceback.print_exc()
+                write_termination_message(failure_summary(exc))
 
         thread = threading.Thread(target=target, name="train", daemon=True)
         thread.start()

@@ -48,6 +48,14 @@ class TaskMetrics:
                                registry=reg).labels(**labels)
         self.checkpoint_step = Gauge(contract.METRIC_CHECKPOINT_STEP, "Step of the newest "
                                      "checkpoint", names, registry=reg).labels(**labels)
+        self._evaluation = Gauge(contract.METRIC_EVALUATION, "The task's evaluation after "
+                                 "the last finished epoch (chief)",
+                                 [*names, contract.LABEL_METRIC], registry=reg)
+        self._labels = labels
+
+    def evaluated(self, results: dict[str, float]) -> None:
+        for name, value in results.items():
+            self._evaluation.labels(**self._labels, **{contract.LABEL_METRIC: name}).set(value)
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -31,6 +31,7 @@ from torch.futures import Future
 
 from optimus_worker.assignment import Block
 from optimus_worker.data import SampleLedger
+from optimus_worker.hooks import LrSchedule, apply_lr_schedule, initial_learning_rates
 from optimus_worker.metrics import TaskMetrics
 from optimus_worker.state import State, block_states, hyper_parameters, restore
 from optimus_worker.task import OptimizerFactory
@@ -40,8 +41,10 @@ class ShardServer:
     """One PS's blocks, their optimizer, and the sync/async update rule."""
 
     def __init__(self, sync: bool, num_workers: int, optimizer: OptimizerFactory,
-                 metrics: TaskMetrics | None) -> None:
+                 metrics: TaskMetrics | None, lr_schedule: LrSchedule | None = None) -> None:
         self.sync = sync
+        self.lr_schedule = lr_schedule
+        self.initial_lrs: list[float] = []
         self.num_workers = num_workers
         self.make_optimizer = optimizer
         self.metrics = metrics
@@ -63,6 +66,7 @@ class ShardServer:
             self.params = [piece.clone().requires_grad_(True)
                            for piece in values.split([b.size for b in blocks])]
             self.optimizer = self.make_optimizer(self.params)
+            self.initial_lrs = initial_learning_rates(self.optimizer)
             restore(self.optimizer, self.blocks, optim_state, hyper)
             self.ready = True
             pulls, self.pending_pulls = self.pending_pulls, []
@@ -83,23 +87,24 @@ class ShardServer:
         fut.set_result(self._values())
         return fut
 
-    def _apply(self, grad: torch.Tensor) -> None:
+    def _apply(self, grad: torch.Tensor, step: int) -> None:
         assert self.optimizer is not None
         for param, piece in zip(self.params, grad.split([b.size for b in self.blocks]),
                                 strict=True):
             param.grad = piece.to(param.dtype)
+        apply_lr_schedule(self.optimizer, self.initial_lrs, self.lr_schedule, step)
         self.optimizer.step()
         self.version += 1
         if self.metrics is not None:
             self.metrics.steps.inc()
 
-    def push(self, seen_version: int, grad: torch.Tensor) -> Future[Any]:
+    def push(self, seen_version: int, grad: torch.Tensor, step: int = 0) -> Future[Any]:
         """Take one worker's gradient; the future gives (version, values, staleness)."""
         fut: Future[Any] = Future()
         if not self.sync:
             with self.lock:
                 staleness = self.version - seen_version
-                self._apply(grad)
+                self._apply(grad, step)
                 version, values = self._values()
             if self.metrics is not None:
                 self.metrics.staleness.set(staleness)
@@ -110,7 +115,7 @@ class ShardServer:
             self.waiting.append(fut)
             if len(self.waiting) < self.num_workers:
                 return fut
-            self._apply(self.grad_sum)
+            self._apply(self.grad_sum, step)
             self.grad_sum = None
             answer = (*self._values(), 0)
             waiting, self.waiting = self.waiting, []
@@ -249,12 +254,13 @@ def pull() -> Future[Any]:
 
 
 @rpc.functions.async_execution
-def push(seen_version: int, grad: torch.Tensor, report: tuple[int, int, float, int] | None
-         ) -> Future[Any]:
-    """A worker's step: its gradient in, (version, values, staleness, coordination) out."""
+def push(seen_version: int, grad: torch.Tensor, report: tuple[int, int, float, int] | None,
+         step: int = 0) -> Future[Any]:
+    """A worker's step `step` (0-based, for the learning-rate schedule): its gradient in,
+    (version, values, staleness, coordination) out."""
     info = _coordinator().report(*report) if report is not None else None
     then: Callable[[Future[Any]], Any] = lambda f: (*f.value(), info)  # noqa: E731
-    return _server().push(seen_version, grad).then(then)
+    return _server().push(seen_version, grad, step).then(then)
 
 
 def shard_state() -> tuple[list[Block], torch.Tensor, list[State], dict[str, Any]]:

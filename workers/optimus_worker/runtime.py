@@ -8,7 +8,9 @@ then reads the environment as one JSON object from stdin: the local runner keeps
 processes ready so that a resize does not wait for Python and torch to start.
 
 A bad environment or task exits 2 with a message naming the variable; a failed run exits
-1; a finished run, or SIGTERM, exits 0.
+1; a finished run, or SIGTERM, exits 0. A failure's cause also goes to the container's
+termination message (`lifecycle.write_termination_message`), where `kubectl describe`
+and the TrainingJob's Failed condition show it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from optimus_worker import contract
-from optimus_worker.lifecycle import Lifecycle, hard_exit, log, set_identity
+from optimus_worker.lifecycle import (
+    Lifecycle,
+    hard_exit,
+    log,
+    set_identity,
+    write_termination_message,
+)
 
 if TYPE_CHECKING:
     from optimus_worker.metrics import TaskMetrics
@@ -37,7 +45,8 @@ def run_ps(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics) -> No
     from optimus_worker import ps
     from optimus_worker.worker import init_rpc
 
-    ps.SERVER = ps.ShardServer(env.mode == "ps-sync", env.num_workers, task.optimizer, metrics)
+    ps.SERVER = ps.ShardServer(env.mode == "ps-sync", env.num_workers, task.optimizer, metrics,
+                               task.lr_schedule)
     if env.rank == 0:
         ps.COORDINATOR = ps.Coordinator(env.num_workers, len(task.dataset()))  # type: ignore[arg-type]
     init_rpc(env)
@@ -87,6 +96,13 @@ def task_for_role(task: TrainingTask, role: str, environ: Mapping[str, str]) -> 
     return emulated_task(task, seconds_per_sample_from_env(environ))
 
 
+def refuse(message: str) -> int:
+    """A pod that cannot start: say why on stderr and in the termination message; exit 2."""
+    print(f"optimus_worker: {message}", file=sys.stderr)
+    write_termination_message(f"optimus_worker: {message}")
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optimus_worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,20 +120,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = contract.parse_env()
     except contract.ContractError as exc:  # before importing torch: a fast, clear failure
-        print(f"optimus_worker: {exc}", file=sys.stderr)
-        return 2
+        return refuse(str(exc))
+    if env.role == "worker" and env.local_world_size > 1 and not args.standby:
+        from optimus_worker import launch
+
+        if not launch.launched():  # this pod's first process: start one per accelerator
+            return launch.run([sys.executable, "-m", "optimus_worker",
+                               *(sys.argv[1:] if argv is None else argv)], env)
     from optimus_worker.task import TaskError, load_task
 
+    reference = args.task or env.task
+    if not reference:
+        return refuse(f"no task: set {contract.ENV_TASK} (the TrainingJob's spec.task) or "
+                      "--task to a shipped example or 'package.module:attr'")
     try:
-        task = load_task(args.task or env.task)
+        task = load_task(reference)
     except TaskError as exc:
-        print(f"optimus_worker: {exc}", file=sys.stderr)
-        return 2
+        return refuse(str(exc))
     try:
         task = task_for_role(task, env.role, os.environ)
     except contract.ContractError as exc:
-        print(f"optimus_worker: {exc}", file=sys.stderr)
-        return 2
+        return refuse(str(exc))
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     import torch
 
@@ -125,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     from optimus_worker.net import bind_host, configure_transports
 
     torch.set_num_threads(1)
-    set_identity(f"{env.job} g{env.generation} {env.role}-{env.rank}")
+    local = f".{env.local_rank}" if env.local_world_size > 1 else ""
+    set_identity(f"{env.job} g{env.generation} {env.role}-{env.rank}{local}")
     log(f"{env.mode}, {env.num_ps} PS x {env.num_workers} workers, task {task.name}")
     configure_transports()
     lifecycle = Lifecycle()
     lifecycle.install()
     metrics = TaskMetrics(env)
-    metrics.serve(bind_host(), env.metrics_port)
+    if env.local_rank == 0:  # the pod's one metrics port
+        metrics.serve(bind_host(), env.metrics_port)
     if env.role == "ps":
         code = lifecycle.run(lambda: run_ps(env, task, metrics))
     else:

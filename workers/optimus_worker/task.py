@@ -15,6 +15,12 @@ Rules the library relies on:
 * ``dataset()`` returns a map-style dataset of ``(input, target)`` pairs, the same in every
   process (a `torch.utils.data.TensorDataset` takes a fast path);
 * ``loss(output, target)`` is a mean over the batch.
+
+Optional hooks (`optimus_worker.hooks` says exactly how each applies in each mode):
+``lr_schedule(step) -> factor`` of the initial learning rate, ``clip_grad_norm`` (the
+step's gradient norm bound), ``mixed_precision`` (bfloat16 autocast where the device
+supports it, else float32) and ``evaluate(model, epoch) -> {metric: value}`` after every
+epoch on the chief.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
+
+from optimus_worker.hooks import Evaluate, LrSchedule
 
 ModelFactory = Callable[[], nn.Module]
 OptimizerFactory = Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer]
@@ -44,6 +52,19 @@ class TrainingTask:
     loss: LossFn
     seed: int = 0
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: factor of the optimizer's initial learning rate at a job step (None: constant)
+    lr_schedule: LrSchedule | None = None
+    #: the L2 norm a step's gradient is clipped to (None: no clipping)
+    clip_grad_norm: float | None = None
+    #: forward pass in bfloat16 autocast where the device supports it (else float32)
+    mixed_precision: bool = False
+    #: called by the chief after every finished epoch: (model, epoch) -> {metric: value}
+    evaluate: Evaluate | None = None
+
+    def __post_init__(self) -> None:
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise TaskError(f"task {self.name!r}: clip_grad_norm={self.clip_grad_norm} "
+                            "must be > 0 (or None for no clipping)")
 
 
 class TaskError(ValueError):

@@ -25,6 +25,7 @@ from optimus_worker.assignment import Block, assign_parameters
 from optimus_worker.checkpoint import Checkpoint, load_latest, save_checkpoint
 from optimus_worker.control import ControlServer
 from optimus_worker.data import BatchPlan, DataSchedule, SampleLedger
+from optimus_worker.hooks import clip_gradients, mixed_precision, run_evaluation
 from optimus_worker.lifecycle import Lifecycle, log
 from optimus_worker.metrics import TaskMetrics
 from optimus_worker.net import bind_host, rendezvous_store, rpc_init_method
@@ -70,7 +71,8 @@ class Worker:
 
     # ---- data and gradient ---------------------------------------------------------------
     def batch(self, step: int) -> tuple[BatchPlan, np.ndarray, torch.Tensor, torch.Tensor]:
-        plan = self.schedule.plan(step, self.env.rank, self.env.num_workers)
+        # one process per accelerator: the job's world is every process of every pod
+        plan = self.schedule.plan(step, self.env.global_rank, self.env.world_size)
         if self._perm is None or self._perm[0] != plan.epoch:
             self._perm = (plan.epoch, self.schedule.permutation(plan.epoch))
         indices = self._perm[1][plan.start:plan.stop]
@@ -81,24 +83,37 @@ class Worker:
                  targets: torch.Tensor, weight: float) -> float:
         """Backward of `weight` x the mean loss on this worker's batch; the loss sum."""
         self.model.zero_grad(set_to_none=False)
-        output = model(inputs)
-        if plan.size == 0:  # a world larger than the batch: take part with a zero gradient
-            (output.sum() * 0.0).backward()
+        with mixed_precision(self.device, self.task.mixed_precision):
+            output = model(inputs)
+            loss = None if plan.size == 0 else self.task.loss(output, targets)
+        if loss is None:  # a world larger than the batch: take part with a zero gradient
+            (output.float().sum() * 0.0).backward()
             return 0.0
-        loss = self.task.loss(output, targets)
-        (loss * weight).backward()
+        (loss.float() * weight).backward()
         return float(loss.detach()) * plan.size
 
     def account(self, plan: BatchPlan, indices: np.ndarray, compute_s: float, comm_s: float
                 ) -> None:
         self.ledger.record(plan.epoch, indices)
-        self.metrics.samples.inc(plan.size)
+        # a pod's processes take equal shares; only its first exports (one metrics port)
+        self.metrics.samples.inc(plan.size * self.env.local_world_size)
         self.metrics.steps.inc()
         self.metrics.compute_seconds.observe(compute_s)
         self.metrics.communication_seconds.observe(comm_s)
         self.metrics.epoch.set(self.schedule.epoch_progress(self.step))
         if self.epoch_loss is not None:
             self.metrics.loss.set(self.epoch_loss)
+        self.evaluate_after_epoch()
+
+    def evaluate_after_epoch(self) -> None:
+        """The chief runs the task's evaluation once a step finishes an epoch."""
+        epoch, offset = self.schedule.position(self.step)
+        if not self.env.is_chief or self.task.evaluate is None or offset != 0 or epoch == 0:
+            return
+        results = run_evaluation(self.model, epoch, self.task.evaluate)
+        self.metrics.evaluated(results)
+        log(f"evaluation after epoch {epoch}: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items())))
 
     def is_pause_point(self, step: int) -> bool:
         return step % self.env.checkpoint_interval_steps == 0 or step >= self.final_step
@@ -114,9 +129,10 @@ class Worker:
         """The chief continues the saved RNG stream; the others derive theirs from it."""
         if ckpt is not None and "torch" in ckpt.rng:
             torch.set_rng_state(ckpt.rng["torch"])
-        if self.env.rank != 0 or ckpt is None:
-            torch.manual_seed(self.task.seed + 7919 * self.env.rank + (ckpt.step if ckpt else 0))
-        random.seed(self.task.seed + self.env.rank)
+        rank = self.env.global_rank
+        if rank != 0 or ckpt is None:
+            torch.manual_seed(self.task.seed + 7919 * rank + (ckpt.step if ckpt else 0))
+        random.seed(self.task.seed + rank)
 
     def write_checkpoint(self, params: dict[str, torch.Tensor], optim: dict[str, Any],
                          hyper: dict[str, Any], ledger: dict[int, torch.Tensor],
@@ -283,6 +299,9 @@ class PSWorker(Worker):
         plan, indices, inputs, targets = self.batch(self.step)
         weight = plan.size / plan.global_size if self.sync else 1.0
         loss_sum = self.gradient(self.model, plan, inputs, targets, weight)
+        # no process sees the whole gradient: each clips its share to the same share of
+        # the bound, so the sum stays within it (optimus_worker.hooks)
+        clip_gradients(self.named.values(), self.task.clip_grad_norm, weight)
         grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                  for n, p in self.named.items()}
         computed = time.perf_counter()
@@ -290,7 +309,7 @@ class PSWorker(Worker):
         futures = [
             rpc.rpc_async(ps_name(i), ps.push,
                           args=(self.versions[i], self._slices(grads, shard),
-                                report if i == 0 else None))
+                                report if i == 0 else None, self.step))
             for i, shard in enumerate(self.shards)
         ]
         info: dict[str, Any] = {}

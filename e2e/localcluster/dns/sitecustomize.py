@@ -12,7 +12,10 @@ A pod's own hostname and FQDN resolve to its podIP, and `socket.gethostname()` /
 `socket.getfqdn()` return them, as inside a real pod. Every other name goes to the real
 resolver. Only code that resolves through Python's
 `socket` module sees these names (C libraries calling libc directly do not): resolve in
-Python first. The operator never relies on this; on a real cluster CoreDNS answers.
+Python first. One exception is made at start: a MASTER_ADDR that is a cluster name (the
+standard torch.distributed variable, which torch resolves in C++) is replaced by its IP,
+waiting up to a minute for that pod to get one, so that a user's unmodified DDP script
+finds its rendezvous. The operator never relies on this; on a real cluster CoreDNS answers.
 """
 
 from __future__ import annotations
@@ -156,3 +159,31 @@ socket.gethostname = gethostname
 socket.getfqdn = getfqdn
 socket.gethostbyname = gethostbyname
 socket.gethostbyname_ex = gethostbyname_ex
+
+
+#: how long a pod process waits at start for its MASTER_ADDR's pod to have an IP
+MASTER_ADDR_WAIT_S = 60.0
+
+
+def _resolve_master_addr() -> None:
+    """MASTER_ADDR (a cluster name) as the IP torch's C++ resolver cannot find itself."""
+    name = os.environ.get("MASTER_ADDR", "")
+    if not name or _lookup(name) is None:
+        return
+    deadline = time.monotonic() + MASTER_ADDR_WAIT_S
+    delay = 0.2
+    while True:
+        try:
+            ips = _lookup(name)
+        except (OSError, ValueError):
+            ips = []
+        if ips:
+            os.environ["MASTER_ADDR"] = ips[0]
+            return
+        if time.monotonic() > deadline:
+            return  # torch then says it cannot resolve the name
+        time.sleep(delay)
+        delay = min(2 * delay, 2.0)
+
+
+_resolve_master_addr()

@@ -21,6 +21,7 @@ RESIZING: Final = "Resizing"  # True from the new allocation until its pods run
 METRICS: Final = "MetricsAvailable"  # False (reason MetricsUnavailable) while blind
 SUCCEEDED: Final = "Succeeded"
 FAILED: Final = "Failed"
+SUSPENDED: Final = "Suspended"  # True while spec.suspend holds the job stopped
 
 # ---- reasons (CamelCase, stable: dashboards and users match on them) ------------------------
 REASON_SPEC_VALID: Final = "SpecValid"
@@ -42,6 +43,13 @@ REASON_METRICS_UNAVAILABLE: Final = "MetricsUnavailable"
 REASON_CONVERGED: Final = "Converged"
 REASON_MAX_EPOCHS: Final = "MaxEpochsReached"
 REASON_RESTART_LIMIT: Final = "RestartLimitExceeded"
+#: Resizing=False on a job that failed (no generation is rolling out any more)
+REASON_JOB_FAILED: Final = "JobFailed"
+#: Suspended=True: spec.suspend is true; the pods were stopped after a checkpoint and the
+#: job keeps its status and checkpoints until spec.suspend is false again
+REASON_SUSPENDED: Final = "SuspendedBySpec"
+#: Suspended=False: spec.suspend was cleared; the job restarts from its newest checkpoint
+REASON_RESUMED: Final = "Resumed"
 
 # ---- phases ---------------------------------------------------------------------------------
 PENDING: Final = "Pending"
@@ -52,8 +60,9 @@ RESIZING_PHASE: Final = "Resizing"
 SUCCEEDED_PHASE: Final = "Succeeded"
 FAILED_PHASE: Final = "Failed"
 INVALID: Final = "Invalid"
+SUSPENDED_PHASE: Final = "Suspended"
 PHASES: Final = (PENDING, QUEUED, PROBING, RUNNING, RESIZING_PHASE, SUCCEEDED_PHASE,
-                 FAILED_PHASE, INVALID)
+                 FAILED_PHASE, INVALID, SUSPENDED_PHASE)
 FINISHED_PHASES: Final = (SUCCEEDED_PHASE, FAILED_PHASE)
 
 
@@ -146,6 +155,8 @@ def derive_phase(conditions: tuple[Condition, ...]) -> str:
         return INVALID
     if valid is None:
         return PENDING
+    if is_true(conditions, SUSPENDED):
+        return SUSPENDED_PHASE
     if is_true(conditions, RESIZING):
         return RESIZING_PHASE
     scheduled = find(conditions, SCHEDULED)

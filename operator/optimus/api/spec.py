@@ -31,13 +31,17 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 KIND: Final = "TrainingJob"
 PLURAL: Final = "trainingjobs"
 
+#: the accelerator's extended resource name by default; the operator's
+#: OPTIMUS_ACCELERATOR_RESOURCE counts another (amd.com/gpu, ...) the same way
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 #: pod names add "-g<generation>-worker-<rank>" and must stay within 63 characters
 MAX_NAME_LENGTH: Final = 40
 MAX_GLOBAL_BATCH: Final = 1_048_576
 MAX_PS: Final = 1000
 MAX_WORKERS: Final = 10000
-DEFAULT_TASK: Final = "mlp"
+#: a Kueue queue (or any admission controller's) named on the TrainingJob; passed to its pods
+QUEUE_NAME_LABEL: Final = "kueue.x-k8s.io/queue-name"
+MAX_COMMAND_ARGS: Final = 256
 # the convergence defaults are the loss model's (optimus.models.ConvergenceRule)
 DEFAULT_LOSS_DELTA: Final = ConvergenceRule.loss_delta
 DEFAULT_WINDOW: Final = ConvergenceRule.window
@@ -107,9 +111,23 @@ class TrainingJobSpec:
     workers: TaskGroup
     checkpoint: Checkpoint
     convergence: Convergence = field(default_factory=Convergence)
-    task: str = DEFAULT_TASK
+    #: the library's loop trains this TrainingTask ("module:attr" or a shipped example);
+    #: empty when `command` runs the user's own script instead
+    task: str = ""
+    #: the user's own training command (allreduce only); replaces the first container's
+    command: tuple[str, ...] = ()
+    #: the training container's image, replacing the templates' first container's ("": keep)
+    image: str = ""
+    #: True: checkpoint and stop the job's pods, keep the job until it is set False again
+    suspend: bool = False
     priority: int = 0
     restart_limit: int = DEFAULT_RESTART_LIMIT
+
+    @property
+    def runs_command(self) -> bool:
+        """The job runs the user's own script (which checkpoints on SIGTERM), not the
+        library's loop (which also checkpoints on request through its control endpoint)."""
+        return bool(self.command)
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,8 @@ class JobMeta:
     uid: str
     generation: int
     created: str  # metadata.creationTimestamp, RFC 3339
+    #: the QUEUE_NAME_LABEL's value ("" without one); the job's pods carry it too
+    queue_name: str = ""
 
     @property
     def key(self) -> str:
@@ -196,18 +216,23 @@ class _Reader:
 
 def parse_meta(raw: Mapping[str, Any]) -> JobMeta:
     metadata = raw.get("metadata") or {}
+    labels = metadata.get("labels")
     return JobMeta(
         namespace=str(metadata.get("namespace") or "default"),
         name=str(metadata.get("name") or ""),
         uid=str(metadata.get("uid") or ""),
         generation=int(metadata.get("generation") or 0),
         created=str(metadata.get("creationTimestamp") or ""),
+        queue_name=str(labels.get(QUEUE_NAME_LABEL) or "") if isinstance(labels, Mapping)
+        else "",
     )
 
 
-def pod_request(template: Mapping[str, Any], path: str, reader: _Reader) -> Resources:
+def pod_request(template: Mapping[str, Any], path: str, reader: _Reader,
+                image_given: bool = False, accelerator: str = GPU_RESOURCE) -> Resources:
     """What one pod from `template` requests: the sum over its containers (a limit stands
-    in for a missing request, as Kubernetes does)."""
+    in for a missing request, as Kubernetes does). `image_given`: spec.image names the
+    first container's image, which the template may then leave out."""
     total = Resources()
     spec = template.get("spec") if isinstance(template, Mapping) else None
     containers = spec.get("containers") if isinstance(spec, Mapping) else None
@@ -221,6 +246,8 @@ def pod_request(template: Mapping[str, Any], path: str, reader: _Reader) -> Reso
             reader.fail(cpath, "is not an object", "write each container as a mapping")
             continue
         for key in ("name", "image"):
+            if key == "image" and image_given and index == 0:
+                continue
             if not isinstance(container.get(key), str) or not container.get(key):
                 reader.fail(f"{cpath}.{key}", "is missing", f"give the container a {key}")
         resources = container.get("resources") or {}
@@ -242,22 +269,24 @@ def pod_request(template: Mapping[str, Any], path: str, reader: _Reader) -> Reso
                 except QuantityError as error:
                     reader.fail(f"{cpath}.resources.{kind}.{name}", str(error),
                                 "write a quantity such as 1, 500m or 2Gi")
-        gpu = amounts.get(GPU_RESOURCE, 0.0)
+        gpu = amounts.get(accelerator, 0.0)
         if gpu != int(gpu) or gpu < 0:
-            reader.fail(f"{cpath}.resources.{GPU_RESOURCE}", f"{gpu} is not a whole count",
+            reader.fail(f"{cpath}.resources.{accelerator}", f"{gpu} is not a whole count",
                         "request whole GPUs (0, 1, 2, ...)")
         total = total + Resources(gpu, amounts.get("cpu", 0.0), amounts.get("memory", 0.0))
     return total
 
 
-def template_request(template: Mapping[str, Any]) -> Resources:
+def template_request(template: Mapping[str, Any], accelerator: str = GPU_RESOURCE
+                     ) -> Resources:
     """What one pod from a (pod or template) spec requests, leniently: unreadable amounts
     count as 0 (the snapshot reads pods the operator did not write)."""
-    return pod_request(template, "", _Reader())
+    return pod_request(template, "", _Reader(), accelerator=accelerator)
 
 
 def _task_group(raw: Any, path: str, reader: _Reader, *, min_low: int, max_high: int,
-                default_min: int) -> TaskGroup:
+                default_min: int, image_given: bool = False,
+                accelerator: str = GPU_RESOURCE) -> TaskGroup:
     group = reader.mapping(raw, path, required=True)
     if group is None:
         return TaskGroup(default_min, default_min)
@@ -269,7 +298,9 @@ def _task_group(raw: Any, path: str, reader: _Reader, *, min_low: int, max_high:
     template = reader.mapping(group.get("template"), f"{path}.template", required=True)
     if template is None:
         return TaskGroup(low, high)
-    return TaskGroup(low, high, template, pod_request(template, f"{path}.template", reader),
+    return TaskGroup(low, high, template,
+                     pod_request(template, f"{path}.template", reader, image_given,
+                                 accelerator),
                      _node_requirements(template, f"{path}.template.spec", reader))
 
 
@@ -287,8 +318,50 @@ def _node_requirements(template: Mapping[str, Any], path: str,
     return requirements
 
 
-def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
-    """The typed spec, or SpecError listing every bad field (paths start with `spec.`)."""
+def _what_to_run(spec: Mapping[str, Any], mode: str, reader: _Reader
+                 ) -> tuple[str, tuple[str, ...]]:
+    """spec.task or spec.command, exactly one (there is no default task: a job that names
+    neither would silently train a toy model)."""
+    raw_task, raw_command = spec.get("task"), spec.get("command")
+    task = reader.string(raw_task, "spec.task", "")
+    command: tuple[str, ...] = ()
+    if raw_command is not None:
+        if (not isinstance(raw_command, list) or not raw_command
+                or len(raw_command) > MAX_COMMAND_ARGS
+                or not all(isinstance(a, str) for a in raw_command) or not raw_command[0]):
+            reader.fail("spec.command", f"{raw_command!r} is not a non-empty list of strings",
+                        'write it as a list, e.g. ["python", "/app/train.py", "--lr", "0.1"]')
+        else:
+            command = tuple(raw_command)
+    if raw_task is None and raw_command is None:
+        reader.fail("spec", "names neither a task nor a command",
+                    "set spec.task to a TrainingTask ('package.module:attr' or a shipped "
+                    "example: mlp, cnn, digits), or spec.command to your own training "
+                    "script (mode allreduce); see docs/train-your-own-model.md")
+    elif raw_task is not None and raw_command is not None:
+        reader.fail("spec.command", "is set together with spec.task",
+                    "keep one: spec.task runs the library's loop, spec.command your own "
+                    "script")
+    if raw_command is not None and mode != "allreduce":
+        reader.fail("spec.command", f"runs a script of its own, which mode {mode} cannot",
+                    "set spec.mode to allreduce (the script uses torch.distributed), or "
+                    "use spec.task for the parameter-server modes")
+    return task, command
+
+
+def _boolean(raw: Any, path: str, reader: _Reader) -> bool:
+    if raw is None:
+        return False
+    if not isinstance(raw, bool):
+        reader.fail(path, f"{raw!r} is not a boolean", f"set {path} to true or false")
+        return False
+    return raw
+
+
+def parse_spec(raw_spec: Any, name: str = "", accelerator: str = GPU_RESOURCE
+               ) -> TrainingJobSpec:
+    """The typed spec, or SpecError listing every bad field (paths start with `spec.`).
+    `accelerator` is the resource name counted as GPUs (the operator's setting)."""
     reader = _Reader()
     if name and (len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.match(name)):
         reader.fail("metadata.name", f"{name!r} is not a DNS label of at most "
@@ -303,8 +376,10 @@ def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
         mode = "ps-sync"
     batch = reader.integer(spec.get("globalBatchSize"), "spec.globalBatchSize", 1,
                            MAX_GLOBAL_BATCH, None)
+    image_given = isinstance(spec.get("image"), str) and bool(spec.get("image"))
     workers = _task_group(spec.get("workers"), "spec.workers", reader, min_low=1,
-                          max_high=MAX_WORKERS, default_min=1)
+                          max_high=MAX_WORKERS, default_min=1, image_given=image_given,
+                          accelerator=accelerator)
     if mode == "allreduce":
         raw_ps = spec.get("parameterServers")
         ps = TaskGroup(0, 0)
@@ -314,7 +389,8 @@ def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
                         "choose mode ps-sync or ps-async")
     else:
         ps = _task_group(spec.get("parameterServers"), "spec.parameterServers", reader,
-                         min_low=1, max_high=MAX_PS, default_min=1)
+                         min_low=1, max_high=MAX_PS, default_min=1, image_given=image_given,
+                         accelerator=accelerator)
     if batch < workers.max:
         reader.fail("spec.globalBatchSize",
                     f"{batch} samples per step cannot feed up to {workers.max} workers",
@@ -346,7 +422,9 @@ def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
                                       "spec.checkpoint.intervalSteps", 1, 1_000_000,
                                       DEFAULT_CHECKPOINT_INTERVAL_STEPS),
     )
-    task = reader.string(spec.get("task"), "spec.task", DEFAULT_TASK)
+    task, command = _what_to_run(spec, mode, reader)
+    image = reader.string(spec.get("image"), "spec.image", "")
+    suspend = _boolean(spec.get("suspend"), "spec.suspend", reader)
     priority = reader.integer(spec.get("priority"), "spec.priority", -1000, 1000, 0)
     restart_limit = reader.integer(spec.get("restartLimit"), "spec.restartLimit", 0, 100,
                                    DEFAULT_RESTART_LIMIT)
@@ -360,14 +438,19 @@ def parse_spec(raw_spec: Any, name: str = "") -> TrainingJobSpec:
         checkpoint=checkpoint,
         convergence=convergence,
         task=task,
+        command=command,
+        image=image,
+        suspend=suspend,
         priority=priority,
         restart_limit=restart_limit,
     )
 
 
-def parse_training_job(raw: Mapping[str, Any]) -> TrainingJob:
+def parse_training_job(raw: Mapping[str, Any], accelerator: str = GPU_RESOURCE
+                       ) -> TrainingJob:
     """A raw TrainingJob (as the API server returns it) as typed objects; SpecError names
-    every bad field and its fix. The status is parsed leniently: the operator wrote it."""
+    every bad field and its fix. The status is parsed leniently: the operator wrote it.
+    `accelerator`: the resource name counted as GPUs (OPTIMUS_ACCELERATOR_RESOURCE)."""
     meta = parse_meta(raw)
-    spec = parse_spec(raw.get("spec"), meta.name)
+    spec = parse_spec(raw.get("spec"), meta.name, accelerator)
     return TrainingJob(meta, spec, parse_status(raw.get("status")))

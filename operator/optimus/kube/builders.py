@@ -18,18 +18,24 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from optimus_worker import contract
 
 from optimus.affinity import NODE_NAME_FIELD
-from optimus.api.spec import API_VERSION, KIND, TrainingJob
+from optimus.api.spec import API_VERSION, KIND, QUEUE_NAME_LABEL, TrainingJob
 from optimus.api.status import AllocationStatus
 
 CHECKPOINT_VOLUME: Final = "optimus-checkpoints"
 RENDEZVOUS_PORT_NAME: Final = "rendezvous"
 #: the operator's pods are replaced by the operator (from a checkpoint), never by the kubelet
 RESTART_POLICY: Final = "Never"
+#: a container that fails without writing its termination message shows its log's tail
+TERMINATION_MESSAGE_POLICY: Final = "FallbackToLogsOnError"
+#: seconds between the SIGTERM of a resize (or a suspension) and the SIGKILL, unless the
+#: template says otherwise: a script of its own checkpoints in them
+DEFAULT_GRACE_PERIOD_SECONDS: Final = 30
 
 
 def owner_reference(job: TrainingJob) -> dict[str, Any]:
@@ -58,8 +64,11 @@ def worker_selector(name: str) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
-def pod_labels(name: str, role: contract.Role, rank: int, generation: int) -> dict[str, str]:
+def pod_labels(name: str, role: contract.Role, rank: int, generation: int,
+               queue_name: str = "") -> dict[str, str]:
+    """The operator's labels of one pod; the job's queue name (Kueue's label) too."""
     return {
+        **({QUEUE_NAME_LABEL: queue_name} if queue_name else {}),
         **job_selector(name),
         contract.POD_LABEL_ROLE: role,
         contract.POD_LABEL_RANK: str(rank),
@@ -72,9 +81,29 @@ def checkpoint_dir(job: TrainingJob) -> str:
     return f"{job.spec.checkpoint.mount_path.rstrip('/')}/{job.meta.name}"
 
 
+def rendezvous_port(job: TrainingJob) -> int:
+    """The workers' rendezvous port (OPTIMUS_RENDEZVOUS's and MASTER_PORT): the port named
+    "rendezvous" of the worker template's first container, else torch's usual 29500. Pods
+    that share their node's ports (hostNetwork) need one per job."""
+    containers = (job.spec.workers.template.get("spec") or {}).get("containers") or [{}]
+    for port in containers[0].get("ports") or []:
+        if port.get("name") == RENDEZVOUS_PORT_NAME and isinstance(port.get("containerPort"),
+                                                                   int):
+            return int(port["containerPort"])
+    return contract.DEFAULT_RENDEZVOUS_PORT
+
+
 def rendezvous(job: TrainingJob, generation: int) -> str:
     host = contract.pod_hostname(job.meta.name, "worker", 0, generation, job.meta.namespace)
-    return f"{host}:{contract.DEFAULT_RENDEZVOUS_PORT}"
+    return f"{host}:{rendezvous_port(job)}"
+
+
+def processes_per_pod(job: TrainingJob, role: contract.Role) -> int:
+    """LOCAL_WORLD_SIZE: in all-reduce, one training process per accelerator a worker pod
+    holds (at least one); a PS-mode worker (its RPC world counts pods) and a PS run one."""
+    if role != "worker" or job.spec.mode != "allreduce":
+        return 1
+    return max(1, int(job.spec.workers.request.gpu))
 
 
 def pod_env(job: TrainingJob, role: contract.Role, rank: int,
@@ -96,6 +125,7 @@ def pod_env(job: TrainingJob, role: contract.Role, rank: int,
         task=job.spec.task,
         global_batch_size=job.spec.global_batch_size,
         max_epochs=job.spec.convergence.max_epochs,
+        local_world_size=processes_per_pod(job, role),
     )
 
 
@@ -118,26 +148,32 @@ def pin_to_node(affinity: Mapping[str, Any] | None, node: str) -> dict[str, Any]
     return out
 
 
-def _ports(role: contract.Role, rank: int) -> list[dict[str, Any]]:
+def _ports(role: contract.Role, rank: int, rendezvous_at: int) -> list[dict[str, Any]]:
     ports = [{"name": contract.METRICS_PORT_NAME, "containerPort": contract.DEFAULT_METRICS_PORT,
               "protocol": "TCP"}]
     if role == "worker" and rank == 0:
         ports += [
             {"name": contract.CONTROL_PORT_NAME, "containerPort": contract.DEFAULT_CONTROL_PORT,
              "protocol": "TCP"},
-            {"name": RENDEZVOUS_PORT_NAME, "containerPort": contract.DEFAULT_RENDEZVOUS_PORT,
-             "protocol": "TCP"},
+            {"name": RENDEZVOUS_PORT_NAME, "containerPort": rendezvous_at, "protocol": "TCP"},
         ]
     return ports
 
 
 def _training_container(
-    container: Mapping[str, Any], env: contract.PodEnv, mount_path: str, first: bool
+    container: Mapping[str, Any], env: contract.PodEnv, job: TrainingJob, first: bool
 ) -> dict[str, Any]:
     """A template container with the contract's environment (ours win over the template's),
-    the pod IP from the downward API and the checkpoint mount; the first container also
-    declares the metrics/control ports."""
+    the pod IP from the downward API, the checkpoint mount and a termination message that
+    falls back to the log; the first container also declares the metrics/control ports,
+    and runs the job's own command and image when the spec names them."""
+    mount_path = job.spec.checkpoint.mount_path
     out = copy.deepcopy(dict(container))
+    if first:
+        _own_command(out, job)
+    out.setdefault("terminationMessagePolicy", TERMINATION_MESSAGE_POLICY)
+    env = replace(env, termination_log=str(
+        out.get("terminationMessagePath") or contract.DEFAULT_TERMINATION_LOG))
     resources = out.get("resources") or {}
     for kind in ("requests", "limits"):
         if isinstance(resources.get(kind), Mapping):
@@ -155,10 +191,20 @@ def _training_container(
     mounts = [m for m in out.get("volumeMounts") or [] if m.get("name") != CHECKPOINT_VOLUME]
     out["volumeMounts"] = [*mounts, {"name": CHECKPOINT_VOLUME, "mountPath": mount_path}]
     if first:
-        names = {p["name"] for p in _ports(env.role, env.rank)}
+        declared = _ports(env.role, env.rank, rendezvous_port(job))
+        names = {p["name"] for p in declared} | {RENDEZVOUS_PORT_NAME}
         kept_ports = [p for p in out.get("ports") or [] if p.get("name") not in names]
-        out["ports"] = [*kept_ports, *_ports(env.role, env.rank)]
+        out["ports"] = [*kept_ports, *declared]
     return out
+
+
+def _own_command(container: dict[str, Any], job: TrainingJob) -> None:
+    """spec.command replaces the training container's command (its args stay), spec.image
+    its image: the user's script in the user's image."""
+    if job.spec.command:
+        container["command"] = list(job.spec.command)
+    if job.spec.image:
+        container["image"] = job.spec.image
 
 
 def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
@@ -171,9 +217,10 @@ def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
     env = pod_env(job, role, rank, allocation)
     name = contract.pod_name(job.meta.name, role, rank, allocation.generation)
     spec["containers"] = [
-        _training_container(c, env, job.spec.checkpoint.mount_path, i == 0)
+        _training_container(c, env, job, i == 0)
         for i, c in enumerate(spec.get("containers") or [])
     ]
+    spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_PERIOD_SECONDS)
     volumes = [v for v in spec.get("volumes") or [] if v.get("name") != CHECKPOINT_VOLUME]
     spec["volumes"] = [*volumes, {"name": CHECKPOINT_VOLUME, **dict(job.spec.checkpoint.volume)}]
     spec["hostname"] = name
@@ -187,7 +234,8 @@ def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
             "name": name,
             "namespace": job.meta.namespace,
             "labels": {**(template_meta.get("labels") or {}),
-                       **pod_labels(job.meta.name, role, rank, allocation.generation)},
+                       **pod_labels(job.meta.name, role, rank, allocation.generation,
+                                    job.meta.queue_name)},
             "annotations": dict(template_meta.get("annotations") or {}),
             "ownerReferences": [owner_reference(job)],
         },
@@ -233,8 +281,8 @@ def build_service(job: TrainingJob) -> dict[str, Any]:
             "ports": [
                 {"name": contract.METRICS_PORT_NAME, "port": contract.DEFAULT_METRICS_PORT,
                  "targetPort": contract.DEFAULT_METRICS_PORT},
-                {"name": RENDEZVOUS_PORT_NAME, "port": contract.DEFAULT_RENDEZVOUS_PORT,
-                 "targetPort": contract.DEFAULT_RENDEZVOUS_PORT},
+                {"name": RENDEZVOUS_PORT_NAME, "port": rendezvous_port(job),
+                 "targetPort": rendezvous_port(job)},
             ],
         },
     }

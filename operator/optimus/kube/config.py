@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from optimus.api.spec import GPU_RESOURCE
 from optimus.metrics.names import DEFAULT_OPERATOR_METRICS_PORT
 from optimus.scheduling import OPERATOR_POLICY_NAMES, POLICY_NAMES, policy_traits
+
+#: an extended resource name: a domain prefix and a name (e.g. nvidia.com/gpu)
+_RESOURCE_NAME = re.compile(
+    r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 class ConfigError(ValueError):
@@ -33,6 +39,7 @@ class OperatorConfig:
     prometheus_timeout_seconds: float = 5.0
     bind_address: str = "0.0.0.0"
     resize_timeout_seconds: float = 300.0
+    accelerator_resource: str = GPU_RESOURCE
 
 
 #: (field, environment variable, flag, help)
@@ -65,6 +72,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "address the metrics and health endpoints listen on"),
     ("resize_timeout_seconds", "OPTIMUS_RESIZE_TIMEOUT_SECONDS", "--resize-timeout",
      "seconds after which a resize whose pods do not all run is reported (ResizeStuck)"),
+    ("accelerator_resource", "OPTIMUS_ACCELERATOR_RESOURCE", "--accelerator-resource",
+     "the extended resource counted as GPUs in nodes and pods (e.g. amd.com/gpu)"),
 )
 
 
@@ -124,6 +133,10 @@ def load_config(argv: Sequence[str] | None = None,
     if not config.prometheus_url.startswith(("http://", "https://")):
         raise ConfigError(f"OPTIMUS_PROMETHEUS_URL/--prometheus-url={config.prometheus_url!r}"
                           "; give an http(s) URL such as http://prometheus:9090")
+    if not _RESOURCE_NAME.match(config.accelerator_resource):
+        raise ConfigError(f"OPTIMUS_ACCELERATOR_RESOURCE/--accelerator-resource="
+                          f"{config.accelerator_resource!r} is not an extended resource name; "
+                          f"give e.g. {GPU_RESOURCE} or amd.com/gpu")
     return config, bool(args.verbose)
 
 

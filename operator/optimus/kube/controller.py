@@ -23,9 +23,11 @@ The controller talks to Kubernetes and Prometheus only through the `KubeApi` and
 `PrometheusClient` protocols; tests/kube/fakes.py holds in-memory ones.
 
 Resize protocol (`roll`): ask the chief of the old generation for a checkpoint (bounded
-wait), delete the old generation's pods and wait until they are gone (bounded), ensure
-the headless Service, create the new generation's pods. The new pods resume from the
-newest checkpoint. A round later, when all of them run, Resizing turns False.
+wait; a job running its own script instead checkpoints on the SIGTERM of the deletion,
+within its terminationGracePeriodSeconds), delete the old generation's pods and wait until
+they are gone (bounded), ensure the headless Service, create the new generation's pods.
+The new pods resume from the newest checkpoint. A round later, when all of them run,
+Resizing turns False. A suspended job's pods are deleted after the same checkpoint.
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ import aiohttp
 from optimus_worker import contract
 
 from optimus.api.conditions import FINISHED_PHASES
-from optimus.api.spec import SpecError, parse_meta, parse_training_job
+from optimus.api.spec import (
+    GPU_RESOURCE,
+    SpecError,
+    TrainingJob,
+    parse_meta,
+    parse_training_job,
+)
 from optimus.api.status import AllocationStatus, parse_status
 from optimus.kube.builders import build_pods, build_service
 from optimus.kube.client import KubeApi
@@ -91,10 +99,12 @@ class Snapshot:
 SnapshotSource = Callable[[], Awaitable[Snapshot]]
 
 
-async def listed_snapshot(api: KubeApi, jobs: Sequence[Mapping[str, Any]]) -> Snapshot:
+async def listed_snapshot(api: KubeApi, jobs: Sequence[Mapping[str, Any]],
+                          accelerator: str = GPU_RESOURCE) -> Snapshot:
     """The snapshot from listing every node and pod (two API calls, every pod parsed)."""
     raw_nodes, raw_pods = await asyncio.gather(api.list_nodes(), api.list_pods())
-    return Snapshot(jobs=jobs, nodes=raw_nodes, pods=[parse_pod(p) for p in raw_pods])
+    return Snapshot(jobs=jobs, nodes=raw_nodes,
+                    pods=[parse_pod(p, accelerator) for p in raw_pods])
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,7 @@ class Controller:
             speed_span_seconds=config.speed_span_seconds,
             metrics_grace_seconds=max(60.0, 3 * config.interval_seconds),
             resize_timeout_seconds=config.resize_timeout_seconds,
+            accelerator_resource=config.accelerator_resource,
         )
         self._lock = asyncio.Lock()
         self._pending = False
@@ -219,7 +230,7 @@ class Controller:
         with self._step(report, "snapshot"):
             snapshot = await source()
             report.jobs = len(snapshot.jobs)
-            nodes = node_views(snapshot.nodes, snapshot.pods)
+            nodes = node_views(snapshot.nodes, snapshot.pods, self.config.accelerator_resource)
             states = self._states(snapshot.jobs, snapshot.pods, now)
         # 2 observe
         with self._step(report, "observe"):
@@ -261,7 +272,7 @@ class Controller:
             alive.add(meta.uid)
             raw_status = self._written.get(meta.uid, raw.get("status"))
             try:
-                job = parse_training_job(raw)
+                job = parse_training_job(raw, self.config.accelerator_resource)
                 error = None
             except SpecError as err:
                 job, error = None, err
@@ -387,6 +398,18 @@ class Controller:
             log.warning("no checkpoint from %s/%s (%s); the newest periodic one is used",
                         chief.namespace, chief.name, error)
 
+    async def _checkpoint_before_stopping(self, job: TrainingJob,
+                                          pods: Sequence[PodSnapshot]) -> None:
+        """Before `pods` are deleted (a resize, a suspension), have the job checkpoint: the
+        library's chief on request (POST /checkpoint); a script of its own (spec.command)
+        on the SIGTERM the deletion sends, within terminationGracePeriodSeconds."""
+        if job.spec.runs_command:
+            return
+        chief = next((p for p in pods if p.role == "worker" and p.rank == 0
+                      and p.phase == "Running" and p.ip and not p.deleting), None)
+        if chief is not None:
+            await self._checkpoint(chief)
+
     async def _remove_pods(self, namespace: str, job: str, names: set[str]) -> None:
         await asyncio.gather(*(self.api.delete_pod(namespace, n) for n in names))
         deadline = time.monotonic() + POD_DELETION_TIMEOUT
@@ -405,10 +428,7 @@ class Controller:
             job = decision.job
             assert job is not None, "only valid jobs are rolled"
             old = [p for p in pods if p.generation != allocation.generation and not p.deleting]
-            chief = next((p for p in old if p.role == "worker" and p.rank == 0
-                          and p.phase == "Running" and p.ip), None)
-            if chief is not None:
-                await self._checkpoint(chief)
+            await self._checkpoint_before_stopping(job, old)
             if old:
                 await self._remove_pods(meta.namespace, meta.name, {p.name for p in old})
             await self.api.create(build_service(job))
@@ -434,6 +454,8 @@ class Controller:
         meta = decision.meta
         try:
             removed = {p.name for p in pods if not p.deleting}
+            if decision.job is not None and decision.job.spec.suspend:
+                await self._checkpoint_before_stopping(decision.job, pods)
             await self._remove_pods(meta.namespace, meta.name, removed)
             await self.api.delete_service(meta.namespace, contract.service_name(meta.name))
             self._expect(meta.key, present=set(), absent=removed)

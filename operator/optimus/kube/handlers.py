@@ -27,7 +27,7 @@ from typing import Any
 
 import kopf
 
-from optimus.api.spec import GROUP, PLURAL, VERSION
+from optimus.api.spec import GPU_RESOURCE, GROUP, PLURAL, VERSION
 from optimus.kube.client import KubeApi, KubernetesApi
 from optimus.kube.config import OperatorConfig
 from optimus.kube.controller import Controller, Snapshot, SnapshotSource
@@ -74,14 +74,15 @@ def outside_selector(namespaces: Iterable[str]) -> str:
 
 def indexed_snapshot(jobs: Mapping[Any, Iterable[Any]], pods: Mapping[Any, Iterable[Any]],
                      nodes: Mapping[Any, Iterable[Any]], *, api: KubeApi,
-                     namespaces: tuple[str, ...] = ()) -> SnapshotSource:
+                     namespaces: tuple[str, ...] = (),
+                     accelerator: str = GPU_RESOURCE) -> SnapshotSource:
     """The snapshot a round reads from kopf's indices (and, for an operator limited to
     `namespaces`, from a listing of the other namespaces' unfinished pods)."""
     async def take() -> Snapshot:
         indexed: list[PodSnapshot] = _values(pods)
         if namespaces:
             listed = await api.list_pods(field_selector=outside_selector(namespaces))
-            indexed += [parse_pod(p) for p in listed]
+            indexed += [parse_pod(p, accelerator) for p in listed]
         return Snapshot(jobs=_values(jobs), nodes=_values(nodes), pods=indexed)
     return take
 
@@ -98,7 +99,8 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
         # arrive in the handlers' **kwargs
         return indexed_snapshot(indices[JOBS_INDEX], indices[PODS_INDEX],
                                 indices[NODES_INDEX], api=controller.api,
-                                namespaces=config.namespaces)
+                                namespaces=config.namespaces,
+                                accelerator=config.accelerator_resource)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -143,7 +145,7 @@ def build_registry(config: OperatorConfig, controller_box: dict[str, Controller]
     @kopf.index("", "v1", "pods", id=PODS_INDEX, registry=registry)
     def optimus_pods(body: kopf.Body, namespace: str | None, name: str | None,
                      **_: Any) -> dict[tuple[str | None, str | None], PodSnapshot]:
-        return {(namespace, name): parse_pod(body)}
+        return {(namespace, name): parse_pod(body, config.accelerator_resource)}
 
     @kopf.index("", "v1", "nodes", id=NODES_INDEX, registry=registry)
     def optimus_nodes(body: kopf.Body, name: str | None,

@@ -13,6 +13,8 @@ that settles the job ends the sequence):
                          than any node has (it would queue forever); re-checked every round
   valid spec          -> Valid=True (a Normal event when it was fixed)
   finished            -> nothing but deleting leftover pods
+  suspended           -> spec.suspend: Suspended=True, the allocation given up, pods deleted
+                         (after a checkpoint); cleared: Resumed, a new start (`suspended`)
   restart cost        -> the generation's measured restart, once its first step shows
   observe             -> status.progress (a restoring generation's step 0 ignored)
   fit                 -> status.model (bounded samples, fitted params; optimus.round)
@@ -20,6 +22,8 @@ that settles the job ends the sequence):
                          missing data)
   completion          -> Succeeded (convergence rule or maxEpochs), pods deleted
   pod failure         -> a new generation of the same size, up to spec.restartLimit, then Failed
+                         with the failed pod's termination message (`failure_message`) and
+                         Resizing=False
   resize progress     -> Resizing=False once every pod of the generation runs (or a
                          ResizeStuck warning)
   schedulable         -> the round's job: held while restarting, busy, resizing or blind
@@ -39,7 +43,7 @@ from typing import Any, Literal
 from optimus_worker import contract
 
 from optimus.api import conditions as cond
-from optimus.api.spec import JobMeta, SpecError, TrainingJob
+from optimus.api.spec import GPU_RESOURCE, JobMeta, SpecError, TrainingJob
 from optimus.api.status import (
     AllocationStatus,
     ProgressStatus,
@@ -91,6 +95,8 @@ class RoundSettings:
     #: a generation whose pods do not all run this long after it was decided is reported
     #: (Resizing reason ResizeStuck and a Warning event)
     resize_timeout_seconds: float = 300.0
+    #: the extended resource counted as GPUs (OPTIMUS_ACCELERATOR_RESOURCE)
+    accelerator_resource: str = GPU_RESOURCE
 
     @property
     def scheduling(self) -> SchedulingSettings:
@@ -255,7 +261,8 @@ def oversized_pods(a: Assessed, ctx: Context) -> Assessed:
     """A job that never started and whose pods fit no node would queue forever."""
     assert a.state.job is not None
     oversized = (None if a.state.status.allocation is not None
-                 else oversized_request(a.state.job, ctx.nodes))
+                 else oversized_request(a.state.job, ctx.nodes,
+                                        ctx.settings.accelerator_resource))
     if oversized is None:
         return a
     a, changed = a.condition(ctx, cond.VALID, "False", cond.REASON_EXCEEDS_NODE_CAPACITY,
@@ -274,6 +281,34 @@ def valid_spec(a: Assessed, ctx: Context) -> Assessed:
 
 def finished(a: Assessed, ctx: Context) -> Assessed:
     return a.done() if a.status.phase in cond.FINISHED_PHASES else a
+
+
+def suspended(a: Assessed, ctx: Context) -> Assessed:
+    """The suspend rule (spec.suspend, the convention of Kubernetes Jobs and Kueue): a
+    suspended job gives its allocation up and its pods are stopped (the controller asks
+    the chief for a checkpoint first; a script of its own checkpoints on SIGTERM), and it
+    stays Suspended until spec.suspend is false. Then the condition turns False (reason
+    Resumed) and the job starts again like a new one, at its minimum, from its newest
+    checkpoint."""
+    job = a.state.job
+    assert job is not None
+    if not job.spec.suspend:
+        if cond.is_true(a.status.conditions, cond.SUSPENDED):
+            message = "spec.suspend is false: the job restarts from its newest checkpoint"
+            a, _ = a.condition(ctx, cond.SUSPENDED, "False", cond.REASON_RESUMED, message)
+            a = a.event("Normal", cond.REASON_RESUMED, message)
+        return a
+    message = ("spec.suspend is true: the pods were stopped after a checkpoint; set it to "
+               "false to resume")
+    a, changed = a.condition(ctx, cond.SUSPENDED, "True", cond.REASON_SUSPENDED, message)
+    if changed:
+        a = a.event("Normal", cond.REASON_SUSPENDED, message)
+    status, _ = with_allocation(a.status, None)
+    a = replace(a, status=status)
+    for type_ in (cond.SCHEDULED, cond.RESIZING):
+        if cond.find(a.status.conditions, type_) is not None:
+            a, _ = a.condition(ctx, type_, "False", cond.REASON_SUSPENDED, "the job is suspended")
+    return a.done()
 
 
 def restart_cost(a: Assessed, ctx: Context) -> Assessed:
@@ -410,9 +445,14 @@ def pod_failure(a: Assessed, ctx: Context) -> Assessed:
         return a
     what = (f"pod(s) {', '.join(sorted(failed))} failed" if failed
             else "pods of the running generation disappeared")
+    what += failure_message([p for p in current if p.phase == "Failed"])
     if a.status.restarts >= job.spec.restart_limit:
         message = f"{what}; restartLimit {job.spec.restart_limit} reached"
         a, _ = a.condition(ctx, cond.FAILED, "True", cond.REASON_RESTART_LIMIT, message)
+        if cond.find(a.status.conditions, cond.RESIZING) is not None:
+            # a failed job rolls nothing out
+            a, _ = a.condition(ctx, cond.RESIZING, "False", cond.REASON_JOB_FAILED,
+                               "the job failed")
         return a.event("Warning", cond.REASON_RESTART_LIMIT, message).done()
     a = replace(a, restart=True, status=replace(a.status, restarts=a.status.restarts + 1))
     return a.event("Warning", cond.REASON_POD_FAILED,
@@ -460,9 +500,9 @@ def schedulable(a: Assessed, ctx: Context) -> Assessed:
 
 Rule = Callable[[Assessed, Context], Assessed]
 #: the rules of `assess`, in order (the module docstring's table)
-RULES: tuple[Rule, ...] = (invalid_spec, oversized_pods, valid_spec, finished, restart_cost,
-                           observe_progress, fit_models, metrics, completion, pod_failure,
-                           resize_progress, schedulable)
+RULES: tuple[Rule, ...] = (invalid_spec, oversized_pods, valid_spec, finished, suspended,
+                           restart_cost, observe_progress, fit_models, metrics, completion,
+                           pod_failure, resize_progress, schedulable)
 
 
 def assess(
@@ -492,6 +532,23 @@ def schedule_assessed(assessed: Sequence[Assessed], nodes: Sequence[NodeView], *
     round's `schedule` (optimus.round)."""
     fitted = [a.fitted for a in assessed if a.schedulable and a.fitted is not None]
     return schedule(fitted, nodes, settings.scheduling, now=now)
+
+
+#: the longest failure cause carried into a condition and an event (the end is kept)
+MAX_FAILURE_MESSAGE = 1000
+
+
+def failure_message(failed: Sequence[PodSnapshot]) -> str:
+    """Why the failed pods failed, from their termination messages (what the worker wrote,
+    or the log tail the kubelet fell back to), for the condition and the event: ": <the
+    first failed pod's message>" in pod-name order, or "" when no pod said."""
+    for pod in sorted(failed, key=lambda p: p.name):
+        text = " ".join(pod.message.split())
+        if text:
+            if len(text) > MAX_FAILURE_MESSAGE:
+                text = "..." + text[-MAX_FAILURE_MESSAGE:]
+            return f": {pod.name}: {text}"
+    return ""
 
 
 def measured_restart_seconds(allocation: AllocationStatus,

@@ -1,7 +1,8 @@
 """Step 1 of a scheduling round, the pure half: raw nodes and pods as typed objects, and
 the translation into the scheduler's NodeView/JobView.
 
-A node's capacity for the scheduler is its allocatable GPUs (nvidia.com/gpu), CPUs and
+A node's capacity for the scheduler is its allocatable GPUs (the accelerator resource,
+nvidia.com/gpu unless OPTIMUS_ACCELERATOR_RESOURCE names another), CPUs and
 memory minus what the pods the operator does not manage request there; the operator's own
 pods are not subtracted, because the allocator re-divides exactly that share every round.
 """
@@ -42,6 +43,9 @@ class PodSnapshot:
     labels: Mapping[str, str] = field(default_factory=dict)
     deleting: bool = False
     ip: str = ""
+    #: why the pod's containers ended: their termination messages (the file a failing
+    #: worker writes, or the log tail the kubelet falls back to), "" when none said
+    message: str = ""
 
     @property
     def managed(self) -> bool:
@@ -75,7 +79,7 @@ def _int(raw: str | None) -> int:
         return -1
 
 
-def parse_pod(raw: Mapping[str, Any]) -> PodSnapshot:
+def parse_pod(raw: Mapping[str, Any], accelerator: str = GPU_RESOURCE) -> PodSnapshot:
     metadata = raw.get("metadata") or {}
     spec = raw.get("spec") or {}
     status = raw.get("status") or {}
@@ -84,11 +88,29 @@ def parse_pod(raw: Mapping[str, Any]) -> PodSnapshot:
         name=str(metadata.get("name") or ""),
         node=str(spec.get("nodeName") or ""),
         phase=str(status.get("phase") or "Pending"),
-        request=template_request({"spec": spec}),
+        request=template_request({"spec": spec}, accelerator),
         labels=dict(metadata.get("labels") or {}),
         deleting=bool(metadata.get("deletionTimestamp")),
         ip=str(status.get("podIP") or ""),
+        message=termination_message(status),
     )
+
+
+def termination_message(status: Mapping[str, Any]) -> str:
+    """The termination messages of a pod's ended containers, the failed ones first, in
+    container order: "container: message" lines ("" when no container left one)."""
+    found: list[tuple[bool, str]] = []
+    for item in status.get("containerStatuses") or []:
+        if not isinstance(item, Mapping):
+            continue
+        for key in ("state", "lastState"):
+            terminated = (item.get(key) or {}).get("terminated")
+            if isinstance(terminated, Mapping) and str(terminated.get("message") or "").strip():
+                failed = terminated.get("exitCode") not in (0, None)
+                text = str(terminated["message"]).strip()
+                found.append((not failed, f"{item.get('name') or 'container'}: {text}"))
+                break
+    return "\n".join(text for _, text in sorted(found, key=lambda pair: pair[0]))
 
 
 def _quantity(table: Mapping[str, Any], name: str) -> float:
@@ -106,7 +128,7 @@ def _node_ready(status: Mapping[str, Any]) -> bool:
 
 
 def node_views(raw_nodes: Iterable[Mapping[str, Any]],
-               pods: Iterable[PodSnapshot]) -> list[NodeView]:
+               pods: Iterable[PodSnapshot], accelerator: str = GPU_RESOURCE) -> list[NodeView]:
     """Nodes as the scheduler sees them: allocatable minus unmanaged pods' requests."""
     used: dict[str, Resources] = {}
     for pod in pods:
@@ -122,7 +144,7 @@ def node_views(raw_nodes: Iterable[Mapping[str, Any]],
         views.append(NodeView(
             name=name,
             allocatable=Resources(
-                gpu=_quantity(allocatable, GPU_RESOURCE),
+                gpu=_quantity(allocatable, accelerator),
                 cpu=_quantity(allocatable, "cpu"),
                 memory=_quantity(allocatable, "memory"),
             ),
@@ -189,7 +211,8 @@ def _amount(name: str, value: float) -> str:
     return f"{value:g}"
 
 
-def oversized_request(job: TrainingJob, nodes: Iterable[NodeView]) -> str | None:
+def oversized_request(job: TrainingJob, nodes: Iterable[NodeView],
+                      accelerator: str = GPU_RESOURCE) -> str | None:
     """Why one pod of the job can never run: it asks for more of a resource than the
     largest node that would take it has allocatable at all (a request no amount of waiting
     satisfies). The message names the field and the fix; None when every pod fits some
@@ -208,7 +231,7 @@ def oversized_request(job: TrainingJob, nodes: Iterable[NodeView]) -> str | None
             continue
         if any(group.request.fits_in(n.allocatable) for n in accepting):
             continue
-        for name, attribute in ((GPU_RESOURCE, "gpu"), ("cpu", "cpu"), ("memory", "memory")):
+        for name, attribute in ((accelerator, "gpu"), ("cpu", "cpu"), ("memory", "memory")):
             asked = getattr(group.request, attribute)
             largest = max(getattr(n.allocatable, attribute) for n in accepting)
             if asked > largest:
