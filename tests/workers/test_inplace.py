@@ -1,0 +1,47 @@
+"""Resizing an all-reduce job in place, with real worker processes (the local runner).
+
+A 1 -> 3 -> 2 worker change happens in the running job: no checkpoint is written or read
+on the way, the added workers get the chief's state by broadcast, the removed one exits
+0, and the job's sample ledger, losses and final weights are those of an unresized run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from optimus_worker.checkpoint import checkpoint_step, complete_checkpoints
+
+from tests.workers.test_processes import SLOW, STEPS_PER_EPOCH, _assert_matches_reference, _job
+
+pytestmark = pytest.mark.processes
+EPOCHS = 5
+
+
+def test_allreduce_workers_change_in_place(tmp_path: Path) -> None:
+    job = _job(tmp_path, SLOW, "allreduce", 0, 1, epochs=EPOCHS, interval=1000)
+    job.start()
+    try:
+        job.prewarm(2)  # the added workers' processes, torch loaded, as for a restart
+        job.wait_step(4, timeout=90)
+        grow = job.resize_in_place(3, timeout=90)
+        job.wait_step(grow["at_step"] + 3, timeout=90)
+        shrink = job.resize_in_place(2, timeout=90)
+        job.run_to_end(timeout=120, max_restarts=0)
+    finally:
+        job.stop()
+        job.release_standby()
+    steps = EPOCHS * STEPS_PER_EPOCH
+    assert [(r["from"], r["to"], r["path"]) for r in (grow, shrink)] == [
+        ([0, 1], [0, 3], "in-place"), ([0, 3], [0, 2], "in-place")]
+    assert 4 <= grow["at_step"] < shrink["at_step"] < steps
+    # the only checkpoint is the final one: nothing was written or read to resize
+    assert [checkpoint_step(p) for p in complete_checkpoints(tmp_path / "ckpt")] == [steps]
+    summary = job.summary()
+    assert (summary["samples_seen"], summary["samples_repeated"],
+            summary["samples_skipped"]) == (EPOCHS * 384, 0, 0)
+    # the loss goes on where it was (no jump back), and the weights are those of one process
+    _assert_matches_reference(tmp_path, steps)
+    print(f"in-place pauses (request to the first step at the new size): "
+          f"1->3 {grow['seconds']:.2f}s (switch {grow['switch_s']:.3f}s), "
+          f"3->2 {shrink['seconds']:.2f}s (switch {shrink['switch_s']:.3f}s)")
