@@ -235,6 +235,7 @@ class AllReduceWorker(Worker):
         self.env = replace(self.env, num_workers=target.num_workers,
                            generation=target.generation)
         self._form_group()
+        self.metrics.relabel(self.env.rank, target.generation)
         if target.num_workers > before:  # the newcomers wait for the chief's state
             self._share(self._snapshot().to_dict() if self.env.is_chief else None)
         self.ddp = self._wrap()
