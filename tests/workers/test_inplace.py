@@ -7,6 +7,7 @@ on the way, the added workers get the chief's state by broadcast, the removed on
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,23 @@ def test_allreduce_workers_change_in_place(tmp_path: Path) -> None:
     print(f"in-place pauses (request to the first step at the new size): "
           f"1->3 {grow['seconds']:.2f}s (switch {grow['switch_s']:.3f}s), "
           f"3->2 {shrink['seconds']:.2f}s (switch {shrink['switch_s']:.3f}s)")
+
+
+def test_a_worker_killed_after_joining_in_place_is_replaced_from_the_checkpoint(
+        tmp_path: Path) -> None:
+    job = _job(tmp_path, SLOW, "allreduce", 0, 1, epochs=3, interval=5)
+    job.start()
+    try:
+        job.prewarm(1)
+        job.wait_step(3, timeout=90)
+        grow = job.resize_in_place(2, timeout=90)
+        job.wait_step(grow["at_step"] + 6, timeout=90)  # a checkpoint of the new membership
+        job.process("worker", 1).popen.send_signal(signal.SIGKILL)
+        restarts = job.run_to_end(timeout=120, max_restarts=1)
+    finally:
+        job.stop()
+        job.release_standby()
+    assert len(restarts) == 1 and restarts[0]["resumed_step"] > grow["at_step"]
+    summary = job.summary()
+    assert (summary["samples_repeated"], summary["samples_skipped"]) == (0, 0)
+    _assert_matches_reference(tmp_path, 3 * STEPS_PER_EPOCH)
