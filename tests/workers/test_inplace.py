@@ -7,13 +7,23 @@ on the way, the added workers get the chief's state by broadcast, the removed on
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from optimus_worker.checkpoint import checkpoint_step, complete_checkpoints
 
-from tests.workers.test_processes import SLOW, STEPS_PER_EPOCH, _assert_matches_reference, _job
+from tests.workers.test_processes import (
+    ENV,
+    SLOW,
+    STEPS_PER_EPOCH,
+    _assert_matches_reference,
+    _job,
+)
 
 pytestmark = pytest.mark.processes
 EPOCHS = 5
@@ -66,3 +76,18 @@ def test_a_worker_killed_after_joining_in_place_is_replaced_from_the_checkpoint(
     summary = job.summary()
     assert (summary["samples_repeated"], summary["samples_skipped"]) == (0, 0)
     _assert_matches_reference(tmp_path, 3 * STEPS_PER_EPOCH)
+
+
+def test_the_runner_cli_resizes_in_place(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "optimus_worker.local", "--task", SLOW, "--mode",
+               "allreduce", "--workers", "1", "--epochs", "3", "--global-batch-size", "32",
+               "--checkpoint-interval", "100", "--checkpoint-dir", str(tmp_path / "ckpt"),
+               "--timeout", "150", "--in-place", "--resize-after-steps", "3",
+               "--to-workers", "2", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=170,
+                          env={**os.environ, **ENV}, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [(r["from"], r["to"], r["path"]) for r in result["resizes"]] == [
+        ([0, 1], [0, 2], "in-place")]
+    assert (result["samples_repeated"], result["samples_skipped"]) == (0, 0)
