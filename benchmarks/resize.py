@@ -11,11 +11,13 @@ cluster: no operator, no pod scheduling), training the shipped ``--task`` (defau
 * PS change (PS modes): 1 -> 2 -> 1 PS with 2 workers, by restart (in place: not built).
 
 Both paths get warm processes (the runner's standby pool, torch already loaded, as a
-cluster keeps images pulled), started before the resize and given ``--warm-s`` to load.
+cluster keeps images pulled), started before the resize and given ``--warm-s`` to load;
+``--cold`` starts every new process cold instead (a new pod: Python and torch load first).
 A pause is the time from the resize request to the first finished step at the new size
-(for in place this includes starting the added workers' rendezvous; the surviving workers
-train on meanwhile); the "switch" column is the part the surviving workers stood still
-(from the agreed step to the new group ready). After the last resize each job checkpoints
+(for in place this includes the added workers' start; the surviving workers train on
+meanwhile). The training time lost is the time the job stood still: the pause for a
+restart (every task stops at the checkpoint), the switch for in place (from the agreed
+step to the new group ready, as the chief measures it). After the last resize each job checkpoints
 and its ledger is checked: samples repeated and skipped are summed over all jobs.
 Medians over the changes of ``--repeats`` runs. The machine's load average is printed:
 on a shared machine other work skews the numbers.
@@ -58,10 +60,10 @@ IN_PLACE_MODES = frozenset({"allreduce"})  # where a worker change in place is b
 
 @dataclass
 class Measured:
-    """The pauses of one (mode, change, path), and the switch times of in-place ones."""
+    """The pauses of one (mode, change, path) and the training time each lost."""
 
     pauses: list[float] = field(default_factory=list)
-    switches: list[float] = field(default_factory=list)
+    lost: list[float] = field(default_factory=list)  # training time lost
 
 
 def median(values: Sequence[float]) -> float | None:
@@ -69,9 +71,9 @@ def median(values: Sequence[float]) -> float | None:
 
 
 def run_job(task: str, mode: contract.Mode, sizes: Sequence[tuple[int, int]], in_place: bool,
-            warm_s: float, work: Path) -> tuple[Measured, dict[str, Any]]:
+            warm_s: float | None, work: Path) -> tuple[Measured, dict[str, Any]]:
     """One job through `sizes` ((PS, workers), the first its start); its pauses and the
-    ledger's coverage at a checkpoint taken after the last change."""
+    ledger's coverage at a checkpoint taken after the last change. `warm_s` None: cold."""
     (ps, workers), changes = sizes[0], sizes[1:]
     job = LocalJob(task=task, mode=mode, num_ps=ps, num_workers=workers, epochs=1000,
                    checkpoint_dir=Path(tempfile.mkdtemp(dir=work)), log_dir=work / "logs",
@@ -82,14 +84,15 @@ def run_job(task: str, mode: contract.Mode, sizes: Sequence[tuple[int, int]], in
         job.wait_step(WARMUP_STEP, timeout=300)
         for to_ps, to_workers in changes:
             added = to_workers - job.num_workers if in_place else to_ps + to_workers
-            if added > 0:
+            if added > 0 and warm_s is not None:
                 job.prewarm(added)
                 time.sleep(warm_s)  # torch loads in the standby processes meanwhile
             if in_place:
                 record = job.resize_in_place(to_workers, timeout=300)
-                measured.switches.append(float(record["switch_s"]))
+                measured.lost.append(float(record["switch_s"]))
             else:
                 record = job.resize(to_ps, to_workers, timeout=300)
+                measured.lost.append(float(record["seconds"]))
             measured.pauses.append(float(record["seconds"]))
             job.wait_step(int(record["at_step"]) + STEPS_BETWEEN, timeout=300)
         job.checkpoint()
@@ -122,7 +125,7 @@ def machine() -> str:
 
 def table(results: dict[str, dict[str, dict[str, Measured]]], title: str) -> Table:
     out = Table(title=title)
-    for name in ("mode", "change", "path", "median pause s", "pauses s", "median switch s",
+    for name in ("mode", "change", "path", "median pause s", "pauses s", "median lost s",
                  "vs restart"):
         out.add_column(name, justify="left" if name in ("mode", "change", "path") else "right")
     for mode, changes in results.items():
@@ -133,11 +136,11 @@ def table(results: dict[str, dict[str, dict[str, Measured]]], title: str) -> Tab
                 if pause is None:
                     out.add_row(mode, change, path, "not built", "-", "-", "-")
                     continue
-                switch = median(measured.switches)
+                lost = median(measured.lost)
                 ratio = f"{pause / restart:.2f}x" if restart else "-"
                 out.add_row(mode, change, path, f"{pause:.2f}",
                             ", ".join(f"{p:.2f}" for p in measured.pauses),
-                            "-" if switch is None else f"{switch:.3f}",
+                            "-" if lost is None else f"{lost:.3f}",
                             "baseline" if path == "restart" else ratio)
     return out
 
@@ -150,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="jobs per (mode, change, path)")
     parser.add_argument("--warm-s", type=float, default=8.0,
                         help="seconds the standby processes get to load torch")
+    parser.add_argument("--cold", action="store_true",
+                        help="start every new process cold (no standby pool)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args(argv)
     console = Console(width=110, file=sys.stderr if args.json else sys.stdout)
@@ -173,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     console.print(f"{mode}, {change} {' -> '.join(map(str, sizes))}, {path}")
                     measured, summary = run_job(args.task, mode, sizes, path == "in_place",
-                                                args.warm_s, work)
+                                                None if args.cold else args.warm_s, work)
                     paths[path].pauses += measured.pauses
-                    paths[path].switches += measured.switches
+                    paths[path].lost += measured.lost
                     repeated += int(summary["samples_repeated"])
                     skipped += int(summary["samples_skipped"])
     console.print(table(results, f"Resize pause (request to the first step at the new size), "
-                        f"task {args.task}, {args.repeats} run(s); in place for PS modes: "
+                        f"task {args.task}, {args.repeats} run(s), "
+                        f"{'cold' if args.cold else 'warm'} processes; in place for PS modes: "
                         f"not built yet"))
     console.print(f"samples repeated: {repeated}, skipped: {skipped} (all jobs' ledgers)")
     console.print(f"[bold]machine:[/] {where}")
