@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from optimus_worker.checkpoint import checkpoint_step, complete_checkpoints
+from optimus_worker.local import InPlaceFailed
 
 from tests.workers.test_processes import (
     ENV,
@@ -66,6 +67,9 @@ def test_a_worker_killed_after_joining_in_place_is_replaced_from_the_checkpoint(
         job.prewarm(1)
         job.wait_step(3, timeout=90)
         grow = job.resize_in_place(2, timeout=90)
+        with pytest.raises(InPlaceFailed, match="already has 2 workers"):  # refused: unchanged
+            job.resize_in_place(2, timeout=90)
+        assert (job.num_workers, job.generation) == (2, 1)
         job.wait_step(grow["at_step"] + 6, timeout=90)  # a checkpoint of the new membership
         job.process("worker", 1).popen.send_signal(signal.SIGKILL)
         restarts = job.run_to_end(timeout=120, max_restarts=1)

@@ -271,12 +271,10 @@ class LocalJob:
             added.append(self._launch("worker", rank, self.env_for(
                 "worker", rank, self.rendezvous, port, join_in_place=True), port))
         self.processes += added
-        try:
+        try:  # answered once the job trains with the new membership
             answer = self._call("POST", contract.CONTROL_MEMBERSHIP_PATH, timeout, body={
                 "workers": num_workers, "generation": self.generation})
-            self.wait_until(lambda s: s is not None and s["step"] > answer["step"], timeout)
-        except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError,
-                LocalJobError) as exc:
+        except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
             reason = exc.read().decode() if isinstance(exc, urllib.error.HTTPError) else exc
             for proc in added:
                 proc.popen.kill()
@@ -285,6 +283,7 @@ class LocalJob:
             self.num_workers, self.generation = old_workers, old_generation
             raise InPlaceFailed(f"{before[1]} -> {num_workers} workers in place: {reason}"
                                 ) from None
+        self.wait_until(lambda s: s is not None and s["step"] > answer["step"], timeout)
         seconds = time.monotonic() - started
         leaving = [p for p in self.processes if p.role == "worker" and p.rank >= num_workers]
         for proc in leaving:
