@@ -65,6 +65,10 @@ ENV_GROUP_RANK: Final = "GROUP_RANK"  # the pod's rank among the worker pods (to
 ENV_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE: Final = (
     "OPTIMUS_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE")
 
+# optional: "1" on a worker added to a running all-reduce job, which joins it in place
+# (optimus_worker.membership) instead of starting a new generation from a checkpoint
+ENV_JOIN_IN_PLACE: Final = "OPTIMUS_JOIN_IN_PLACE"
+
 DEFAULT_METRICS_PORT: Final = 9400
 DEFAULT_CONTROL_PORT: Final = 9401
 DEFAULT_RENDEZVOUS_PORT: Final = 29500
@@ -73,6 +77,9 @@ DEFAULT_CHECKPOINT_INTERVAL_STEPS: Final = 50
 # ---- the chief's control endpoint (HTTP) -------------------------------------------------
 CONTROL_CHECKPOINT_PATH: Final = "/checkpoint"  # POST -> {"step": int, "epoch": float, "path": str}
 CONTROL_STATUS_PATH: Final = "/status"  # GET -> {"epoch": float, "step": int, "loss": float}
+# POST {"workers": int, "generation": int} -> {"generation", "workers", "step", "switch_s"}
+# once the job trains with the new membership (optimus_worker.membership)
+CONTROL_MEMBERSHIP_PATH: Final = "/membership"
 
 # ---- metrics the workers export (prometheus-client) --------------------------------------
 METRIC_LOSS: Final = "optimus_worker_training_loss"  # gauge: mean loss of the last finished epoch

@@ -1,7 +1,10 @@
 """The chief worker's HTTP control endpoint (paths from `optimus_worker.contract`).
 
 ``POST /checkpoint`` finishes the current step, writes a checkpoint and answers
-``{"step", "epoch", "path"}``; ``GET /status`` answers ``{"epoch", "step", "loss"}``. The
+``{"step", "epoch", "path"}``; ``GET /status`` answers ``{"epoch", "step", "loss"}``;
+``POST /membership`` with ``{"workers", "generation"}`` switches the running job to a new
+worker count in place and answers once it trains at that size (`optimus_worker.membership`;
+400 for a request the job cannot follow, 503 when the switch failed: restart instead). The
 operator's resize protocol and the local runner use it; it listens on the pod's address.
 """
 
@@ -16,23 +19,31 @@ from typing import Any
 from optimus_worker import contract
 
 Answer = Callable[[], dict[str, Any]]
+BodyAnswer = Callable[[Any], dict[str, Any]]  # called with the request's JSON body
 
 
 class ControlServer:
-    """Serves `checkpoint` and `status` (callables returning JSON-able dicts) in a thread."""
+    """Serves `checkpoint`, `status` and, when given, `membership` (callables returning
+    JSON-able dicts) in a thread."""
 
-    def __init__(self, host: str, port: int, checkpoint: Answer, status: Answer) -> None:
-        routes = {("POST", contract.CONTROL_CHECKPOINT_PATH): checkpoint,
-                  ("GET", contract.CONTROL_STATUS_PATH): status}
+    def __init__(self, host: str, port: int, checkpoint: Answer, status: Answer,
+                 membership: BodyAnswer | None = None) -> None:
+        routes: dict[tuple[str, str], BodyAnswer] = {
+            ("POST", contract.CONTROL_CHECKPOINT_PATH): lambda _: checkpoint(),
+            ("GET", contract.CONTROL_STATUS_PATH): lambda _: status()}
+        if membership is not None:
+            routes[("POST", contract.CONTROL_MEMBERSHIP_PATH)] = membership
 
         class Handler(BaseHTTPRequestHandler):
-            def _answer(self, method: str) -> None:
+            def _answer(self, method: str, body: Any = None) -> None:
                 route = routes.get((method, self.path.split("?", 1)[0]))
                 if route is None:
                     self._send(404, {"error": f"no {method} {self.path}"})
                     return
                 try:
-                    self._send(200, route())
+                    self._send(200, route(body))
+                except ValueError as exc:  # a request the job cannot follow: the caller's fix
+                    self._send(400, {"error": str(exc)})
                 except Exception as exc:  # reported to the caller, the job goes on
                     self._send(503, {"error": str(exc)})
 
@@ -49,9 +60,13 @@ class ControlServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                self._answer("POST")
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw.strip() else None
+                except ValueError:
+                    self._send(400, {"error": "the request body is not JSON"})
+                    return
+                self._answer("POST", body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # one line per scrape-like call would drown the pod's log

@@ -10,6 +10,11 @@ on its own free ports, and supervises them:
   to the new generation's first finished step. Unless ``--no-warm-pool``, the processes of
   the next generation are started ahead in standby (``python -m optimus_worker
   --standby``, torch already loaded), as a cluster keeps images pulled and nodes warm;
+* with ``--in-place`` (all-reduce mode) a worker change happens in the running job
+  instead (`optimus_worker.membership`): the added workers start (warm, unless
+  ``--no-warm-pool``) and join, ``POST /membership`` switches the job at a step all workers
+  agree on, the removed workers exit 0 after it; timed the same way. If the switch fails,
+  the runner falls back to the checkpoint-restart above;
 * a task that dies (crash, ``kill -9``) takes its generation down; the runner restarts it
   from the newest checkpoint (at most ``--max-restarts`` times);
 * at the end the result comes from the final checkpoint, i.e. from the workers' own
@@ -18,7 +23,7 @@ on its own free ports, and supervises them:
 
 With ``--json`` the last line of output is one JSON object:
 ``{"steps", "epochs", "final_loss", "samples_seen", "samples_repeated", "samples_skipped",
-"resizes": [{"at_step", "from": [p, w], "to": [p, w], "seconds"}], "restarts",
+"resizes": [{"at_step", "from": [p, w], "to": [p, w], "seconds", "path"}], "restarts",
 "epoch_losses"}``.
 """
 
@@ -50,6 +55,10 @@ class LocalJobError(RuntimeError):
     """The local job failed beyond what restarts can fix, or timed out."""
 
 
+class InPlaceFailed(LocalJobError):
+    """A resize in place did not happen; the job goes on unchanged (restart instead)."""
+
+
 @dataclass
 class Process:
     role: contract.Role
@@ -78,6 +87,7 @@ class LocalJob:
     processes: list[Process] = field(default_factory=list)
     standby: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
     control_port: int = 0
+    rendezvous: str = ""
     last_step: int = 0
 
     def __post_init__(self) -> None:
@@ -88,8 +98,8 @@ class LocalJob:
             self.num_ps = 0
 
     # ---- processes -----------------------------------------------------------------------
-    def env_for(self, role: contract.Role, rank: int, rendezvous: str, metrics_port: int
-                ) -> dict[str, str]:
+    def env_for(self, role: contract.Role, rank: int, rendezvous: str, metrics_port: int,
+                join_in_place: bool = False) -> dict[str, str]:
         pod = contract.PodEnv(
             job=self.job, namespace="local", role=role, rank=rank, num_ps=self.num_ps,
             num_workers=self.num_workers, mode=self.mode, rendezvous=rendezvous,
@@ -98,7 +108,8 @@ class LocalJob:
             checkpoint_interval_steps=self.checkpoint_interval, task=self.task,
             global_batch_size=self.global_batch_size, max_epochs=self.epochs,
         )
-        return {**pod.to_env(), contract.ENV_POD_IP: "127.0.0.1"}
+        joining = {contract.ENV_JOIN_IN_PLACE: "1"} if join_in_place else {}
+        return {**pod.to_env(), contract.ENV_POD_IP: "127.0.0.1", **joining}
 
     def _base_env(self) -> dict[str, str]:
         return {**os.environ, "OMP_NUM_THREADS": "1", **self.extra_env}
@@ -147,7 +158,7 @@ class LocalJob:
         """Start the next generation with the current PS and worker counts."""
         self.generation += 1
         self.control_port = free_port()
-        rendezvous = f"127.0.0.1:{free_port()}"
+        rendezvous = self.rendezvous = f"127.0.0.1:{free_port()}"
         assert self.log_dir is not None
         self.log_dir.mkdir(parents=True, exist_ok=True)
         roles: list[tuple[contract.Role, int]] = [("worker", r) for r in range(self.num_workers)]
@@ -183,9 +194,11 @@ class LocalJob:
         return "\n".join(out)
 
     # ---- the chief's control endpoint ------------------------------------------------------
-    def _call(self, method: str, path: str, timeout: float) -> dict[str, Any]:
+    def _call(self, method: str, path: str, timeout: float,
+              body: dict[str, Any] | None = None) -> dict[str, Any]:
+        payload = None if method != "POST" else json.dumps(body).encode() if body else b""
         request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
-                                         method=method, data=b"" if method == "POST" else None)
+                                         method=method, data=payload)
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             data: dict[str, Any] = json.loads(answer.read())
             return data
@@ -240,7 +253,48 @@ class LocalJob:
         self.start()
         self.wait_until(lambda s: s is not None and s["step"] > saved["step"], timeout)
         return {"at_step": saved["step"], "from": before, "to": [self.num_ps, self.num_workers],
-                "seconds": round(time.monotonic() - started, 3)}
+                "seconds": round(time.monotonic() - started, 3), "path": "restart"}
+
+    def resize_in_place(self, num_workers: int, timeout: float = 120.0) -> dict[str, Any]:
+        """Change the worker count of the running job (all-reduce mode): start the added
+        workers, announce the membership, let the removed ones exit. The resize's record;
+        InPlaceFailed (the job unchanged, the added workers stopped) when it cannot."""
+        if self.mode != "allreduce":
+            raise InPlaceFailed(f"mode {self.mode} resizes by restart only")
+        before = [self.num_ps, self.num_workers]
+        started = time.monotonic()
+        old_workers, old_generation = self.num_workers, self.generation
+        self.num_workers, self.generation = num_workers, self.generation + 1
+        added = []
+        for rank in range(old_workers, num_workers):
+            port = free_port()
+            added.append(self._launch("worker", rank, self.env_for(
+                "worker", rank, self.rendezvous, port, join_in_place=True), port))
+        self.processes += added
+        try:  # answered once the job trains with the new membership
+            answer = self._call("POST", contract.CONTROL_MEMBERSHIP_PATH, timeout, body={
+                "workers": num_workers, "generation": self.generation})
+        except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
+            reason = exc.read().decode() if isinstance(exc, urllib.error.HTTPError) else exc
+            for proc in added:
+                proc.popen.kill()
+                proc.popen.wait()
+            self.processes = [p for p in self.processes if p not in added]
+            self.num_workers, self.generation = old_workers, old_generation
+            raise InPlaceFailed(f"{before[1]} -> {num_workers} workers in place: {reason}"
+                                ) from None
+        self.wait_until(lambda s: s is not None and s["step"] > answer["step"], timeout)
+        seconds = time.monotonic() - started
+        leaving = [p for p in self.processes if p.role == "worker" and p.rank >= num_workers]
+        for proc in leaving:
+            code = proc.popen.wait(timeout=STOP_TIMEOUT_S)
+            if code != 0:
+                raise LocalJobError(f"worker {proc.rank} left with exit code {code}:\n"
+                                    + self.logs())
+        self.processes = [p for p in self.processes if p not in leaving]
+        return {"at_step": answer["step"], "from": before, "to": [self.num_ps, num_workers],
+                "seconds": round(seconds, 3), "path": "in-place",
+                "switch_s": answer["switch_s"]}
 
     def run_to_end(self, timeout: float = 600.0, max_restarts: int = 3) -> list[dict[str, Any]]:
         """Supervise until every task exits 0; restart a failed generation from the newest
@@ -308,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-warm-pool", dest="warm_pool", action="store_false",
                         help="start every process cold (default: before a planned resize, "
                         "keep the next generation's processes warm, torch loaded)")
+    parser.add_argument("--in-place", action="store_true",
+                        help="change the worker count in the running job (allreduce mode; "
+                        "a failed switch falls back to a restart)")
     parser.add_argument("--max-restarts", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the job")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
@@ -340,10 +397,17 @@ def main(argv: list[str] | None = None) -> int:
                 job.prewarm(next_size(i))
             job.wait_step(at_step, timeout=args.timeout)
             to_ps = args.to_ps[i] if args.to_ps else 0
-            record = job.resize(to_ps, args.to_workers[i], timeout=args.timeout)
+            record = None
+            if args.in_place and to_ps == job.num_ps:
+                try:
+                    record = job.resize_in_place(args.to_workers[i], timeout=args.timeout)
+                except InPlaceFailed as exc:
+                    log(f"{exc}; restarting instead")
+            if record is None:
+                record = job.resize(to_ps, args.to_workers[i], timeout=args.timeout)
             records.append(record)
             log(f"resized {record['from']} -> {record['to']} at step {record['at_step']} "
-                f"in {record['seconds']:.2f}s")
+                f"in {record['seconds']:.2f}s ({record['path']})")
         restarts = job.run_to_end(timeout=args.timeout, max_restarts=args.max_restarts)
     except LocalJobError as exc:
         print(f"optimus_worker.local: {exc}", file=sys.stderr)

@@ -22,40 +22,66 @@ class TaskMetrics:
 
     def __init__(self, env: contract.PodEnv) -> None:
         self.registry = CollectorRegistry()
-        labels = {
+        self.identity = {
             contract.LABEL_JOB: env.job, contract.LABEL_NAMESPACE: env.namespace,
             contract.LABEL_ROLE: env.role, contract.LABEL_RANK: str(env.rank),
             contract.LABEL_GENERATION: str(env.generation),
         }
         names = list(contract.METRIC_LABELS)
         reg = self.registry
-        self.loss = Gauge(contract.METRIC_LOSS, "Mean training loss of the last finished "
-                          "epoch (all workers' samples)", names, registry=reg).labels(**labels)
-        self.epoch = Gauge(contract.METRIC_EPOCH, "Fractional epochs done", names,
-                           registry=reg).labels(**labels)
-        self.samples = Counter(contract.METRIC_SAMPLES, "Samples this task trained on",
-                               names, registry=reg).labels(**labels)
-        self.steps = Counter(contract.METRIC_STEPS, "Mini-batches this task computed (PS: "
-                             "updates applied)", names, registry=reg).labels(**labels)
-        step_seconds = Histogram(contract.METRIC_STEP_SECONDS, "Seconds per step by phase",
-                                 [*names, contract.LABEL_PHASE], buckets=STEP_BUCKETS,
-                                 registry=reg)
-        self.compute_seconds = step_seconds.labels(**labels, **{contract.LABEL_PHASE: "compute"})
-        self.communication_seconds = step_seconds.labels(
-            **labels, **{contract.LABEL_PHASE: "communication"})
-        self.staleness = Gauge(contract.METRIC_STALENESS, "Updates applied between a "
-                               "worker's pull and its push (ps-async)", names,
-                               registry=reg).labels(**labels)
-        self.checkpoint_step = Gauge(contract.METRIC_CHECKPOINT_STEP, "Step of the newest "
-                                     "checkpoint", names, registry=reg).labels(**labels)
+        self._loss = Gauge(contract.METRIC_LOSS, "Mean training loss of the last finished "
+                           "epoch (all workers' samples)", names, registry=reg)
+        self._epoch = Gauge(contract.METRIC_EPOCH, "Fractional epochs done", names,
+                            registry=reg)
+        self._samples = Counter(contract.METRIC_SAMPLES, "Samples this task trained on",
+                                names, registry=reg)
+        self._steps = Counter(contract.METRIC_STEPS, "Mini-batches this task computed (PS: "
+                              "updates applied)", names, registry=reg)
+        self._step_seconds = Histogram(contract.METRIC_STEP_SECONDS, "Seconds per step by "
+                                       "phase", [*names, contract.LABEL_PHASE],
+                                       buckets=STEP_BUCKETS, registry=reg)
+        self._staleness = Gauge(contract.METRIC_STALENESS, "Updates applied between a "
+                                "worker's pull and its push (ps-async)", names, registry=reg)
+        self._checkpoint_step = Gauge(contract.METRIC_CHECKPOINT_STEP, "Step of the newest "
+                                      "checkpoint", names, registry=reg)
         self._evaluation = Gauge(contract.METRIC_EVALUATION, "The task's evaluation after "
                                  "the last finished epoch (chief)",
                                  [*names, contract.LABEL_METRIC], registry=reg)
-        self._labels = labels
+        self._bind()
+
+    def _bind(self) -> None:
+        labels = self.identity
+        self.loss = self._loss.labels(**labels)
+        self.epoch = self._epoch.labels(**labels)
+        self.samples = self._samples.labels(**labels)
+        self.steps = self._steps.labels(**labels)
+        self.compute_seconds = self._step_seconds.labels(
+            **labels, **{contract.LABEL_PHASE: "compute"})
+        self.communication_seconds = self._step_seconds.labels(
+            **labels, **{contract.LABEL_PHASE: "communication"})
+        self.staleness = self._staleness.labels(**labels)
+        self.checkpoint_step = self._checkpoint_step.labels(**labels)
+
+    def relabel(self, rank: int, generation: int) -> None:
+        """After a resize in place the task serves under its new rank and generation (the
+        operator measures each generation's speed from its own series); the old series go."""
+        old = [self.identity[name] for name in contract.METRIC_LABELS]
+        gauges = (self._loss, self._epoch, self._staleness, self._checkpoint_step)
+        kept = {gauge: sample.value for gauge in gauges for family in gauge.collect()
+                for sample in family.samples if sample.labels == self.identity}
+        for metric in (*gauges, self._samples, self._steps):
+            metric.remove(*old)
+        for phase in ("compute", "communication"):
+            self._step_seconds.remove(*old, phase)
+        self.identity = {**self.identity, contract.LABEL_RANK: str(rank),
+                         contract.LABEL_GENERATION: str(generation)}
+        self._bind()
+        for gauge, value in kept.items():  # a gauge's state goes on; counters start anew
+            gauge.labels(**self.identity).set(value)
 
     def evaluated(self, results: dict[str, float]) -> None:
         for name, value in results.items():
-            self._evaluation.labels(**self._labels, **{contract.LABEL_METRIC: name}).set(value)
+            self._evaluation.labels(**self.identity, **{contract.LABEL_METRIC: name}).set(value)
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -183,10 +183,16 @@ class Worker:
         self.ask_pause()
         return fut.result(timeout=CONTROL_TIMEOUT_S)
 
+    def request_membership(self, body: Any) -> dict[str, Any]:
+        """``POST /membership``: the modes that resize in place override this."""
+        from optimus_worker.membership import MembershipError
+
+        raise MembershipError(f"mode {self.env.mode} resizes by checkpoint-restart only")
+
     def start_control(self) -> None:
         if self.env.is_chief:
             ControlServer(bind_host(), self.env.control_port, self.request_checkpoint,
-                          self.status).start()
+                          self.status, membership=self.request_membership).start()
 
     def finish(self) -> None:
         with self.lock:

@@ -1,0 +1,181 @@
+"""The rules of a membership change in place: requests, the switch step, the control route."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from optimus_worker import contract
+from optimus_worker.control import ControlServer
+from optimus_worker.membership import (
+    Membership,
+    MembershipError,
+    Switchboard,
+    decode,
+    encode,
+    group_prefix,
+    joins_in_place,
+    parse_request,
+    ready_key,
+)
+from optimus_worker.net import free_port
+
+CURRENT = Membership(generation=2, num_workers=3)
+
+
+@pytest.mark.parametrize(("body", "names"), [
+    ({"generation": 3}, "'workers'"),
+    ({"workers": "4", "generation": 3}, "'workers'"),
+    ({"workers": True, "generation": 3}, "'workers'"),
+    ({"workers": 0, "generation": 3}, "'workers'=0 must be >= 1"),
+    ({"workers": 4}, "'generation'"),
+    ({"workers": 4, "generation": 2}, "above the job's current generation 2"),
+    ({"workers": 3, "generation": 3}, "already has 3 workers"),
+    ([4, 3], "JSON object"),
+    (None, "JSON object"),
+])
+def test_a_bad_request_names_the_field_and_the_fix(body: Any, names: str) -> None:
+    with pytest.raises(MembershipError, match=names):
+        parse_request(body, CURRENT)
+
+
+@pytest.mark.parametrize(("workers", "newcomers"), [(5, [3, 4]), (4, [3]), (2, []), (1, [])])
+def test_a_request_names_the_new_membership_and_its_newcomers(
+        workers: int, newcomers: list[int]) -> None:
+    target = parse_request({"workers": workers, "generation": 7}, CURRENT)
+    assert target == Membership(generation=7, num_workers=workers)
+    assert list(target.newcomers(CURRENT.num_workers)) == newcomers
+
+
+@given(workers=st.integers(1, 4096), generation=st.integers(0, 10**6))
+def test_the_control_vector_carries_a_membership_exactly(workers: int, generation: int) -> None:
+    target = Membership(generation=generation, num_workers=workers)
+    assert decode(*encode(target)) == target
+    assert decode(*encode(None)) is None
+
+
+def test_each_membership_has_its_own_store_keys() -> None:
+    assert len({group_prefix(g) for g in range(5)}) == 5
+    assert ready_key(3, 1) != ready_key(4, 1) and not ready_key(3, 1).startswith(group_prefix(3))
+
+
+@pytest.mark.parametrize(("value", "joins"), [(None, False), ("", False), ("0", False),
+                                              ("1", True)])
+def test_join_in_place_flag(value: str | None, joins: bool) -> None:
+    env = {} if value is None else {contract.ENV_JOIN_IN_PLACE: value}
+    assert joins_in_place(env) is joins
+
+
+def test_a_bad_join_flag_names_the_variable() -> None:
+    with pytest.raises(contract.ContractError, match=contract.ENV_JOIN_IN_PLACE):
+        joins_in_place({contract.ENV_JOIN_IN_PLACE: "yes"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _board(clock: Clock, final_step: int = 100) -> Switchboard:
+    return Switchboard(CURRENT, final_step, clock=clock, timeout_s=30)
+
+
+def test_a_growth_is_due_once_every_newcomer_is_ready() -> None:
+    clock = Clock()
+    board = _board(clock)
+    answer = board.request({"workers": 5, "generation": 3})
+    asked: list[list[str]] = []
+    ready = False
+
+    def check(keys: Any) -> bool:
+        asked.append(list(keys))
+        return ready
+
+    assert board.due(10, check) is None
+    ready = True
+    target = board.due(11, check)
+    assert target == Membership(3, 5)
+    assert asked[-1] == [ready_key(3, 3), ready_key(3, 4)]
+    assert not answer.done()
+    board.switched(target, {"step": 12})
+    assert answer.result(timeout=0) == {"step": 12} and board.current == target
+    assert board.due(12, check) is None  # answered: nothing pending
+
+
+def test_a_shrink_is_due_at_once_without_asking_the_store() -> None:
+    board = _board(Clock())
+    board.request({"workers": 1, "generation": 3})
+    assert board.due(0, lambda keys: pytest.fail("no newcomer to wait for")) == Membership(3, 1)
+
+
+def test_one_request_at_a_time() -> None:
+    board = _board(Clock())
+    board.request({"workers": 4, "generation": 3})
+    with pytest.raises(MembershipError, match="still being switched"):
+        board.request({"workers": 2, "generation": 4})
+
+
+@pytest.mark.parametrize(("step", "advance", "reason"), [
+    (10, 31.0, "did not join within 30s"),
+    (99, 0.0, "ends at step 100"),
+])
+def test_a_request_that_cannot_switch_fails_so_the_caller_restarts(
+        step: int, advance: float, reason: str) -> None:
+    clock = Clock()
+    board = _board(clock)
+    answer = board.request({"workers": 4, "generation": 3})
+    clock.now += advance
+    assert board.due(step, lambda keys: False) is None
+    with pytest.raises(MembershipError, match=reason):
+        answer.result(timeout=0)
+    assert board.current == CURRENT
+    board.request({"workers": 4, "generation": 3})  # the board takes a new request
+
+
+def test_a_finished_job_refuses_and_fails_what_is_pending() -> None:
+    board = _board(Clock())
+    answer = board.request({"workers": 4, "generation": 3})
+    board.finish()
+    with pytest.raises(MembershipError, match="finished"):
+        answer.result(timeout=0)
+    with pytest.raises(MembershipError, match="finished"):
+        board.request({"workers": 4, "generation": 3})
+
+
+def _post(port: int, path: str, data: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST",
+                                     data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_control_endpoint_routes_membership_bodies() -> None:
+    seen: list[Any] = []
+
+    def membership(body: Any) -> dict[str, Any]:
+        seen.append(body)
+        return {"generation": parse_request(body, CURRENT).generation}
+
+    server = ControlServer("127.0.0.1", free_port(), lambda: {}, lambda: {}, membership)
+    server.start()
+    try:
+        path = contract.CONTROL_MEMBERSHIP_PATH
+        assert _post(server.port, path, b'{"workers": 4, "generation": 3}') == (
+            200, {"generation": 3})
+        code, body = _post(server.port, path, b'{"workers": 4, "generation": 1}')
+        assert code == 400 and "'generation'=1" in body["error"]
+        assert _post(server.port, path, b"{not json")[0] == 400
+        assert seen == [{"workers": 4, "generation": 3}, {"workers": 4, "generation": 1}]
+    finally:
+        server.server.shutdown()
