@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import yaml
+
+from tests.script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "optimus"
@@ -40,10 +40,4 @@ def load_file(path: Path) -> list[dict[str, Any]]:
 
 def load_hack_script(name: str) -> ModuleType:
     """Import hack/<name>.py (scripts, not a package) to test its functions."""
-    path = ROOT / "hack" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"hack_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "hack" / f"{name}.py", f"hack_{name}")
