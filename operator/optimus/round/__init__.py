@@ -15,6 +15,7 @@ from optimus.round.knowledge import (
     summed_steps_per_second,
 )
 from optimus.round.observation import JobKey, JobObservation, SpeedWindow
+from optimus.round.store import KindKnowledge, KnowledgeStore, PooledSample, kind_key
 from optimus.round.round import (
     BASELINE_PLACEMENTS,
     FittedJob,
@@ -24,6 +25,7 @@ from optimus.round.round import (
     SchedulingSettings,
     fit_round_job,
     keep_running,
+    pool_observations,
     run_round,
     schedule,
 )
@@ -36,6 +38,9 @@ __all__ = [
     "JobDecision",
     "JobKey",
     "JobObservation",
+    "KindKnowledge",
+    "KnowledgeStore",
+    "PooledSample",
     "Knowledge",
     "ModelMemory",
     "Oracle",
@@ -47,7 +52,9 @@ __all__ = [
     "fit_job",
     "fit_round_job",
     "keep_running",
+    "kind_key",
     "model_speed",
+    "pool_observations",
     "run_round",
     "samples_per_step",
     "schedule",

@@ -52,6 +52,7 @@ from optimus.models import (
     samples_per_second,
 )
 from optimus.round.observation import JobObservation
+from optimus.round.store import PRIOR_LOSS_POINTS, KindKnowledge
 from optimus.scheduling.probes import MAX_PROBE_CHOICES
 from optimus.scheduling.types import Allocation, RemainingTime
 
@@ -173,6 +174,8 @@ class FitJob:
     epochs_done: float
     model: ModelMemory = field(default_factory=ModelMemory)
     oracle: Oracle | None = None
+    #: what jobs of the same kind taught (optimus.round.store), None: nothing
+    prior: KindKnowledge | None = None
 
 
 def _relative_rmse(speed: SpeedParams, samples: Sequence[SpeedSample]) -> float | None:
@@ -192,6 +195,8 @@ def fit_job(
     speed_refit_samples: int = 1,
     probe_box: tuple[int | None, int | None] | None = None,
     learns: bool = True,
+    pool_speed: bool = True,
+    convergence_prior: bool = True,
 ) -> tuple[ModelMemory, Knowledge]:
     """The job's model memory after this round's observation, and what it implies.
 
@@ -200,7 +205,12 @@ def fit_job(
     of the last fit, the speed model when its samples changed and a configuration is new or
     `speed_refit_samples` observations arrived since the last fit (1.0 and 1: every change,
     the operator's cadence). A failed refit keeps
-    the previous parameters. Probes are proposed only for a policy that `learns`. The ETA
+    the previous parameters. With `job.prior` (optimus.round.store), `pool_speed` fits the
+    speed model over the job's own samples plus the kind's pooled ones at the
+    configurations the job has not measured (so a new job starts from the kind's model and
+    need not probe), and `convergence_prior` takes the remaining epochs from the kind's
+    finished jobs until the loss model has PRIOR_LOSS_POINTS points. Probes are proposed
+    only for a policy that `learns`. The ETA
     (status.model.estimatedCompletionTime) is `now` plus the predicted remaining time at
     `job.current`."""
     if job.oracle is not None:
@@ -243,9 +253,15 @@ def fit_job(
     samples = [SpeedSample(p, w, s) for p, w, s in speed_samples]
     configs = {(p, w) for p, w, _ in speed_samples}
     new_config = bool(configs - {(p, w) for p, w, _ in old.speed_samples})
+    prior = job.prior if pool_speed else None
+    if prior is not None:  # the kind's samples where the job measured nothing itself
+        samples += [s for s in prior.speed_samples() if (s.ps, s.workers) not in configs]
     speed: SpeedParams | None = None
     speed_error = old.fit_error_speed
-    if len(configs) >= len(THETA_NAMES[cast(SpeedMode, mode)]) and (
+    if prior is not None and not configs and prior.theta is not None:
+        speed = prior.speed(batch_scope(mode))  # nothing of its own yet: the kind's model
+        speed_error = _relative_rmse(speed, samples) if speed else None
+    elif len({(s.ps, s.workers) for s in samples}) >= len(THETA_NAMES[cast(SpeedMode, mode)]) and (
             old.speed_theta is None or (speed_samples != old.speed_samples and (
                 new_config or since >= speed_refit_samples))):
         try:
@@ -274,6 +290,10 @@ def fit_job(
     left = max(0.0, rule.max_epochs - epochs_done)
     remaining_epochs = (min(left, max(MIN_REMAINING_EPOCHS, estimate.remaining_epochs))
                         if estimate else left)
+    if convergence_prior and job.prior is not None and len(loss_samples) < PRIOR_LOSS_POINTS:
+        guess = job.prior.remaining_epochs(epochs_done)
+        if guess is not None:
+            remaining_epochs = min(left, max(MIN_REMAINING_EPOCHS, guess))
     knowledge = Knowledge(
         loss_fit=loss_fit,
         speed=speed,
