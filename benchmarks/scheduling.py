@@ -247,6 +247,7 @@ def decompose(trace: Sequence[TraceJob], surfaces: dict[str, SpeedSurface],
 LEARNING_ROWS: tuple[tuple[str, bool, dict[str, bool]], ...] = (
     ("oracle", True, {}),
     ("learned, full", False, {}),
+    ("no calibration by measurements", False, {"calibrate_speed": False}),
     ("no pooling (speed prior)", False, {"pool_speed": False}),
     ("no convergence prior", False, {"convergence_prior": False}),
     ("none (before)", False, {"pool_speed": False, "convergence_prior": False}),

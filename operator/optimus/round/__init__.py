@@ -15,7 +15,6 @@ from optimus.round.knowledge import (
     summed_steps_per_second,
 )
 from optimus.round.observation import JobKey, JobObservation, SpeedWindow
-from optimus.round.store import KindKnowledge, KnowledgeStore, PooledSample, kind_key
 from optimus.round.round import (
     BASELINE_PLACEMENTS,
     FittedJob,
@@ -29,6 +28,7 @@ from optimus.round.round import (
     run_round,
     schedule,
 )
+from optimus.round.store import KindKnowledge, KnowledgeStore, PooledSample, kind_key
 
 __all__ = [
     "BASELINE_PLACEMENTS",
@@ -39,11 +39,11 @@ __all__ = [
     "JobKey",
     "JobObservation",
     "KindKnowledge",
-    "KnowledgeStore",
-    "PooledSample",
     "Knowledge",
+    "KnowledgeStore",
     "ModelMemory",
     "Oracle",
+    "PooledSample",
     "RoundJob",
     "RoundOutcome",
     "SchedulingSettings",

@@ -73,6 +73,9 @@ class SchedulingSettings:
     #: as a new job's prior, and its finished jobs' epochs as the convergence prior
     pool_speed: bool = True
     convergence_prior: bool = True
+    #: the speed model calibrated by the kind's and the job's measurements
+    #: (optimus.round.knowledge.Knowledge.measured); needs pool_speed
+    calibrate_speed: bool = True
 
     def __post_init__(self) -> None:
         policy_traits(self.policy)  # a clear error for an unknown policy
@@ -170,7 +173,8 @@ def fit_round_job(job: RoundJob, observation: JobObservation | None, *, now: flo
         loss_refit_growth=settings.loss_refit_growth,
         speed_refit_samples=settings.speed_refit_samples,
         probe_box=settings.probe_box, learns=policy_traits(settings.policy).learns_online,
-        pool_speed=settings.pool_speed, convergence_prior=settings.convergence_prior)
+        pool_speed=settings.pool_speed, convergence_prior=settings.convergence_prior,
+        calibrate_speed=settings.calibrate_speed)
     return FittedJob(job, model, knowledge)
 
 

@@ -55,6 +55,15 @@ class KindKnowledge:
     theta: tuple[float, ...] | None = None
     observations_at_fit: int = 0
     finished_epochs: tuple[float, ...] = ()
+    #: the samples per epoch of the finished jobs (None where a job did not measure it)
+    finished_epoch_sizes: tuple[float, ...] = ()
+
+    @property
+    def samples_per_epoch(self) -> float | None:
+        """The finished jobs' mean epoch size (None: none measured), a new job's guess
+        until it measures its own."""
+        sizes = self.finished_epoch_sizes
+        return sum(sizes) / len(sizes) if sizes else None
 
     @property
     def observations(self) -> int:
@@ -139,11 +148,16 @@ class KnowledgeStore:
             entry = _refit(entry, scope)
         return replace(self, kinds={**self.kinds, key: entry})
 
-    def with_finished(self, key: str, mode: str, batch_size: int,
-                      epochs: float) -> KnowledgeStore:
-        """The store with a finished job's converged epoch count remembered."""
+    def with_finished(self, key: str, mode: str, batch_size: int, epochs: float,
+                      samples_per_epoch: float | None = None) -> KnowledgeStore:
+        """The store with a finished job's converged epoch count (and its epoch size,
+        when measured) remembered."""
         if not epochs > 0:
             raise ValueError(f"a finished job's epochs must be > 0, got {epochs}")
         entry = self._entry(key, mode, batch_size)
         finished = (*entry.finished_epochs, float(epochs))[-MAX_FINISHED:]
-        return replace(self, kinds={**self.kinds, key: replace(entry, finished_epochs=finished)})
+        sizes = entry.finished_epoch_sizes
+        if samples_per_epoch is not None and samples_per_epoch > 0:
+            sizes = (*sizes, float(samples_per_epoch))[-MAX_FINISHED:]
+        return replace(self, kinds={**self.kinds, key: replace(
+            entry, finished_epochs=finished, finished_epoch_sizes=sizes)})

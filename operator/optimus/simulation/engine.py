@@ -154,6 +154,7 @@ class SimulationConfig:
     #: the kind's speed model and finished jobs' epochs as a new job's priors
     pool_speed: bool = True
     convergence_prior: bool = True
+    calibrate_speed: bool = True
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ def settings_for(config: SimulationConfig) -> SchedulingSettings:
         speed_refit_samples=config.speed_refit_samples,
         probe_box=(config.probe_max_ps, config.probe_max_workers),
         baseline_placement=config.baseline_placement, pool_speed=config.pool_speed,
-        convergence_prior=config.convergence_prior)
+        convergence_prior=config.convergence_prior, calibrate_speed=config.calibrate_speed)
 
 
 def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], cluster: Cluster,
@@ -370,7 +371,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
                 if not config.oracle:  # what the operator sees: the epoch it converged at
                     store = store.with_finished(
                         kind_key(state.trace.model, state.mode, state.batch_size),
-                        state.mode, state.batch_size, state.done)
+                        state.mode, state.batch_size, state.done, state.trace.dataset_size)
         rounds.append(Round(time, running, len(active) - running, gpus_in_use, cpus_in_use,
                             peak))
         active = still_active
