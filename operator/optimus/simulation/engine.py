@@ -24,6 +24,11 @@ Costs and rules:
   allocation, as the operator holds a job whose new pods do not all run yet;
 * the policies that learn online (PolicyTraits.learns_online) run a new job at its minimum,
   then at probe configurations until its speed model can be fitted (optimus.round.pins);
+* knowledge is pooled across the jobs of one model, mode and batch size
+  (optimus.round.store.KnowledgeStore, passed to every round): every round's speed
+  observations are pooled (`optimus.round.pool_observations`) and a finished job's epochs
+  and epoch size are remembered, the priors of later jobs of its kind (switched off by
+  `pool_speed`, `convergence_prior`, `calibrate_speed`, for the ablations);
 * `oracle` gives every policy the true remaining epochs and the true speed table;
 * every policy is placed by Optimus's placement (`optimus.scheduling.place`) unless
   `baseline_placement` is "spread": then the policies not always placed by Optimus
