@@ -122,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only time 1,000 jobs on 64 nodes per policy")
     parser.add_argument("--decompose", action="store_true",
                         help="only where the JCT goes, per third of the jobs (seed 0)")
+    parser.add_argument("--learning", action="store_true",
+                        help="only optimus learned vs oracle, with the ablations of what "
+                             "the learned policy knows (pooling, priors, value band)")
     args = parser.parse_args(argv)
     table = load_table()
     if table is None:
@@ -136,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.decompose:
         trace = make_trace(table, surfaces, args.jobs, 0, args.load, gpus)[0]
         decompose(trace, surfaces, cluster)
+        return 0
+    if args.learning:
+        learning([make_trace(table, surfaces, args.jobs, seed, args.load, gpus)[0]
+                  for seed in range(args.seeds)], surfaces, cluster)
         return 0
     seeds = list(range(args.seeds))
     traces = {seed: make_trace(table, surfaces, args.jobs, seed, args.load, gpus)
@@ -232,6 +239,46 @@ def decompose(trace: Sequence[TraceJob], surfaces: dict[str, SpeedSurface],
                 f"{np.mean([o.resizes for o in rows]):.1f}",
                 f"{np.mean([o.gpu_seconds for o in rows]) / 3600:.2f}",
                 f"{wins}/{len(chosen)}" if label == "optimus learned" else "")
+    console.print(report)
+
+
+#: the learned policy's rows: (label, oracle, SimulationConfig fields); "full" uses every
+#: lever, each ablation switches one off, "none" all (the learned policy before issue 15)
+LEARNING_ROWS: tuple[tuple[str, bool, dict[str, bool]], ...] = (
+    ("oracle", True, {}),
+    ("learned, full", False, {}),
+    ("no calibration by measurements", False, {"calibrate_speed": False}),
+    ("no pooling (speed prior)", False, {"pool_speed": False}),
+    ("no convergence prior", False, {"convergence_prior": False}),
+    ("none (before)", False, {"pool_speed": False, "convergence_prior": False}),
+)
+
+
+def learning(traces: Sequence[Sequence[TraceJob]], surfaces: dict[str, SpeedSurface],
+             cluster: Cluster) -> None:
+    """Optimus with learned models against oracle models on the same traces, and the
+    share of each lever of what the learned policy knows (LEARNING_ROWS): average JCT, its
+    ratio to oracle (geometric mean over seeds, range), resizes per job."""
+    rows: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in LEARNING_ROWS}
+    for seed, trace in enumerate(traces):
+        for label, oracle, fields in LEARNING_ROWS:
+            config = SimulationConfig(policy="optimus", interval=60.0, restart_cost=30.0,
+                                      seed=seed, oracle=oracle,
+                                      loss_refit_growth=LOSS_REFIT_GROWTH, **fields)
+            metrics = summarise(simulate(trace, surfaces, cluster, config))
+            rows[label].append((metrics.avg_jct, metrics.resizes / len(trace)))
+            console.print(f"  seed {seed} {label:<28} avg JCT {metrics.avg_jct / 3600:6.3f} h"
+                          f"  resizes/job {metrics.resizes / len(trace):5.2f}", style="dim")
+    report = Table(title=f"optimus learned vs oracle, {len(traces[0])} jobs, "
+                         f"{len(traces)} seeds, interval 60 s, restart 30 s")
+    for column in ("knowledge", "avg JCT (h)", "JCT / oracle", "resizes / job"):
+        report.add_column(column, justify="left" if column == "knowledge" else "right")
+    oracle_jct = [jct for jct, _ in rows["oracle"]]
+    for label, _, _ in LEARNING_ROWS:
+        jcts = [jct for jct, _ in rows[label]]
+        ratios = [j / o for j, o in zip(jcts, oracle_jct, strict=True)]
+        report.add_row(label, f"{np.mean(jcts) / 3600:.3f}", ratio_cell(ratios),
+                       f"{np.mean([r for _, r in rows[label]]):.2f}")
     console.print(report)
 
 

@@ -24,9 +24,11 @@ from optimus.round.round import (
     SchedulingSettings,
     fit_round_job,
     keep_running,
+    pool_observations,
     run_round,
     schedule,
 )
+from optimus.round.store import KindKnowledge, KnowledgeStore, PooledSample, kind_key
 
 __all__ = [
     "BASELINE_PLACEMENTS",
@@ -36,9 +38,12 @@ __all__ = [
     "JobDecision",
     "JobKey",
     "JobObservation",
+    "KindKnowledge",
     "Knowledge",
+    "KnowledgeStore",
     "ModelMemory",
     "Oracle",
+    "PooledSample",
     "RoundJob",
     "RoundOutcome",
     "SchedulingSettings",
@@ -47,7 +52,9 @@ __all__ = [
     "fit_job",
     "fit_round_job",
     "keep_running",
+    "kind_key",
     "model_speed",
+    "pool_observations",
     "run_round",
     "samples_per_step",
     "schedule",

@@ -28,7 +28,7 @@ always the workers' summed step rate; `model_speed` converts it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -52,6 +52,7 @@ from optimus.models import (
     samples_per_second,
 )
 from optimus.round.observation import JobObservation
+from optimus.round.store import PRIOR_LOSS_POINTS, KindKnowledge
 from optimus.scheduling.probes import MAX_PROBE_CHOICES
 from optimus.scheduling.types import Allocation, RemainingTime
 
@@ -118,13 +119,28 @@ class Knowledge:
     probes: tuple[tuple[int, int], ...] = ()
     speed_samples: tuple[tuple[int, int, float], ...] = ()
     oracle: Oracle | None = None
+    #: measured speeds (model unit) by configuration that calibrate the model: the kind's
+    #: pooled means, the job's own samples over them (empty: the model alone)
+    measured: Mapping[tuple[int, int], float] = field(default_factory=dict)
 
     def seconds_per_sample(self, ps: int, workers: int, batch: int, mode: str) -> float:
-        """1 / samples per second at (ps, workers): the fitted model, or the nearest
-        measured configuration while there is none, or math.inf with no measurement."""
+        """1 / samples per second at (ps, workers): a measurement there (`measured`); the
+        fitted model, calibrated by its ratio to the nearest measurement (`measured`: the
+        equation's misfit is local, and the nearest measurement knows it); or, with no
+        model, the nearest measured configuration; or math.inf with no measurement."""
+        here = self.measured.get((ps, workers))
+        if here is not None and here > 0:
+            return 1.0 / (here * samples_per_step(mode, batch, workers))
         try:
             if self.speed is not None:
-                return 1.0 / samples_per_second(self.speed, ps, workers)
+                scale = 1.0
+                if self.measured:
+                    (p0, w0), v0 = min(self.measured.items(), key=lambda kv: (
+                        abs(kv[0][0] - ps) + abs(kv[0][1] - workers), kv[0]))
+                    model0 = samples_per_second(self.speed, p0, w0)
+                    if model0 > 0:
+                        scale = v0 * samples_per_step(mode, batch, w0) / model0
+                return 1.0 / (scale * samples_per_second(self.speed, ps, workers))
         except (ModelError, ZeroDivisionError):
             return math.inf
         if not self.speed_samples:
@@ -173,6 +189,8 @@ class FitJob:
     epochs_done: float
     model: ModelMemory = field(default_factory=ModelMemory)
     oracle: Oracle | None = None
+    #: what jobs of the same kind taught (optimus.round.store), None: nothing
+    prior: KindKnowledge | None = None
 
 
 def _relative_rmse(speed: SpeedParams, samples: Sequence[SpeedSample]) -> float | None:
@@ -192,6 +210,9 @@ def fit_job(
     speed_refit_samples: int = 1,
     probe_box: tuple[int | None, int | None] | None = None,
     learns: bool = True,
+    pool_speed: bool = True,
+    convergence_prior: bool = True,
+    calibrate_speed: bool = True,
 ) -> tuple[ModelMemory, Knowledge]:
     """The job's model memory after this round's observation, and what it implies.
 
@@ -200,7 +221,14 @@ def fit_job(
     of the last fit, the speed model when its samples changed and a configuration is new or
     `speed_refit_samples` observations arrived since the last fit (1.0 and 1: every change,
     the operator's cadence). A failed refit keeps
-    the previous parameters. Probes are proposed only for a policy that `learns`. The ETA
+    the previous parameters. With `job.prior` (optimus.round.store), `pool_speed` fits the
+    speed model over the job's own samples plus the kind's pooled ones at the
+    configurations the job has not measured (so a new job starts from the kind's model and
+    need not probe), `calibrate_speed` calibrates that model by the measurements
+    (`Knowledge.measured`), and `convergence_prior` takes the remaining epochs from the
+    kind's finished jobs until the loss model has PRIOR_LOSS_POINTS points, and the epoch
+    size from them until the job measured its own. Probes are proposed
+    only for a policy that `learns`. The ETA
     (status.model.estimatedCompletionTime) is `now` plus the predicted remaining time at
     `job.current`."""
     if job.oracle is not None:
@@ -243,9 +271,15 @@ def fit_job(
     samples = [SpeedSample(p, w, s) for p, w, s in speed_samples]
     configs = {(p, w) for p, w, _ in speed_samples}
     new_config = bool(configs - {(p, w) for p, w, _ in old.speed_samples})
+    prior = job.prior if pool_speed else None
+    if prior is not None:  # the kind's samples where the job measured nothing itself
+        samples += [s for s in prior.speed_samples() if (s.ps, s.workers) not in configs]
     speed: SpeedParams | None = None
     speed_error = old.fit_error_speed
-    if len(configs) >= len(THETA_NAMES[cast(SpeedMode, mode)]) and (
+    if prior is not None and not configs and prior.theta is not None:
+        speed = prior.speed(batch_scope(mode))  # nothing of its own yet: the kind's model
+        speed_error = _relative_rmse(speed, samples) if speed else None
+    elif len({(s.ps, s.workers) for s in samples}) >= len(THETA_NAMES[cast(SpeedMode, mode)]) and (
             old.speed_theta is None or (speed_samples != old.speed_samples and (
                 new_config or since >= speed_refit_samples))):
         try:
@@ -263,6 +297,10 @@ def fit_job(
     ) if learns and speed is None else []
     probing = speed is None and bool(probes)
 
+    measured: dict[tuple[int, int], float] = {}
+    if prior is not None and calibrate_speed:
+        measured = {(s.ps, s.workers): s.speed for s in prior.samples}
+        measured.update({(p, w): v for p, w, v in speed_samples})
     rule = job.rule
     epochs_done = job.epochs_done
     estimate = None
@@ -274,17 +312,24 @@ def fit_job(
     left = max(0.0, rule.max_epochs - epochs_done)
     remaining_epochs = (min(left, max(MIN_REMAINING_EPOCHS, estimate.remaining_epochs))
                         if estimate else left)
+    if convergence_prior and job.prior is not None and len(loss_samples) < PRIOR_LOSS_POINTS:
+        guess = job.prior.remaining_epochs(epochs_done)
+        if guess is not None:
+            remaining_epochs = min(left, max(MIN_REMAINING_EPOCHS, guess))
     knowledge = Knowledge(
         loss_fit=loss_fit,
         speed=speed,
         estimate=estimate,
         epochs_done=epochs_done,
         remaining_epochs=remaining_epochs,
-        samples_per_epoch=samples_per_epoch,
+        samples_per_epoch=samples_per_epoch or (
+            job.prior.samples_per_epoch if job.prior is not None and convergence_prior
+            else None),
         probing=probing,
         next_probe=probes[0] if probes else None,
         probes=tuple(probes),
         speed_samples=speed_samples,
+        measured=measured,
     )
     eta = ""
     if current is not None and samples_per_epoch:

@@ -56,8 +56,10 @@ def pin(view: JobView, knowledge: Knowledge, *, hold: bool, learns: bool) -> All
         return here
     if not learns or knowledge.oracle is not None:
         return None
-    if here is None:
+    if here is None and (knowledge.speed is None or not knowledge.samples_per_epoch):
         return Allocation(view.min_ps, view.min_workers)
+    if here is None:  # the kind's knowledge sizes it (optimus.round.store)
+        return None
     if knowledge.probing or knowledge.samples_per_epoch is None:
         measured = any((p, w) == (here.ps, here.workers) for p, w, _ in knowledge.speed_samples)
         if measured and knowledge.probing and knowledge.next_probe is not None:

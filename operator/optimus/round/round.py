@@ -25,9 +25,18 @@ from typing import Any
 
 from optimus.models import ConvergenceRule
 from optimus.models.speed import PROBE_BOX
-from optimus.round.knowledge import FitJob, Knowledge, ModelMemory, Oracle, fit_job
+from optimus.round.knowledge import (
+    FitJob,
+    Knowledge,
+    ModelMemory,
+    Oracle,
+    batch_scope,
+    fit_job,
+    model_speed,
+)
 from optimus.round.observation import JobObservation
 from optimus.round.pins import fit_probes_to_capacity, pin, too_late_to_probe
+from optimus.round.store import KnowledgeStore, kind_key
 from optimus.scheduling.cluster import pinned
 from optimus.scheduling.placement import place, spread_place
 from optimus.scheduling.policies import policy_for_round, policy_traits
@@ -60,6 +69,13 @@ class SchedulingSettings:
     probe_box: tuple[int | None, int | None] = PROBE_BOX
     #: placement of the policies not always placed by Optimus's (BASELINE_PLACEMENTS)
     baseline_placement: str = "optimus"
+    #: knowledge pooled across jobs of a kind (optimus.round.store): the kind's speed model
+    #: as a new job's prior, and its finished jobs' epochs as the convergence prior
+    pool_speed: bool = True
+    convergence_prior: bool = True
+    #: the speed model calibrated by the kind's and the job's measurements
+    #: (optimus.round.knowledge.Knowledge.measured); needs pool_speed
+    calibrate_speed: bool = True
 
     def __post_init__(self) -> None:
         policy_traits(self.policy)  # a clear error for an unknown policy
@@ -91,17 +107,25 @@ class RoundJob:
     oracle: Oracle | None = None
     #: the time its ETA counts from (default: the round's time)
     eta_from: float | None = None
+    #: what it trains (model or task name): jobs of one kind, mode and batch size pool
+    #: their knowledge (optimus.round.store); "" shares nothing
+    kind: str = ""
 
     @property
     def id(self) -> str:
         return self.view.id
 
     @property
-    def fit_input(self) -> FitJob:
+    def kind_key(self) -> str | None:
+        return kind_key(self.kind, self.view.mode, self.batch_size) if self.kind else None
+
+    def fit_input(self, store: KnowledgeStore | None = None) -> FitJob:
         v = self.view
+        key = self.kind_key
+        prior = store.get(key) if store is not None and key is not None else None
         return FitJob(v.mode, self.batch_size, self.rule,
                       (v.min_ps, v.max_ps, v.min_workers, v.max_workers), v.current,
-                      self.epochs_done, self.model, self.oracle)
+                      self.epochs_done, self.model, self.oracle, prior)
 
 
 @dataclass(frozen=True)
@@ -140,13 +164,17 @@ class RoundOutcome:
 
 
 def fit_round_job(job: RoundJob, observation: JobObservation | None, *, now: float,
-                  settings: SchedulingSettings) -> FittedJob:
-    """Step 3 for one job, at the settings' cadence."""
+                  settings: SchedulingSettings,
+                  store: KnowledgeStore | None = None) -> FittedJob:
+    """Step 3 for one job, at the settings' cadence, with the kind's pooled knowledge in
+    `store` as its prior (as far as the settings use it)."""
     model, knowledge = fit_job(
-        job.fit_input, observation, now=now if job.eta_from is None else job.eta_from,
+        job.fit_input(store), observation, now=now if job.eta_from is None else job.eta_from,
         loss_refit_growth=settings.loss_refit_growth,
         speed_refit_samples=settings.speed_refit_samples,
-        probe_box=settings.probe_box, learns=policy_traits(settings.policy).learns_online)
+        probe_box=settings.probe_box, learns=policy_traits(settings.policy).learns_online,
+        pool_speed=settings.pool_speed, convergence_prior=settings.convergence_prior,
+        calibrate_speed=settings.calibrate_speed)
     return FittedJob(job, model, knowledge)
 
 
@@ -188,10 +216,11 @@ def schedule(fitted: Sequence[FittedJob], nodes: Sequence[NodeView],
 
 def run_round(jobs: Sequence[RoundJob], observations: Mapping[str, JobObservation | None],
               nodes: Sequence[NodeView], settings: SchedulingSettings, *,
-              now: float) -> RoundOutcome:
+              now: float, store: KnowledgeStore | None = None) -> RoundOutcome:
     """Steps 3 to 5 for every job (`observations` by job id; a job without one observed
-    nothing new)."""
-    fitted = [fit_round_job(job, observations.get(job.id), now=now, settings=settings)
+    nothing new; `store`: knowledge pooled across jobs, the priors)."""
+    fitted = [fit_round_job(job, observations.get(job.id), now=now, settings=settings,
+                            store=store)
               for job in jobs]
     return schedule(fitted, nodes, settings, now=now)
 
@@ -206,3 +235,21 @@ def keep_running(views: Sequence[JobView],
             out[view.id] = view.current
     return out
 
+
+
+def pool_observations(store: KnowledgeStore, jobs: Sequence[RoundJob],
+                      observations: Mapping[str, JobObservation | None]) -> KnowledgeStore:
+    """The store with every running job's speed observation pooled into its kind's
+    knowledge (at the configuration it was measured at, in the speed model's unit); jobs
+    with no kind, not running or known from an oracle teach nothing."""
+    for job in jobs:
+        observed = observations.get(job.id)
+        current, key = job.view.current, job.kind_key
+        if (key is None or job.oracle is not None or observed is None
+                or observed.speed is None or not observed.speed > 0
+                or current is None or current.workers < 1):
+            continue
+        mode = job.view.mode
+        store = store.with_speed(key, mode, job.batch_size, batch_scope(mode), [
+            (current.ps, current.workers, model_speed(mode, observed.speed, current.workers))])
+    return store

@@ -24,6 +24,11 @@ Costs and rules:
   allocation, as the operator holds a job whose new pods do not all run yet;
 * the policies that learn online (PolicyTraits.learns_online) run a new job at its minimum,
   then at probe configurations until its speed model can be fitted (optimus.round.pins);
+* knowledge is pooled across the jobs of one model, mode and batch size
+  (optimus.round.store.KnowledgeStore, passed to every round): every round's speed
+  observations are pooled (`optimus.round.pool_observations`) and a finished job's epochs
+  and epoch size are remembered, the priors of later jobs of its kind (switched off by
+  `pool_speed`, `convergence_prior`, `calibrate_speed`, for the ablations);
 * `oracle` gives every policy the true remaining epochs and the true speed table;
 * every policy is placed by Optimus's placement (`optimus.scheduling.place`) unless
   `baseline_placement` is "spread": then the policies not always placed by Optimus
@@ -50,10 +55,13 @@ from optimus.models.loss import ConvergenceRule, LossParams, loss_at
 from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode
 from optimus.round import (
     JobObservation,
+    KnowledgeStore,
     ModelMemory,
     Oracle,
     RoundJob,
     SchedulingSettings,
+    kind_key,
+    pool_observations,
     run_round,
     summed_steps_per_second,
 )
@@ -147,6 +155,11 @@ class SimulationConfig:
     #: policy alike; "spread" places drf, tetris, tiresias and fixed as the Kubernetes
     #: default scheduler would, as in the paper's experiments
     baseline_placement: str = "optimus"
+    #: knowledge pooled across jobs of one model, mode and batch (optimus.round.store):
+    #: the kind's speed model and finished jobs' epochs as a new job's priors
+    pool_speed: bool = True
+    convergence_prior: bool = True
+    calibrate_speed: bool = True
 
 
 @dataclass(frozen=True)
@@ -288,7 +301,8 @@ def settings_for(config: SimulationConfig) -> SchedulingSettings:
         restart_cost_seconds=config.restart_cost, loss_refit_growth=config.loss_refit_growth,
         speed_refit_samples=config.speed_refit_samples,
         probe_box=(config.probe_max_ps, config.probe_max_workers),
-        baseline_placement=config.baseline_placement)
+        baseline_placement=config.baseline_placement, pool_speed=config.pool_speed,
+        convergence_prior=config.convergence_prior, calibrate_speed=config.calibrate_speed)
 
 
 def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], cluster: Cluster,
@@ -316,6 +330,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
     active: list[_Job] = []
     finished = 0
     rounds: list[Round] = []
+    store = KnowledgeStore()  # what finished and running jobs taught, per kind
     time = 0.0
     last_arrival = ordered[-1].arrival if ordered else 0.0
     while pending or active:
@@ -330,9 +345,10 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
             raise SimulationError(
                 f"{len(active)} job(s) still unfinished {config.horizon:g} s after the last "
                 f"arrival under {config.policy} (e.g. {stuck}); the policy starves them")
-        outcome = run_round([round_job(state, time, config.oracle) for state in active],
-                            {state.trace.job: observation(state) for state in active},
-                            node_views, settings, now=time)
+        round_jobs = [round_job(state, time, config.oracle) for state in active]
+        observed = {state.trace.job: observation(state) for state in active}
+        outcome = run_round(round_jobs, observed, node_views, settings, now=time, store=store)
+        store = pool_observations(store, round_jobs, observed)
         for state in active:
             state.model = outcome.jobs[state.trace.job].model
             state.new_loss_points.clear()
@@ -357,6 +373,10 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
                 still_active.append(state)
             else:
                 finished += 1
+                if not config.oracle:  # what the operator sees: the epoch it converged at
+                    store = store.with_finished(
+                        kind_key(state.trace.model, state.mode, state.batch_size),
+                        state.mode, state.batch_size, state.done, state.trace.dataset_size)
         rounds.append(Round(time, running, len(active) - running, gpus_in_use, cpus_in_use,
                             peak))
         active = still_active
@@ -404,7 +424,7 @@ def round_job(state: _Job, now: float, oracle: bool) -> RoundJob:
     return RoundJob(view=view, batch_size=state.batch_size, rule=state.rule, model=state.model,
                     epochs_done=state.done, placement=state.placement,
                     hold=state.placement is not None and state.blocked_until > now,
-                    oracle=truth)
+                    oracle=truth, kind=job.model)
 
 
 def observation(state: _Job) -> JobObservation | None:
