@@ -167,12 +167,12 @@ class Switchboard:
                 self._fail(f"the job ends at step {self.final_step} before it could switch to "
                            f"{target.num_workers} workers")
                 return None
-            keys = [ready_key(target.generation, r)
-                    for r in target.newcomers(self.current.num_workers)]
+            newcomers = target.newcomers(self.current.num_workers)
+            keys = [ready_key(target.generation, r) for r in newcomers]
             if not keys or ready(keys):
                 return target
             if self.clock() > pending.deadline:
-                self._fail(f"the added workers (ranks {keys[0].rsplit('/', 1)[1]}.."
+                self._fail(f"the added workers (ranks {newcomers.start}.."
                            f"{target.num_workers - 1}) did not join within "
                            f"{self.timeout_s:.0f}s")
             return None
