@@ -23,16 +23,15 @@ BodyAnswer = Callable[[Any], dict[str, Any]]  # called with the request's JSON b
 
 
 class ControlServer:
-    """Serves `checkpoint`, `status` and, when given, `membership` (callables returning
-    JSON-able dicts) in a thread."""
+    """Serves `checkpoint`, `status` and `membership` (callables returning JSON-able
+    dicts) in a thread."""
 
     def __init__(self, host: str, port: int, checkpoint: Answer, status: Answer,
-                 membership: BodyAnswer | None = None) -> None:
+                 membership: BodyAnswer) -> None:
         routes: dict[tuple[str, str], BodyAnswer] = {
             ("POST", contract.CONTROL_CHECKPOINT_PATH): lambda _: checkpoint(),
-            ("GET", contract.CONTROL_STATUS_PATH): lambda _: status()}
-        if membership is not None:
-            routes[("POST", contract.CONTROL_MEMBERSHIP_PATH)] = membership
+            ("GET", contract.CONTROL_STATUS_PATH): lambda _: status(),
+            ("POST", contract.CONTROL_MEMBERSHIP_PATH): membership}
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self, method: str, body: Any = None) -> None:
