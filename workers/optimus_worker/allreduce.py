@@ -47,7 +47,6 @@ from optimus_worker.state import assemble, block_states, hyper_parameters, resto
 from optimus_worker.worker import CONTROL_TIMEOUT_S, Worker
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
-JOIN_TIMEOUT = timedelta(minutes=2)  # forming a group: a newcomer waits this long for the rest
 
 State = tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any],
               dict[int, torch.Tensor], dict[int, tuple[float, int]]]
@@ -80,11 +79,13 @@ class AllReduceWorker(Worker):
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
     def _form_group(self) -> None:
-        """Form this membership's process group, under its own store prefix."""
+        """Form this membership's process group, under its own store prefix. Its timeout
+        bounds every collective on the group (gloo), so it is the collective timeout; the
+        wait for added workers is bounded before the switch (membership.JOIN_TIMEOUT_S)."""
         assert self.store is not None
         prefixed = dist.PrefixStore(group_prefix(self.env.generation), self.store)
         dist.init_process_group(self.backend, store=prefixed, rank=self.env.global_rank,
-                                world_size=self.env.world_size, timeout=JOIN_TIMEOUT)
+                                world_size=self.env.world_size, timeout=COLLECTIVE_TIMEOUT)
 
     def _wrap(self) -> DistributedDataParallel:
         return DistributedDataParallel(

@@ -57,13 +57,14 @@ class Reporter:
 
     def report(self, *, samples: int, loss: float | None = None,
                epoch: float | None = None, steps: int = 1) -> None:
+        # every argument is checked before anything counts: a refused report counts nothing
         if samples < 0 or steps < 0:
             raise ValueError(f"report(samples={samples}, steps={steps}): counts are >= 0")
+        if epoch is not None and epoch < 0:
+            raise ValueError(f"report(epoch={epoch}): epochs done are >= 0")
         self.metrics.samples.inc(samples * self.env.local_world_size)
         self.metrics.steps.inc(steps)
         if epoch is not None:
-            if epoch < 0:
-                raise ValueError(f"report(epoch={epoch}): epochs done are >= 0")
             self.metrics.epoch.set(round(float(epoch), EPOCH_DECIMALS))
         if loss is not None:
             self.metrics.loss.set(float(loss))
