@@ -213,6 +213,14 @@ class _Reader:
             return default
         return raw
 
+    def boolean(self, raw: Any, path: str) -> bool:
+        if raw is None:
+            return False
+        if not isinstance(raw, bool):
+            self.fail(path, f"{raw!r} is not a boolean", f"set {path} to true or false")
+            return False
+        return raw
+
 
 def parse_meta(raw: Mapping[str, Any]) -> JobMeta:
     metadata = raw.get("metadata") or {}
@@ -349,15 +357,6 @@ def _what_to_run(spec: Mapping[str, Any], mode: str, reader: _Reader
     return task, command
 
 
-def _boolean(raw: Any, path: str, reader: _Reader) -> bool:
-    if raw is None:
-        return False
-    if not isinstance(raw, bool):
-        reader.fail(path, f"{raw!r} is not a boolean", f"set {path} to true or false")
-        return False
-    return raw
-
-
 def parse_spec(raw_spec: Any, name: str = "", accelerator: str = GPU_RESOURCE
                ) -> TrainingJobSpec:
     """The typed spec, or SpecError listing every bad field (paths start with `spec.`).
@@ -424,7 +423,7 @@ def parse_spec(raw_spec: Any, name: str = "", accelerator: str = GPU_RESOURCE
     )
     task, command = _what_to_run(spec, mode, reader)
     image = reader.string(spec.get("image"), "spec.image", "")
-    suspend = _boolean(spec.get("suspend"), "spec.suspend", reader)
+    suspend = reader.boolean(spec.get("suspend"), "spec.suspend")
     priority = reader.integer(spec.get("priority"), "spec.priority", -1000, 1000, 0)
     restart_limit = reader.integer(spec.get("restartLimit"), "spec.restartLimit", 0, 100,
                                    DEFAULT_RESTART_LIMIT)

@@ -265,6 +265,7 @@ def build_pods(job: TrainingJob, allocation: AllocationStatus) -> list[dict[str,
 def build_service(job: TrainingJob) -> dict[str, Any]:
     """The headless Service that gives every pod of the job a DNS name
     (<pod>.<service>.<namespace>.svc), published before the pods are ready."""
+    port = rendezvous_port(job)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -281,8 +282,7 @@ def build_service(job: TrainingJob) -> dict[str, Any]:
             "ports": [
                 {"name": contract.METRICS_PORT_NAME, "port": contract.DEFAULT_METRICS_PORT,
                  "targetPort": contract.DEFAULT_METRICS_PORT},
-                {"name": RENDEZVOUS_PORT_NAME, "port": rendezvous_port(job),
-                 "targetPort": rendezvous_port(job)},
+                {"name": RENDEZVOUS_PORT_NAME, "port": port, "targetPort": port},
             ],
         },
     }

@@ -438,14 +438,15 @@ def pod_failure(a: Assessed, ctx: Context) -> Assessed:
     if allocation is None or a.state.busy:
         return a
     current = a.current_pods
-    failed = [p.name for p in current if p.phase == "Failed"]
+    failed_pods = [p for p in current if p.phase == "Failed"]
+    failed = [p.name for p in failed_pods]
     missing = (bool(allocation.running_since)
                and len(current) < allocation.ps + allocation.workers)
     if not failed and not missing:
         return a
     what = (f"pod(s) {', '.join(sorted(failed))} failed" if failed
             else "pods of the running generation disappeared")
-    what += failure_message([p for p in current if p.phase == "Failed"])
+    what += failure_message(failed_pods)
     if a.status.restarts >= job.spec.restart_limit:
         message = f"{what}; restartLimit {job.spec.restart_limit} reached"
         a, _ = a.condition(ctx, cond.FAILED, "True", cond.REASON_RESTART_LIMIT, message)
