@@ -16,6 +16,7 @@ from optimus_worker.membership import (
     Membership,
     MembershipError,
     Switchboard,
+    SwitchFailed,
     decode,
     encode,
     group_prefix,
@@ -134,7 +135,7 @@ def test_a_request_that_cannot_switch_fails_so_the_caller_restarts(
     answer = board.request({"workers": 4, "generation": 3})
     clock.now += advance
     assert board.due(step, lambda keys: False) is None
-    with pytest.raises(MembershipError, match=reason):
+    with pytest.raises(SwitchFailed, match=reason):  # answered 503: restart instead
         answer.result(timeout=0)
     assert board.current == CURRENT
     board.request({"workers": 4, "generation": 3})  # the board takes a new request
@@ -144,7 +145,7 @@ def test_a_finished_job_refuses_and_fails_what_is_pending() -> None:
     board = _board(Clock())
     answer = board.request({"workers": 4, "generation": 3})
     board.finish()
-    with pytest.raises(MembershipError, match="finished"):
+    with pytest.raises(SwitchFailed, match="finished"):
         answer.result(timeout=0)
     with pytest.raises(MembershipError, match="finished"):
         board.request({"workers": 4, "generation": 3})

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from optimus_worker import contract
+from optimus_worker.membership import MembershipError
 
 Answer = Callable[[], dict[str, Any]]
 BodyAnswer = Callable[[Any], dict[str, Any]]  # called with the request's JSON body
@@ -41,7 +42,7 @@ class ControlServer:
                     return
                 try:
                     self._send(200, route(body))
-                except ValueError as exc:  # a request the job cannot follow: the caller's fix
+                except MembershipError as exc:  # a request the job cannot follow: the caller's fix
                     self._send(400, {"error": str(exc)})
                 except Exception as exc:  # reported to the caller, the job goes on
                     self._send(503, {"error": str(exc)})

@@ -43,6 +43,11 @@ class MembershipError(ValueError):
     """A membership request the job cannot follow; the message names the field and the fix."""
 
 
+class SwitchFailed(RuntimeError):
+    """An accepted membership request whose switch did not happen (the added workers did
+    not join in time, or the job ended first): resize by checkpoint-restart instead."""
+
+
 @dataclass(frozen=True)
 class Membership:
     """Who trains: `num_workers` workers (ranks 0..n-1) of allocation `generation`."""
@@ -194,4 +199,4 @@ class Switchboard:
     def _fail(self, reason: str) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.answer.set_exception(MembershipError(f"membership request: {reason}"))
+            pending.answer.set_exception(SwitchFailed(f"membership request: {reason}"))
