@@ -15,6 +15,7 @@ from typing import Any
 from optimus.api.spec import JobMeta
 from optimus.kube.controller import Snapshot
 from optimus.kube.snapshot import parse_pod
+from optimus.kube.store import ConfigMapConflict
 from optimus.metrics.observe import QUERIES
 from optimus.metrics.prometheus import PrometheusError, Series
 from optimus_worker import contract
@@ -36,7 +37,8 @@ def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
 class FakeKube:
     """`KubeApi` over dicts. `calls` lists every change in order: ("patch_status", ns,
     name, patch), ("create", kind, ns, name), ("delete_pod", ns, name),
-    ("delete_service", ns, name), ("event", ns, name, type, reason, message).
+    ("delete_service", ns, name), ("event", ns, name, type, reason, message),
+    ("create_configmap", ns, name), ("replace_configmap", ns, name).
     `gates` holds an asyncio.Event per pod name whose creation must wait for it;
     `refuse_status` names jobs whose status writes raise."""
 
@@ -48,6 +50,8 @@ class FakeKube:
         self.calls: list[tuple[Any, ...]] = []
         self.gates: dict[str, asyncio.Event] = {}
         self.refuse_status: set[str] = set()
+        self.configmaps: dict[Key, dict[str, Any]] = {}
+        self._versions = 0  # the last resourceVersion handed out
 
     # ---- the test's side --------------------------------------------------------------
     def add_node(self, name: str, *, gpus: int = 4, cpus: int = 16,
@@ -135,6 +139,38 @@ class FakeKube:
 
     async def event(self, meta: JobMeta, type_: str, reason: str, message: str) -> None:
         self.calls.append(("event", meta.namespace, meta.name, type_, reason, message))
+
+    def put_configmap(self, body: Mapping[str, Any]) -> None:
+        """Create or overwrite a ConfigMap as `kubectl apply` would (a new resourceVersion)."""
+        self._versions += 1
+        stored = copy.deepcopy(dict(body))
+        stored["metadata"]["resourceVersion"] = str(self._versions)
+        metadata = body["metadata"]
+        self.configmaps[(metadata["namespace"], metadata["name"])] = stored
+
+    async def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.configmaps.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def create_configmap(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        metadata = body["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        self.calls.append(("create_configmap", *key))
+        if key in self.configmaps:
+            raise ConfigMapConflict("AlreadyExists")
+        self.put_configmap(body)
+        return copy.deepcopy(self.configmaps[key])
+
+    async def replace_configmap(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        metadata = body["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        self.calls.append(("replace_configmap", *key))
+        current = self.configmaps.get(key)
+        if current is None or (current["metadata"]["resourceVersion"]
+                               != metadata.get("resourceVersion")):
+            raise ConfigMapConflict("Conflict")
+        self.put_configmap(body)
+        return copy.deepcopy(self.configmaps[key])
 
 
 @dataclass

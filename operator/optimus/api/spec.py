@@ -42,6 +42,7 @@ MAX_WORKERS: Final = 10000
 #: a Kueue queue (or any admission controller's) named on the TrainingJob; passed to its pods
 QUEUE_NAME_LABEL: Final = "kueue.x-k8s.io/queue-name"
 MAX_COMMAND_ARGS: Final = 256
+MAX_MODEL_KIND: Final = 253
 # the convergence defaults are the loss model's (optimus.models.ConvergenceRule)
 DEFAULT_LOSS_DELTA: Final = ConvergenceRule.loss_delta
 DEFAULT_WINDOW: Final = ConvergenceRule.window
@@ -122,6 +123,22 @@ class TrainingJobSpec:
     suspend: bool = False
     priority: int = 0
     restart_limit: int = DEFAULT_RESTART_LIMIT
+    #: what the job trains, as far as knowledge pooled across jobs goes ("": `kind` derives it)
+    model_kind: str = ""
+
+    @property
+    def kind(self) -> str:
+        """What the job trains, for knowledge pooled across jobs (optimus.round.store: jobs
+        of one kind, mode and global batch share their speed and convergence): spec.modelKind
+        when set, else the task (spec.task), else the training image and command of a job
+        that runs its own script (two jobs of the same image and command train the same)."""
+        if self.model_kind:
+            return self.model_kind
+        if self.task:
+            return self.task
+        containers = self.workers.template.get("spec", {}).get("containers") or [{}]
+        image = self.image or str(containers[0].get("image") or "")
+        return " ".join((image, *self.command))
 
     @property
     def runs_command(self) -> bool:
@@ -427,6 +444,10 @@ def parse_spec(raw_spec: Any, name: str = "", accelerator: str = GPU_RESOURCE
     priority = reader.integer(spec.get("priority"), "spec.priority", -1000, 1000, 0)
     restart_limit = reader.integer(spec.get("restartLimit"), "spec.restartLimit", 0, 100,
                                    DEFAULT_RESTART_LIMIT)
+    model_kind = reader.string(spec.get("modelKind"), "spec.modelKind", "")
+    if len(model_kind) > MAX_MODEL_KIND:
+        reader.fail("spec.modelKind", f"is {len(model_kind)} characters long",
+                    f"name the kind in at most {MAX_MODEL_KIND} characters")
     if reader.errors:
         raise SpecError(reader.errors)
     return TrainingJobSpec(
@@ -442,6 +463,7 @@ def parse_spec(raw_spec: Any, name: str = "", accelerator: str = GPU_RESOURCE
         suspend=suspend,
         priority=priority,
         restart_limit=restart_limit,
+        model_kind=model_kind,
     )
 
 

@@ -70,6 +70,23 @@ class AllocationStatus:
 
 
 @dataclass(frozen=True)
+class PriorStatus:
+    """What a job's fit took from the knowledge pooled across earlier jobs of its kind
+    (optimus.round.store): status.model.prior."""
+
+    kind: str
+    finished_jobs: int = 0
+    speed_samples: int = 0
+    configurations: int = 0
+    speed_model: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "finishedJobs": self.finished_jobs,
+                "speedSamples": self.speed_samples, "configurations": self.configurations,
+                "speedModel": self.speed_model}
+
+
+@dataclass(frozen=True)
 class ModelStatus:
     """The fitter's knowledge of a job: bounded samples and the parameters fitted to them."""
 
@@ -85,6 +102,8 @@ class ModelStatus:
     estimated_completion_time: str = ""
     fit_error_loss: float | None = None
     fit_error_speed: float | None = None
+    #: the kind's pooled knowledge the fit used (None: none known)
+    prior: PriorStatus | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +126,8 @@ class ModelStatus:
         errors = {"loss": self.fit_error_loss, "speed": self.fit_error_speed}
         if any(v is not None for v in errors.values()):
             out["fitError"] = {k: v for k, v in errors.items() if v is not None}
+        if self.prior is not None:
+            out["prior"] = self.prior.to_dict()
         return out
 
 
@@ -237,7 +258,18 @@ def _model(raw: Any) -> ModelStatus:
         estimated_completion_time=str(raw.get("estimatedCompletionTime") or ""),
         fit_error_loss=_float(fit_error.get("loss")),
         fit_error_speed=_float(fit_error.get("speed")),
+        prior=_prior(raw.get("prior")),
     )
+
+
+def _prior(raw: Any) -> PriorStatus | None:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("kind"), str):
+        return None
+    return PriorStatus(kind=raw["kind"],
+                       finished_jobs=int(_float(raw.get("finishedJobs")) or 0),
+                       speed_samples=int(_float(raw.get("speedSamples")) or 0),
+                       configurations=int(_float(raw.get("configurations")) or 0),
+                       speed_model=raw.get("speedModel") is True)
 
 
 def _progress(raw: Any) -> ProgressStatus | None:

@@ -17,6 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from optimus.api.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobMeta
 from optimus.kube.builders import job_selector
+from optimus.kube.store import ConfigMapConflict
 
 log = logging.getLogger("optimus.kube")
 
@@ -67,6 +68,20 @@ class KubeApi(Protocol):
 
     async def event(self, meta: JobMeta, type_: str, reason: str, message: str) -> None:
         """Record a Kubernetes Event on the job (best effort: never raises)."""
+        ...
+
+    # the knowledge store's ConfigMap (optimus.kube.store)
+    async def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConfigMap, or None when there is none."""
+        ...
+
+    async def create_configmap(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a ConfigMap; ConfigMapConflict when it exists already."""
+        ...
+
+    async def replace_configmap(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace a ConfigMap at its metadata.resourceVersion; ConfigMapConflict when it
+        changed since."""
         ...
 
 
@@ -165,3 +180,35 @@ class KubernetesApi:
             await asyncio.to_thread(self.core.create_namespaced_event, meta.namespace, body)
         except Exception as error:  # an event is best effort: never fail a round for it
             log.warning("could not record event %s on %s: %s", reason, meta.key, error)
+
+    async def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result = await asyncio.to_thread(self.core.read_namespaced_config_map, name,
+                                             namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(self._plain(result))
+
+    async def create_configmap(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            result = await asyncio.to_thread(self.core.create_namespaced_config_map,
+                                             body["metadata"]["namespace"], dict(body))
+        except ApiException as error:
+            if error.status == 409:
+                raise ConfigMapConflict(str(error.reason)) from None
+            raise
+        return dict(self._plain(result))
+
+    async def replace_configmap(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        metadata = body["metadata"]
+        try:
+            result = await asyncio.to_thread(self.core.replace_namespaced_config_map,
+                                             metadata["name"], metadata["namespace"],
+                                             dict(body))
+        except ApiException as error:
+            if error.status in (404, 409):  # gone or changed since it was read
+                raise ConfigMapConflict(str(error.reason)) from None
+            raise
+        return dict(self._plain(result))

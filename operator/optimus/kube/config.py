@@ -8,12 +8,18 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from optimus.api.spec import GPU_RESOURCE
 from optimus.metrics.names import DEFAULT_OPERATOR_METRICS_PORT
 from optimus.scheduling import OPERATOR_POLICY_NAMES, POLICY_NAMES, policy_traits
 
+#: where a pod's service account says which namespace it runs in
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+#: a DNS subdomain (a ConfigMap's name) and a DNS label (a namespace)
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: an extended resource name: a domain prefix and a name (e.g. nvidia.com/gpu)
 _RESOURCE_NAME = re.compile(
     r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -40,6 +46,21 @@ class OperatorConfig:
     bind_address: str = "0.0.0.0"
     resize_timeout_seconds: float = 300.0
     accelerator_resource: str = GPU_RESOURCE
+    #: where the knowledge pooled across jobs is kept (optimus.kube.store); an empty
+    #: namespace is the operator's own (its service account's), else "default"
+    knowledge_namespace: str = ""
+    knowledge_configmap: str = "optimus-knowledge"
+
+    @property
+    def store_namespace(self) -> str:
+        """The knowledge ConfigMap's namespace: the configured one, else the namespace the
+        operator runs in, else "default" (an operator run outside the cluster)."""
+        if self.knowledge_namespace:
+            return self.knowledge_namespace
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+        except OSError:
+            return "default"
 
 
 #: (field, environment variable, flag, help)
@@ -74,6 +95,11 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "seconds after which a resize whose pods do not all run is reported (ResizeStuck)"),
     ("accelerator_resource", "OPTIMUS_ACCELERATOR_RESOURCE", "--accelerator-resource",
      "the extended resource counted as GPUs in nodes and pods (e.g. amd.com/gpu)"),
+    ("knowledge_namespace", "OPTIMUS_KNOWLEDGE_NAMESPACE", "--knowledge-namespace",
+     "namespace of the knowledge store's ConfigMap (empty: the operator's own)"),
+    ("knowledge_configmap", "OPTIMUS_KNOWLEDGE_CONFIGMAP", "--knowledge-configmap",
+     "name of the ConfigMap that keeps the knowledge pooled across jobs (empty: kept in "
+     "memory only, lost on restart)"),
 )
 
 
@@ -137,6 +163,15 @@ def load_config(argv: Sequence[str] | None = None,
         raise ConfigError(f"OPTIMUS_ACCELERATOR_RESOURCE/--accelerator-resource="
                           f"{config.accelerator_resource!r} is not an extended resource name; "
                           f"give e.g. {GPU_RESOURCE} or amd.com/gpu")
+    if config.knowledge_configmap and not _DNS_SUBDOMAIN.match(config.knowledge_configmap):
+        raise ConfigError(f"OPTIMUS_KNOWLEDGE_CONFIGMAP/--knowledge-configmap="
+                          f"{config.knowledge_configmap!r} is not a ConfigMap name; give "
+                          f"lower-case letters, digits, '-' and '.', e.g. optimus-knowledge "
+                          f"(empty: keep the knowledge in memory only)")
+    if config.knowledge_namespace and not _DNS_LABEL.match(config.knowledge_namespace):
+        raise ConfigError(f"OPTIMUS_KNOWLEDGE_NAMESPACE/--knowledge-namespace="
+                          f"{config.knowledge_namespace!r} is not a namespace name; give "
+                          f"e.g. optimus-system (empty: the operator's own)")
     return config, bool(args.verbose)
 
 

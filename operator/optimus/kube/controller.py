@@ -63,14 +63,17 @@ from optimus.kube.plan import (
     assess,
     decide,
     fitted_loss_now,
+    learn,
     learned_restart_cost,
     schedule_assessed,
     speed_window,
 )
 from optimus.kube.snapshot import PodSnapshot, node_views, parse_pod
+from optimus.kube.store import ConfigMapStore
 from optimus.metrics.exporter import JobGauges, OperatorMetrics
 from optimus.metrics.observe import JobKey, JobObservation, SpeedWindow, fetch_observations
 from optimus.metrics.prometheus import PrometheusClient, PrometheusError
+from optimus.round import KnowledgeStore
 from optimus.scheduling import NodeView
 
 log = logging.getLogger("optimus.kube")
@@ -170,6 +173,13 @@ class Controller:
         self._prom_retry_at = -math.inf
         self._prom_error: str | None = None
         self._loose: set[asyncio.Future[Any]] = set()  # fire-and-forget event posts
+        # knowledge pooled across jobs (optimus.round.store): read from its ConfigMap before
+        # the first round (on the active replica), written after a round that changed it
+        self.store = KnowledgeStore()
+        self.knowledge = (ConfigMapStore(api, config.store_namespace,
+                                         config.knowledge_configmap)
+                          if config.knowledge_configmap else None)
+        self._store_loaded = self.knowledge is None
 
     # ---- when to run ------------------------------------------------------------------------
     async def tick(self, snapshot: SnapshotSource, *,
@@ -232,6 +242,9 @@ class Controller:
             report.jobs = len(snapshot.jobs)
             nodes = node_views(snapshot.nodes, snapshot.pods, self.config.accelerator_resource)
             states = self._states(snapshot.jobs, snapshot.pods, now)
+            if not self._store_loaded and self.knowledge is not None:
+                self.store = await self.knowledge.load()
+                self._store_loaded = True
         # 2 observe
         with self._step(report, "observe"):
             observations, metrics_error = await self._observe(states, now)
@@ -245,7 +258,7 @@ class Controller:
             assessed = [
                 assess(s, observations.get((s.meta.namespace, s.meta.name)),
                        metrics_error=metrics_error, now=now, settings=settings,
-                       nodes=nodes)
+                       nodes=nodes, store=self.store)
                 for s in states
             ]
         # 4 allocate and 5 place: the round's pins, policy, keep-running and placement
@@ -257,7 +270,13 @@ class Controller:
         # 6 act
         with self._step(report, "act"):
             await self._act(decisions, {s.meta.key: s.pods for s in states}, report)
+            # what the round taught the store, as the simulator does after its rounds
+            self.store = learn(self.store, assessed, observations)
+            if self.knowledge is not None:
+                self.store = await self.knowledge.save(self.store)
         self._export(decisions, nodes)
+        self.metrics.set_knowledge(len(self.store.kinds),
+                                   sum(k.observations for k in self.store.kinds.values()))
 
     def _states(self, raw_jobs: Sequence[Mapping[str, Any]],
                 pods: Sequence[PodSnapshot], now: float) -> list[JobState]:

@@ -46,6 +46,7 @@ from optimus.api import conditions as cond
 from optimus.api.spec import GPU_RESOURCE, JobMeta, SpecError, TrainingJob
 from optimus.api.status import (
     AllocationStatus,
+    PriorStatus,
     ProgressStatus,
     TrainingJobStatus,
     iso,
@@ -64,12 +65,15 @@ from optimus.round import (
     FittedJob,
     JobObservation,
     Knowledge,
+    KnowledgeStore,
     ModelMemory,
     RoundJob,
     RoundOutcome,
     SchedulingSettings,
     SpeedWindow,
     fit_round_job,
+    pool_finished,
+    pool_observations,
     schedule,
 )
 from optimus.scheduling import NodeView
@@ -135,6 +139,8 @@ class Context:
     now: float
     settings: RoundSettings
     nodes: Sequence[NodeView] = ()
+    #: knowledge pooled across jobs (optimus.round.store), the priors of the fit
+    store: KnowledgeStore | None = None
 
 
 @dataclass(frozen=True)
@@ -366,7 +372,7 @@ def round_job(a: Assessed, *, hold: bool = False) -> RoundJob:
     return RoundJob(view=view, batch_size=job.spec.global_batch_size,
                     rule=job.spec.convergence.rule(), model=ModelMemory(a.status.model),
                     epochs_done=progress.epoch if progress else 0.0, placement=current,
-                    hold=hold, eta_from=observed_at)
+                    hold=hold, eta_from=observed_at, kind=job.spec.kind)
 
 
 def _counts(allocation: AllocationStatus) -> Allocation:
@@ -377,9 +383,41 @@ def fit_models(a: Assessed, ctx: Context) -> Assessed:
     """status.model: the round's fit step (optimus.round) on this round's observation."""
     job = round_job(a)
     fitted = fit_round_job(job, ctx.observation, now=ctx.now,
-                           settings=ctx.settings.scheduling)
-    status, _ = with_model(a.status, fitted.model.status)
+                           settings=ctx.settings.scheduling, store=ctx.store)
+    status, _ = with_model(a.status, replace(fitted.model.status,
+                                             prior=prior_status(job, ctx.store)))
     return replace(a, status=status, fitted=fitted)
+
+
+def prior_status(job: RoundJob, store: KnowledgeStore | None) -> PriorStatus | None:
+    """status.model.prior: what the job's kind had pooled when the fit ran (None: nothing)."""
+    key = job.kind_key
+    entry = store.get(key) if store is not None and key is not None else None
+    if entry is None or key is None:
+        return None
+    return PriorStatus(kind=key, finished_jobs=len(entry.finished_epochs),
+                       speed_samples=entry.observations, configurations=len(entry.samples),
+                       speed_model=entry.theta is not None)
+
+
+def learn(store: KnowledgeStore, assessed: Sequence[Assessed],
+          observations: Mapping[tuple[str, str], JobObservation]) -> KnowledgeStore:
+    """The store after a round, fed exactly as the simulator feeds it (optimus.round): every
+    fitted job's speed observation pooled (`pool_observations`), and every job that
+    succeeded this round remembered with the epochs it trained and its epoch size
+    (`pool_finished`)."""
+    fitted = [a for a in assessed if a.fitted is not None]
+    jobs = [a.fitted.job for a in fitted if a.fitted is not None]
+    store = pool_observations(store, jobs, {
+        job.id: observations.get((a.state.meta.namespace, a.state.meta.name))
+        for a, job in zip(fitted, jobs, strict=True)})
+    for a, job in zip(fitted, jobs, strict=True):
+        if (a.status.phase == cond.SUCCEEDED_PHASE
+                and a.state.status.phase != cond.SUCCEEDED_PHASE
+                and a.status.progress is not None):
+            store = pool_finished(store, job, a.status.progress.epoch,
+                                  a.status.model.samples_per_epoch)
+    return store
 
 
 def metrics(a: Assessed, ctx: Context) -> Assessed:
@@ -514,11 +552,13 @@ def assess(
     now: float,
     settings: RoundSettings,
     nodes: Sequence[NodeView] = (),
+    store: KnowledgeStore | None = None,
 ) -> Assessed:
     """Everything about one job that does not depend on the other jobs: RULES in order
     until one settles it. `metrics_error` is set when Prometheus could not be asked at all;
-    `nodes` are the cluster's, to tell a job that fits no node at all (none: not checked)."""
-    ctx = Context(observation, metrics_error, now, settings, nodes)
+    `nodes` are the cluster's, to tell a job that fits no node at all (none: not checked);
+    `store` holds the knowledge pooled across jobs, the priors of the fit."""
+    ctx = Context(observation, metrics_error, now, settings, nodes, store)
     a = Assessed(state, state.status)
     for rule in RULES:
         a = rule(a, ctx)

@@ -67,6 +67,12 @@ class OperatorMetrics:
             names.OP_RESTART_COST, "Restart cost the last round used: the median measured "
             "restart on this cluster, or the configured value before 3 are measured",
             registry=r)
+        self.knowledge_kinds = Gauge(
+            names.OP_KNOWLEDGE_KINDS, "Kinds of job (model, mode, global batch) in the "
+            "knowledge pooled across jobs", registry=r)
+        self.knowledge_samples = Gauge(
+            names.OP_KNOWLEDGE_SAMPLES, "Speed measurements pooled in the knowledge store, "
+            "over all kinds", registry=r)
         self.round_seconds = Histogram(names.OP_ROUND_SECONDS,
                                        "Duration of each step of a scheduling round",
                                        [names.LABEL_STEP], buckets=_ROUND_BUCKETS, registry=r)
@@ -86,6 +92,10 @@ class OperatorMetrics:
 
     def restart_cost(self, seconds: float) -> None:
         self.restart_cost_seconds.set(seconds)
+
+    def set_knowledge(self, kinds: int, speed_samples: int) -> None:
+        self.knowledge_kinds.set(kinds)
+        self.knowledge_samples.set(speed_samples)
 
     def round_done(self, outcome: str) -> None:
         self.rounds.labels(outcome).inc()

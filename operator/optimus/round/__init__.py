@@ -24,11 +24,20 @@ from optimus.round.round import (
     SchedulingSettings,
     fit_round_job,
     keep_running,
+    pool_finished,
     pool_observations,
     run_round,
     schedule,
 )
-from optimus.round.store import KindKnowledge, KnowledgeStore, PooledSample, kind_key
+from optimus.round.store import (
+    KindKnowledge,
+    KnowledgeStore,
+    PooledSample,
+    StoreFormatError,
+    kind_key,
+    store_from_dict,
+    store_to_dict,
+)
 
 __all__ = [
     "BASELINE_PLACEMENTS",
@@ -48,15 +57,19 @@ __all__ = [
     "RoundOutcome",
     "SchedulingSettings",
     "SpeedWindow",
+    "StoreFormatError",
     "batch_scope",
     "fit_job",
     "fit_round_job",
     "keep_running",
     "kind_key",
     "model_speed",
+    "pool_finished",
     "pool_observations",
     "run_round",
     "samples_per_step",
     "schedule",
+    "store_from_dict",
+    "store_to_dict",
     "summed_steps_per_second",
 ]

@@ -236,7 +236,6 @@ def keep_running(views: Sequence[JobView],
     return out
 
 
-
 def pool_observations(store: KnowledgeStore, jobs: Sequence[RoundJob],
                       observations: Mapping[str, JobObservation | None]) -> KnowledgeStore:
     """The store with every running job's speed observation pooled into its kind's
@@ -253,3 +252,15 @@ def pool_observations(store: KnowledgeStore, jobs: Sequence[RoundJob],
         store = store.with_speed(key, mode, job.batch_size, batch_scope(mode), [
             (current.ps, current.workers, model_speed(mode, observed.speed, current.workers))])
     return store
+
+
+def pool_finished(store: KnowledgeStore, job: RoundJob, epochs: float,
+                  samples_per_epoch: float | None) -> KnowledgeStore:
+    """The store with a job that succeeded after `epochs` epochs (of `samples_per_epoch`
+    samples, when measured) remembered as its kind's convergence prior; a job with no kind
+    or known from an oracle teaches nothing."""
+    key = job.kind_key
+    if key is None or job.oracle is not None or not epochs > 0:
+        return store
+    return store.with_finished(key, job.view.mode, job.batch_size, epochs, samples_per_epoch)
+

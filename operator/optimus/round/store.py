@@ -19,11 +19,19 @@ Two priors, each a setting of the round (`SchedulingSettings.pool_speed`,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 
-from optimus.models import THETA_NAMES, ModelError, SpeedMode, SpeedParams, SpeedSample, fit_speed
+from optimus.models import (
+    THETA_NAMES,
+    ModelError,
+    SpeedMode,
+    SpeedParams,
+    SpeedSample,
+    fit_speed,
+)
 
 #: the loss model's own estimate replaces the convergence prior from this many loss points
 PRIOR_LOSS_POINTS = 8
@@ -161,3 +169,116 @@ class KnowledgeStore:
             sizes = (*sizes, float(samples_per_epoch))[-MAX_FINISHED:]
         return replace(self, kinds={**self.kinds, key: replace(
             entry, finished_epochs=finished, finished_epoch_sizes=sizes)})
+
+
+# ---- serialization (pure): the store as a versioned, validated dict --------------------------
+#: the serialized store's format; `store_from_dict` refuses any other
+STORE_FORMAT_VERSION = 1
+_MODES = tuple(THETA_NAMES)
+
+
+class StoreFormatError(ValueError):
+    """A serialized store that cannot be read: the message names the field and what is
+    wrong with it."""
+
+
+def _kind_to_dict(entry: KindKnowledge) -> dict[str, Any]:
+    return {
+        "mode": entry.mode,
+        "batchSize": entry.batch_size,
+        "samples": [[s.ps, s.workers, s.speed, s.count] for s in entry.samples],
+        "theta": None if entry.theta is None else list(entry.theta),
+        "observationsAtFit": entry.observations_at_fit,
+        "finishedEpochs": list(entry.finished_epochs),
+        "finishedEpochSizes": list(entry.finished_epoch_sizes),
+    }
+
+
+def store_to_dict(store: KnowledgeStore) -> dict[str, Any]:
+    """The store as plain JSON-able data, `{"version": 1, "kinds": {key: {...}}}`, keys
+    sorted so that an unchanged store serializes to the same text."""
+    return {"version": STORE_FORMAT_VERSION,
+            "kinds": {key: _kind_to_dict(store.kinds[key]) for key in sorted(store.kinds)}}
+
+
+def _number(raw: Any, where: str, *, whole: bool = False, low: float = 0.0,
+            above: bool = False) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise StoreFormatError(f"{where}: {raw!r} is not a finite number")
+    if whole and not float(raw).is_integer():
+        raise StoreFormatError(f"{where}: {raw!r} is not a whole number")
+    if raw < low or (above and raw == low):
+        raise StoreFormatError(f"{where}: {raw!r} must be {'>' if above else '>='} {low:g}")
+    return float(raw)
+
+
+def _list(raw: Any, where: str) -> list[Any]:
+    if not isinstance(raw, list):
+        raise StoreFormatError(f"{where}: {type(raw).__name__} where a list belongs")
+    return raw
+
+
+def _kind_from_dict(key: str, raw: Any) -> KindKnowledge:
+    at = f"kinds[{key!r}]"
+    if not isinstance(raw, Mapping):
+        raise StoreFormatError(f"{at}: {type(raw).__name__} where an object belongs")
+    mode = raw.get("mode")
+    if mode not in _MODES:
+        raise StoreFormatError(f"{at}.mode: {mode!r} is not one of {', '.join(_MODES)}")
+    batch = int(_number(raw.get("batchSize"), f"{at}.batchSize", whole=True, low=1))
+    if not key.endswith(f"|{mode}|{batch}") or key == f"|{mode}|{batch}":
+        raise StoreFormatError(f"{at}: the key does not name a kind with mode {mode} and "
+                               f"batch {batch} (kind|mode|batch)")
+    samples: list[PooledSample] = []
+    seen: set[tuple[int, int]] = set()
+    for i, item in enumerate(_list(raw.get("samples", []), f"{at}.samples")):
+        where = f"{at}.samples[{i}]"
+        item = _list(item, where)
+        if len(item) != 4:
+            raise StoreFormatError(f"{where}: {item!r} is not [ps, workers, speed, count]")
+        ps = int(_number(item[0], f"{where}[0] (ps)", whole=True))
+        workers = int(_number(item[1], f"{where}[1] (workers)", whole=True, low=1))
+        speed = _number(item[2], f"{where}[2] (speed)", above=True)
+        count = int(_number(item[3], f"{where}[3] (count)", whole=True, low=1))
+        if (ps, workers) in seen:
+            raise StoreFormatError(f"{where}: configuration ({ps}, {workers}) repeats")
+        seen.add((ps, workers))
+        samples.append(PooledSample(ps, workers, speed, count))
+    theta_raw = raw.get("theta")
+    theta: tuple[float, ...] | None = None
+    if theta_raw is not None:
+        names = THETA_NAMES[cast(SpeedMode, mode)]
+        values = _list(theta_raw, f"{at}.theta")
+        if len(values) != len(names):
+            raise StoreFormatError(f"{at}.theta: {len(values)} values; the {mode} model has "
+                                   f"{len(names)} ({', '.join(names)})")
+        theta = tuple(_number(v, f"{at}.theta[{i}]") for i, v in enumerate(values))
+    epochs = tuple(_number(v, f"{at}.finishedEpochs[{i}]", above=True) for i, v in
+                   enumerate(_list(raw.get("finishedEpochs", []), f"{at}.finishedEpochs")))
+    sizes = tuple(_number(v, f"{at}.finishedEpochSizes[{i}]", above=True) for i, v in
+                  enumerate(_list(raw.get("finishedEpochSizes", []),
+                                  f"{at}.finishedEpochSizes")))
+    return KindKnowledge(
+        mode=mode, batch_size=batch,
+        samples=tuple(sorted(samples, key=lambda s: (s.ps, s.workers))), theta=theta,
+        observations_at_fit=int(_number(raw.get("observationsAtFit", 0),
+                                        f"{at}.observationsAtFit", whole=True)),
+        finished_epochs=epochs[-MAX_FINISHED:], finished_epoch_sizes=sizes[-MAX_FINISHED:])
+
+
+def store_from_dict(raw: Any) -> KnowledgeStore:
+    """The store `store_to_dict` wrote; StoreFormatError (naming the field) for anything
+    else: another version, a missing or mistyped field, a speed or epoch count <= 0, a
+    parameter vector of the wrong length for its mode."""
+    if not isinstance(raw, Mapping):
+        raise StoreFormatError(f"{type(raw).__name__} where an object with 'version' and "
+                               "'kinds' belongs")
+    version = raw.get("version")
+    if version != STORE_FORMAT_VERSION:
+        raise StoreFormatError(f"version: {version!r}; this operator reads version "
+                               f"{STORE_FORMAT_VERSION}")
+    kinds = raw.get("kinds")
+    if not isinstance(kinds, Mapping):
+        raise StoreFormatError(f"kinds: {type(kinds).__name__} where an object belongs")
+    return KnowledgeStore({str(key): _kind_from_dict(str(key), value)
+                           for key, value in kinds.items()})

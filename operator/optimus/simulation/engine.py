@@ -60,7 +60,7 @@ from optimus.round import (
     Oracle,
     RoundJob,
     SchedulingSettings,
-    kind_key,
+    pool_finished,
     pool_observations,
     run_round,
     summed_steps_per_second,
@@ -360,7 +360,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
         gpus_in_use = cpus_in_use = 0.0
         running = 0
         still_active: list[_Job] = []
-        for state in active:
+        for index, state in enumerate(active):
             new = placement.jobs.get(state.trace.job)
             _apply_placement(state, new, time, config.restart_cost)
             if state.placement is not None:
@@ -373,10 +373,10 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
                 still_active.append(state)
             else:
                 finished += 1
-                if not config.oracle:  # what the operator sees: the epoch it converged at
-                    store = store.with_finished(
-                        kind_key(state.trace.model, state.mode, state.batch_size),
-                        state.mode, state.batch_size, state.done, state.trace.dataset_size)
+                # what the operator sees: the epoch it converged at (an oracle run's jobs
+                # teach nothing)
+                store = pool_finished(store, round_jobs[index], state.done,
+                                      state.trace.dataset_size)
         rounds.append(Round(time, running, len(active) - running, gpus_in_use, cpus_in_use,
                             peak))
         active = still_active
