@@ -282,3 +282,79 @@ def test_fit_speed_on_real_measurements_predicts_held_out_configurations(
     errors = [abs(e["speed"] / speeds[(e["ps"], e["workers"])] - 1) for e in predictions]
     assert len(errors) == len(held_out)
     assert sum(errors) / len(errors) < 0.15
+
+
+# ---- optimus fit store -------------------------------------------------------------------
+SPEEDS = ("model,ps,workers,samples_per_sec,batch_size\n"
+          + "".join(f"resnet,{p},{w},{64 * predict_speed(TRUTH, p, w):.4f},32\n"
+                    for p in (1, 2, 3) for w in (1, 2, 4))
+          + "mlp,1,1,100,64\nmlp,1,2,180,64\nmlp,1,4,0,64\n")
+
+
+def test_fit_store_prints_a_configmap_the_operator_reads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from optimus.kube.store import store_from_configmap
+    from optimus.round import KnowledgeStore, pool_measurements
+
+    speeds = _write(tmp_path, "speeds.csv", SPEEDS)
+    code, out, err = _run(["fit", "store", "--speeds", str(speeds), "--namespace", "ops"],
+                          capsys)
+    assert code == 0, err
+    manifest = json.loads(out)
+    assert (manifest["kind"], manifest["metadata"]["namespace"],
+            manifest["metadata"]["name"]) == ("ConfigMap", "ops", "optimus-knowledge")
+    store = store_from_configmap(manifest)
+    assert sorted(store.kinds) == ["mlp|ps-sync|64", "resnet|ps-sync|32"]
+    resnet = store.get("resnet|ps-sync|32")
+    assert resnet is not None and resnet.theta is not None and len(resnet.samples) == 9
+    # the table's rows pooled exactly as pool_measurements pools them
+    expected = pool_measurements(KnowledgeStore(), "resnet", "ps-sync", 32, [
+        (p, w, round(64 * predict_speed(TRUTH, p, w), 4)) for p in (1, 2, 3) for w in (1, 2, 4)])
+    assert resnet == expected.get("resnet|ps-sync|32")
+    # the failing measurement is left out and said so
+    mlp = store.get("mlp|ps-sync|64")
+    assert mlp is not None and [(s.ps, s.workers) for s in mlp.samples] == [(1, 1), (1, 2)]
+    assert "mlp at (ps=1, workers=4) left out" in err
+    assert "resnet|ps-sync|32: 9 configurations, speed model fitted" in err
+
+
+def test_fit_store_options_and_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from optimus.kube.store import store_from_configmap
+
+    speeds = _write(tmp_path, "speeds.csv", SPEEDS)
+    code, out, _ = _run(["fit", "store", "--speeds", str(speeds), "--model", "mlp",
+                         "--mode", "async", "--batch-size", "128", "--name", "k"], capsys)
+    assert code == 0
+    first = _write(tmp_path, "cm.json", out)
+    assert json.loads(out)["metadata"]["name"] == "k"
+    assert list(store_from_configmap(json.loads(out)).kinds) == ["mlp|ps-async|128"]
+    code, out, _ = _run(["fit", "store", "--speeds", str(speeds), "--model", "mlp",
+                         "--mode", "async", "--batch-size", "128", "--merge", str(first)], capsys)
+    assert code == 0
+    (entry,) = store_from_configmap(json.loads(out)).kinds.values()
+    assert [s.count for s in entry.samples] == [2, 2], "merged into the store given"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "vgg"], "--model vgg: not in"),
+    (["--mode", "sideways"], "--mode"),
+    (["--batch-size", "0"], "--batch-size is 0"),
+    (["--merge", "{speeds}"], "not a knowledge store ConfigMap"),
+])
+def test_fit_store_refuses_bad_input_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+        message: str) -> None:
+    speeds = _write(tmp_path, "speeds.csv", SPEEDS)
+    args = [a.replace("{speeds}", str(speeds)) for a in args]
+    code, out, err = _run(["fit", "store", "--speeds", str(speeds), *args], capsys)
+    assert code == 2 and out == "" and message in err
+
+
+def test_fit_store_names_the_bad_line_of_the_speed_table(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    speeds = _write(tmp_path, "speeds.csv", "model,ps,workers,samples_per_sec\nm,1,x,3\n")
+    code, _, err = _run(["fit", "store", "--speeds", str(speeds), "--batch-size", "8"], capsys)
+    assert code == 2 and "line 2" in err and "workers" in err
+    no_batch = _write(tmp_path, "nobatch.csv", "model,ps,workers,samples_per_sec\nm,1,1,3\n")
+    code, _, err = _run(["fit", "store", "--speeds", str(no_batch)], capsys)
+    assert code == 2 and "give --batch-size" in err

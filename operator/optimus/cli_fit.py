@@ -1,4 +1,5 @@
-"""`optimus fit speed|loss`: fit a job's speed or loss model from a CSV file (thin edge).
+"""`optimus fit speed|loss|store`: fit a job's speed or loss model from a CSV file, or
+seed the operator's knowledge store from past measurements (thin edge).
 
 Reads the CSV, turns every row into a typed sample once (bad files raise
 optimus.cli.InputError naming the file, the line and the fix: exit code 2), calls the pure
@@ -17,6 +18,16 @@ that outside checks use) or readable tables.
         CURVE.csv: epoch,loss (nan/inf losses are accepted and rejected by the fit)
         prints {"params": {...}, "converged_epoch": E, "remaining_epochs": R,
                 "confidence": c, ...}
+    optimus fit store --speeds SPEEDS.csv [--mode ps-sync] [--batch-size M] [--model NAME]...
+                      [--namespace NS] [--name NAME] [--merge CONFIGMAP.json]
+        SPEEDS.csv: model,ps,workers,samples_per_sec[,batch_size] (the simulator's speed
+        table, read by the same parser: failing measurements dropped and listed on stderr)
+        prints the knowledge store's ConfigMap (JSON) for `kubectl apply -f -`: every model's
+        measurements pooled as the kind named by the model column, with --mode and the global
+        batch (--batch-size, else the table's batch_size column), so that a TrainingJob with
+        that spec.modelKind (or task), mode and globalBatchSize starts from them. --merge adds
+        them to a store already in the cluster (`kubectl get configmap ... -o json`; - reads
+        stdin).
 """
 
 from __future__ import annotations
@@ -296,6 +307,65 @@ def run_loss(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_store(args: argparse.Namespace) -> int:
+    from optimus.kube.store import DEFAULT_CONFIGMAP, knowledge_configmap, store_from_configmap
+    from optimus.round import KnowledgeStore, StoreFormatError, pool_measurements
+    from optimus.simulation.inputs import SimulationInputError, parse_speed_table
+
+    try:
+        mode = parse_mode(args.mode)
+    except ModelError as error:
+        raise InputError(f"--mode: {error}") from None
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(f"--batch-size is {args.batch_size}; fix: give the jobs' "
+                         "spec.globalBatchSize (a whole number >= 1)")
+    try:
+        table = parse_speed_table(_read_text(args.speeds), str(args.speeds))
+    except SimulationInputError as error:
+        raise InputError(str(error)) from None
+    for dropped in table.dropped:
+        print(f"optimus fit store: {args.speeds}:{dropped.row.line}: {dropped.row.model} at "
+              f"(ps={dropped.row.ps}, workers={dropped.row.workers}) left out: "
+              f"{dropped.reason}", file=sys.stderr)
+    models = args.model or sorted(table.rows)
+    unknown = [m for m in models if m not in table.rows]
+    if unknown:
+        raise InputError(f"--model {', '.join(unknown)}: not in {args.speeds}; fix: choose "
+                         f"among {', '.join(sorted(table.rows))}")
+    store = KnowledgeStore()
+    name = args.name or DEFAULT_CONFIGMAP
+    if args.merge is not None:
+        try:
+            store = store_from_configmap(json.loads(_read_text(args.merge)))
+        except (json.JSONDecodeError, AttributeError, StoreFormatError) as error:
+            raise InputError(f"--merge {args.merge}: not a knowledge store ConfigMap "
+                             f"({error}); fix: give `kubectl get configmap {name} -o json`"
+                             ) from None
+    for model in models:
+        batch = args.batch_size or table.batch_size(model)
+        if batch is None:
+            raise InputError(f"{args.speeds}: {model} has no batch_size column; fix: give "
+                             "--batch-size, the jobs' spec.globalBatchSize")
+        rows = [(r.ps, r.workers, r.samples_per_sec) for r in table.rows[model]]
+        store = pool_measurements(store, model, mode, batch, rows)
+        entry = store.get(f"{model}|{mode}|{batch}")
+        assert entry is not None
+        print(f"optimus fit store: {model}|{mode}|{batch}: {len(entry.samples)} "
+              f"configurations, speed model "
+              f"{'fitted' if entry.theta is not None else 'not fitted (too few)'}",
+              file=sys.stderr)
+    print(json.dumps(knowledge_configmap(store, args.namespace, name), indent=2))
+    return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the file ({error}); fix: give the path of an "
+                         "existing UTF-8 file") from None
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `fit speed` and `fit loss` to the `optimus` command line."""
     fit = subparsers.add_parser("fit", help="fit a job's speed or loss model from a CSV file")
@@ -330,3 +400,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     loss.add_argument("--max-epochs", type=int, default=100, help="default 100")
     loss.add_argument("--json", action="store_true", help="print one JSON object")
     loss.set_defaults(func=run_loss)
+
+    store = models.add_parser(
+        "store",
+        help="seed the operator's knowledge store (a ConfigMap) from past measurements",
+        description="SPEEDS.csv columns: model,ps,workers,samples_per_sec[,batch_size] (the "
+        "simulator's speed table). Prints the ConfigMap for `kubectl apply -f -`; jobs whose "
+        "spec.modelKind (or task), mode and globalBatchSize match a model start from its "
+        "measurements.",
+    )
+    store.add_argument("--speeds", required=True, type=Path,
+                       help="CSV: model,ps,workers,samples_per_sec[,batch_size]")
+    store.add_argument("--mode", default="ps-sync",
+                       help="the jobs' spec.mode: ps-sync (default), ps-async or allreduce")
+    store.add_argument("--batch-size", type=int,
+                       help="the jobs' spec.globalBatchSize (default: the batch_size column)")
+    store.add_argument("--model", action="append",
+                       help="seed only this model (repeatable; default: every model)")
+    store.add_argument("--namespace", default="optimus-system",
+                       help="the operator's knowledge namespace (default optimus-system)")
+    store.add_argument("--name", help="the ConfigMap's name (default optimus-knowledge)")
+    store.add_argument("--merge", type=Path,
+                       help="a store ConfigMap as JSON to add the measurements to (- : stdin)")
+    store.set_defaults(func=run_store)

@@ -3,7 +3,9 @@ statuses are written before pods change, Prometheus failures back off and freeze
 allocations, a round works from its own last write and its own last pod work when the
 watches lag, a job whose pod work still runs is left alone, and the lifecycle checks the
 integration tests make on a real cluster (invalid specs warn once, failed pods restart,
-finished jobs lose their pods) hold round by round."""
+finished jobs lose their pods) hold round by round, and the knowledge pooled across jobs
+is loaded before the first round, written once when it changed and primes a later job of
+the same kind, also after an operator restart."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from optimus.api.status import iso, parse_status
 from optimus.kube.builders import build_pods
 from optimus.kube.config import OperatorConfig
 from optimus.kube.controller import EXPECTATION_SECONDS, Controller, RoundReport, Snapshot
+from optimus.kube.store import knowledge_configmap
+from optimus.round import KnowledgeStore, pool_measurements
 
 from tests.api.conftest import RAW_JOB
 from tests.kube.fakes import FakeKube, FakePrometheus, Progress
@@ -302,3 +306,92 @@ def test_a_finished_job_loses_its_pods_and_service(loop: Loop) -> None:
     assert w.kube.status("mnist")["phase"] == "Succeeded" and report.deleted == 1
     assert w.kube.job_pod_names("mnist") == set()
     assert ("delete_service", "ml", "mnist") in w.kube.calls
+
+
+# ---- knowledge pooled across jobs (optimus.kube.store) -----------------------------------------
+STORE_NS = "optimus-system"
+
+
+def _knowledge_controller(w: World) -> Controller:
+    config = OperatorConfig(interval_seconds=INTERVAL, restart_cost_seconds=0.0,
+                            knowledge_namespace=STORE_NS)
+    return Controller(config, w.kube, w.prometheus, clock=w.clock)
+
+
+def _store_writes(kube: FakeKube) -> list[tuple[Any, ...]]:
+    return [c for c in kube.calls if c[0] in ("create_configmap", "replace_configmap")]
+
+
+def _new_job(w: World, name: str) -> None:
+    raw = _raw()
+    raw["metadata"].update(name=name, uid=f"u-{name}")
+    w.kube.add_job(raw)
+
+
+def test_a_store_in_the_cluster_is_loaded_before_the_first_round_and_primes_a_new_job(
+        loop: Loop) -> None:
+    w = _world(loop, running=False)
+    w.controller = _knowledge_controller(w)
+    t = (5e-4, 0.02, 0.01, 0.001, 0.001)
+    seed = pool_measurements(KnowledgeStore(), "mlp", "ps-sync", 64, [
+        (p, wk, 64 / (t[0] * 64 / wk + t[1] + t[2] * wk / p + t[3] * wk + t[4] * p))
+        for p in (1, 2, 3) for wk in (1, 2, 4)])
+    w.kube.put_configmap(knowledge_configmap(seed, STORE_NS, "optimus-knowledge"))
+    w.round()
+    model = w.kube.status("mnist")["model"]
+    entry = seed.get("mlp|ps-sync|64")
+    assert entry is not None and entry.theta is not None
+    assert model["prior"] == {"kind": "mlp|ps-sync|64", "finishedJobs": 0, "speedSamples": 9,
+                              "configurations": 9, "speedModel": True}
+    assert model["speed"]["theta"] == list(entry.theta), "it starts from the kind's model"
+    assert _store_writes(w.kube) == [], "nothing learned, nothing written"
+
+
+def test_a_second_job_of_a_kind_starts_from_the_first_s_knowledge_after_a_restart(
+        loop: Loop) -> None:
+    w = _world(loop, max_epochs=5)  # ml/mnist has trained 10 epochs: it succeeds at once
+    w.controller = _knowledge_controller(w)
+    w.round()
+    assert w.kube.status("mnist")["phase"] == "Succeeded"
+    assert _store_writes(w.kube) == [("create_configmap", STORE_NS, "optimus-knowledge")]
+    for _ in range(3):  # nothing new to learn: the store is not rewritten
+        w.clock.now += INTERVAL
+        w.round()
+    assert len(_store_writes(w.kube)) == 1
+    # an operator restart: a new controller reads the store back
+    w.controller = _knowledge_controller(w)
+    _new_job(w, "second")
+    w.clock.now += INTERVAL
+    w.round()
+    model = w.kube.status("second")["model"]
+    assert model["prior"] == {"kind": "mlp|ps-sync|64", "finishedJobs": 1, "speedSamples": 1,
+                              "configurations": 1, "speedModel": False}
+    # the convergence prior: the epochs the first job trained (10), not maxEpochs (100)
+    assert model["remainingEpochs"] == pytest.approx(10.0)
+    entry = w.controller.store.get("mlp|ps-sync|64")
+    assert entry is not None and entry.finished_epochs == (10.0,)
+
+
+def test_jobs_of_another_kind_or_batch_share_nothing(loop: Loop) -> None:
+    w = _world(loop, max_epochs=5)
+    w.controller = _knowledge_controller(w)
+    w.round()
+    for name, spec in (("other-task", {"task": "cnn"}), ("other-batch", {"globalBatchSize": 128}),
+                       ("own-kind", {"modelKind": "mine"})):
+        raw = _raw(**spec)
+        raw["metadata"].update(name=name, uid=f"u-{name}")
+        w.kube.add_job(raw)
+    _new_job(w, "same")
+    w.clock.now += INTERVAL
+    w.round()
+    assert "prior" in w.kube.status("same")["model"]
+    for name in ("other-task", "other-batch", "own-kind"):
+        assert "prior" not in w.kube.status(name).get("model", {}), name
+
+
+def test_without_a_configmap_name_the_store_is_kept_in_memory_only(loop: Loop) -> None:
+    w = _world(loop, max_epochs=5)
+    config = OperatorConfig(interval_seconds=INTERVAL, knowledge_configmap="")
+    w.controller = Controller(config, w.kube, w.prometheus, clock=w.clock)
+    w.round()
+    assert w.controller.store.kinds and w.kube.configmaps == {}

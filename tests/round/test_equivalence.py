@@ -6,7 +6,10 @@ the controller calls them, on a snapshot built from the case) and through the si
 and the operator's new allocations are exactly the round's placements.
 
 Both sides run at the same refit cadence (the operator's: every change); the cadence is a
-setting of the round, not part of either path."""
+setting of the round, not part of either path. Both start from the same knowledge pooled
+across jobs (a random `KnowledgeStore` of the jobs' kind, as the operator's ConfigMap or the
+simulator's loop holds it), and both pool the round's observations into it alike
+(`plan.learn` against `optimus.round.pool_observations`)."""
 
 from __future__ import annotations
 
@@ -29,10 +32,25 @@ from optimus.api.status import (
     parse_status,
     with_condition,
 )
-from optimus.kube.plan import JobState, RoundSettings, assess, decide, schedule_assessed
+from optimus.kube.plan import (
+    JobState,
+    RoundSettings,
+    assess,
+    decide,
+    learn,
+    schedule_assessed,
+)
 from optimus.kube.snapshot import PodSnapshot
 from optimus.models import ConvergenceRule
-from optimus.round import JobObservation, ModelMemory, RoundOutcome, run_round
+from optimus.round import (
+    JobObservation,
+    KnowledgeStore,
+    ModelMemory,
+    RoundOutcome,
+    kind_key,
+    pool_observations,
+    run_round,
+)
 from optimus.scheduling import NodeView, Resources
 from optimus.scheduling.types import JobPlacement
 from optimus.simulation.engine import (
@@ -121,6 +139,30 @@ def cases(draw: st.DrawFn, index: int, nodes: tuple[str, ...]) -> Case:
         epochs_done=epochs_done, speed=speed)
 
 
+#: the kind every job of a case trains (the simulator's trace model, the operator's modelKind)
+KIND = "m"
+
+
+@st.composite
+def stores(draw: st.DrawFn) -> KnowledgeStore:
+    """What earlier jobs of the kind taught, per mode and batch: pooled true speeds at some
+    configurations (enough for the kind's model, or not) and finished jobs' epochs."""
+    store = KnowledgeStore()
+    for mode in ("ps-sync", "ps-async"):
+        for batch in (64, 128):
+            key = kind_key(KIND, mode, batch)
+            configs = draw(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 6)),
+                                    max_size=8, unique=True))
+            if configs:
+                store = store.with_speed(key, mode, batch, "global" if mode == "ps-async"
+                                         else "per-worker",
+                                         [(p, w, _true_speed(p, w)) for p, w in configs])
+            for epochs in draw(st.lists(st.integers(1, 40), max_size=3)):
+                store = store.with_finished(key, mode, batch, float(epochs),
+                                            draw(st.sampled_from((None, 6400.0))))
+    return store
+
+
 @st.composite
 def clusters(draw: st.DrawFn) -> tuple[list[NodeView], list[Case]]:
     count = draw(st.integers(1, 3))
@@ -146,7 +188,7 @@ def _raw(case: Case) -> dict[str, Any]:
     raw["metadata"].update(name=case.name, uid=f"uid-{case.name}",
                            creationTimestamp=iso(case.arrival))
     spec = raw["spec"]
-    spec.update(mode=case.mode, globalBatchSize=case.batch,
+    spec.update(mode=case.mode, globalBatchSize=case.batch, modelKind=KIND,
                 convergence={"lossDelta": RULE.loss_delta, "window": RULE.window,
                              "maxEpochs": RULE.max_epochs})
     ps_container = spec["parameterServers"]["template"]["spec"]["containers"][0]
@@ -189,25 +231,32 @@ def _operator_state(case: Case) -> JobState:
                     parse_training_job(raw), None, tuple(pods))
 
 
-def operator_path(nodes: list[NodeView], jobs: list[Case], policy: str
-                  ) -> tuple[RoundOutcome, dict[str, AllocationStatus | None]]:
+def operator_path(nodes: list[NodeView], jobs: list[Case], policy: str,
+                  store: KnowledgeStore = KnowledgeStore()  # noqa: B008 (frozen)
+                  ) -> tuple[RoundOutcome, dict[str, AllocationStatus | None], KnowledgeStore]:
     settings = RoundSettings(policy=policy, restart_cost_seconds=RESTART_COST)
-    assessed = [assess(_operator_state(case), _observation(case), metrics_error=None, now=NOW,
-                       settings=settings, nodes=nodes) for case in jobs]
+    observations = {("ml", case.name): o for case in jobs
+                    if (o := _observation(case)) is not None}
+    assessed = [assess(_operator_state(case), observations.get(("ml", case.name)),
+                       metrics_error=None, now=NOW, settings=settings, nodes=nodes,
+                       store=store) for case in jobs]
     assert all(a.schedulable for a in assessed), [a.status.phase for a in assessed]
     outcome = schedule_assessed(assessed, nodes, now=NOW, settings=settings)
     decisions = decide(assessed, outcome, now=NOW, settings=settings)
-    return outcome, {d.meta.key: d.status.allocation for d in decisions}
+    return (outcome, {d.meta.key: d.status.allocation for d in decisions},
+            learn(store, assessed, observations))
 
 
 # ---- the simulator's path --------------------------------------------------------------------
-def simulator_path(nodes: list[NodeView], jobs: list[Case], policy: str) -> RoundOutcome:
+def simulator_path(nodes: list[NodeView], jobs: list[Case], policy: str,
+                   store: KnowledgeStore = KnowledgeStore()  # noqa: B008 (frozen)
+                   ) -> tuple[RoundOutcome, KnowledgeStore]:
     config = SimulationConfig(policy=policy, restart_cost=RESTART_COST, rule=RULE,
                               loss_refit_growth=1.0, speed_refit_samples=1)
     surface = SpeedSurface("m", 1, 1, 1, 1, np.ones((1, 1)))
     states = []
     for index, case in enumerate(jobs):
-        trace = TraceJob(case.key, case.arrival, "m", epochs=30.0,
+        trace = TraceJob(case.key, case.arrival, KIND, epochs=30.0,
                          dataset_size=case.samples_per_epoch, mode=case.mode,
                          batch_size=case.batch, min_ps=case.ps[0], max_ps=case.ps[1],
                          min_workers=case.workers[0], max_workers=case.workers[1],
@@ -223,18 +272,22 @@ def simulator_path(nodes: list[NodeView], jobs: list[Case], policy: str) -> Roun
             state.new_loss_points = list(case.loss_points)
             state.generation_speeds = [] if case.speed is None else [case.speed]
         states.append(state)
-    return run_round([round_job(s, NOW, oracle=False) for s in states],
-                     {s.trace.job: observation(s) for s in states}, nodes,
-                     settings_for(config), now=NOW)
+    round_jobs = [round_job(s, NOW, oracle=False) for s in states]
+    observed = {s.trace.job: observation(s) for s in states}
+    outcome = run_round(round_jobs, observed, nodes, settings_for(config), now=NOW,
+                        store=store)
+    return outcome, pool_observations(store, round_jobs, observed)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cluster=clusters(), policy=st.sampled_from(POLICIES))
+@given(cluster=clusters(), policy=st.sampled_from(POLICIES),
+       store=st.just(KnowledgeStore()) | stores())
 def test_the_operator_and_the_simulator_decide_alike(
-        cluster: tuple[list[NodeView], list[Case]], policy: str) -> None:
+        cluster: tuple[list[NodeView], list[Case]], policy: str, store: KnowledgeStore) -> None:
     nodes, jobs = cluster
-    operator, allocations = operator_path(nodes, jobs, policy)
-    simulator = simulator_path(nodes, jobs, policy)
+    operator, allocations, operator_store = operator_path(nodes, jobs, policy, store)
+    simulator, simulator_store = simulator_path(nodes, jobs, policy, store)
+    assert operator_store == simulator_store, "both pool the round's observations alike"
     assert operator.placement == simulator.placement
     assert set(operator.jobs) == set(simulator.jobs) == {case.key for case in jobs}
     for case in jobs:

@@ -33,6 +33,7 @@ from optimus.round.knowledge import (
     batch_scope,
     fit_job,
     model_speed,
+    summed_steps_per_second,
 )
 from optimus.round.observation import JobObservation
 from optimus.round.pins import fit_probes_to_capacity, pin, too_late_to_probe
@@ -263,4 +264,19 @@ def pool_finished(store: KnowledgeStore, job: RoundJob, epochs: float,
     if key is None or job.oracle is not None or not epochs > 0:
         return store
     return store.with_finished(key, job.view.mode, job.batch_size, epochs, samples_per_epoch)
+
+
+def pool_measurements(store: KnowledgeStore, kind: str, mode: str, batch_size: int,
+                      measured: Sequence[tuple[int, int, float]]) -> KnowledgeStore:
+    """The store with past measurements of a kind pooled, as if a job of that kind, mode
+    and global batch had observed them: (ps, workers, the job's total samples per second)
+    each, in the speed model's unit as `pool_observations` pools a live job's (`optimus fit
+    store` seeds the operator's store with it)."""
+    if not kind:
+        raise ValueError("pooled measurements need a kind")
+    return store.with_speed(kind_key(kind, mode, batch_size), mode, batch_size,
+                            batch_scope(mode), [
+        (ps, workers, model_speed(mode, summed_steps_per_second(
+            samples_per_sec, batch_size, workers, mode), workers))
+        for ps, workers, samples_per_sec in measured])
 
