@@ -58,7 +58,8 @@ OUTPUTS: tuple[Output, ...] = (
            "The operator in namespace optimus-system, watching all namespaces. Apply after\n"
            "# manifests/crd/ and manifests/peering/, together with manifests/rbac/cluster.yaml.",
            namespace_first=True),
-    Output("manifests/rbac/cluster.yaml", "cluster", ("ClusterRole", "ClusterRoleBinding"),
+    Output("manifests/rbac/cluster.yaml", "cluster",
+           ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"),
            "Least-privilege RBAC for an operator watching all namespaces."),
     Output("manifests/rbac/namespaced.yaml", "namespaced",
            ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "KopfPeering"),

@@ -32,7 +32,8 @@ STANDARD_LABELS = ("helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io
 # The operator's configuration, agreed with the operator (python -m optimus.kube).
 OPERATOR_ENV = {"OPTIMUS_PROMETHEUS_URL", "OPTIMUS_INTERVAL_SECONDS",
                 "OPTIMUS_RESTART_COST_SECONDS", "OPTIMUS_POLICY", "OPTIMUS_NAMESPACES",
-                "OPTIMUS_METRICS_PORT", "OPTIMUS_HEALTH_PORT", "OPTIMUS_PEERING"}
+                "OPTIMUS_METRICS_PORT", "OPTIMUS_HEALTH_PORT", "OPTIMUS_PEERING",
+                "OPTIMUS_KNOWLEDGE_CONFIGMAP", "OPTIMUS_KNOWLEDGE_NAMESPACE"}
 
 
 def _of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -104,6 +105,9 @@ def test_operator_deployment_is_hardened_and_probed(render: Render, args: list[s
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert set(env) >= OPERATOR_ENV
     assert ports["health"] == int(env["OPTIMUS_HEALTH_PORT"])
+    # the knowledge store's ConfigMap is where the knowledge Role grants it
+    assert (env["OPTIMUS_KNOWLEDGE_NAMESPACE"], env["OPTIMUS_KNOWLEDGE_CONFIGMAP"]) == (
+        "optimus-system", "optimus-knowledge")
     assert ports["metrics"] == int(env["OPTIMUS_METRICS_PORT"])
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -250,6 +254,24 @@ KOPF_INDICES: set[Grant] = {(group, resource, verb) for group, resource in (("",
                             for verb in ("list", "watch")}
 
 
+# The knowledge store's ConfigMap (optimus.kube.store): a Role in its one namespace, get and
+# update limited to its name
+KNOWLEDGE: set[Grant] = {("", "configmaps", verb) for verb in ("get", "create", "update")}
+
+
+def _knowledge_role(docs: list[dict[str, Any]], namespace: str) -> dict[str, Any]:
+    (role,) = [r for r in _of_kind(docs, "Role") if r["metadata"]["name"].endswith("knowledge")]
+    assert role["metadata"]["namespace"] == namespace
+    assert _grants(role) == KNOWLEDGE
+    for rule in role["rules"]:
+        if set(rule["verbs"]) & {"get", "update"}:
+            assert rule["resourceNames"] == ["optimus-knowledge"]
+    (binding,) = [b for b in _of_kind(docs, "RoleBinding")
+                  if b["roleRef"]["name"] == role["metadata"]["name"]]
+    assert binding["metadata"]["namespace"] == namespace
+    return role
+
+
 def _peering(resource: str) -> set[Grant]:
     return {("kopf.dev", resource, verb) for verb in ("get", "list", "watch", "patch")}
 
@@ -273,7 +295,7 @@ def operator_api_calls() -> tuple[set[Grant], set[Grant]]:
                 scope.add((GROUP, PLURAL + sub, VERB.get(verb, verb)))
             else:
                 kind = rest.removeprefix("namespaced_").removesuffix("_for_all_namespaces")
-                scope.add(("", kind + "s", VERB.get(verb, verb)))
+                scope.add(("", kind.replace("_", "") + "s", VERB.get(verb, verb)))
     return namespaced, cluster_wide
 
 
@@ -287,14 +309,15 @@ def test_the_operator_api_calls_are_found() -> None:
     assert ("", "pods", "create") in namespaced
     assert ("optimus.dev", "trainingjobs/status", "patch") in namespaced
     assert ("", "nodes", "list") in cluster_wide
+    assert KNOWLEDGE <= namespaced
 
 
 def test_cluster_rbac_grants_exactly_what_the_operator_and_kopf_use(render: Render) -> None:
     docs = render()
     role = _one(docs, "ClusterRole")
     namespaced, cluster_wide = operator_api_calls()
-    needed = namespaced | cluster_wide | KOPF_NEEDS | KOPF_ALL_NAMESPACES | KOPF_INDICES | (
-        _peering("clusterkopfpeerings"))
+    needed = (namespaced - KNOWLEDGE) | cluster_wide | KOPF_NEEDS | KOPF_ALL_NAMESPACES | (
+        KOPF_INDICES | _peering("clusterkopfpeerings"))
     granted = _grants(role)
     assert needed - granted == set(), "the operator would be forbidden these"
     assert granted - needed == set(), "granted but never used: drop them (least privilege)"
@@ -303,7 +326,10 @@ def test_cluster_rbac_grants_exactly_what_the_operator_and_kopf_use(render: Rend
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
                                     "namespace": account["metadata"]["namespace"]}]
-    assert not _of_kind(docs, "Role")
+    knowledge = _knowledge_role(docs, "optimus-system")
+    assert _of_kind(docs, "Role") == [knowledge], "no Role but the knowledge store's"
+    assert not _of_kind(render("--set", "operator.knowledge.configMap="), "Role")
+    _knowledge_role(render("--set", "operator.knowledge.namespace=ops"), "ops")
 
 
 def test_namespaced_rbac_reads_only_capacity_cluster_wide(render: Render) -> None:
@@ -317,12 +343,14 @@ def test_namespaced_rbac_reads_only_capacity_cluster_wide(render: Render) -> Non
     kopf_cluster = {grant for grant in KOPF_NEEDS if grant[1] == "customresourcedefinitions"}
     assert cluster_grants == cluster_wide | kopf_cluster | KOPF_INDICES
     assert {verb for _, _, verb in cluster_grants} <= {"get", "list", "watch"}, "read-only"
-    roles = _of_kind(docs, "Role")
+    knowledge = _knowledge_role(docs, "optimus-system")
+    roles = [r for r in _of_kind(docs, "Role") if r != knowledge]
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["a", "b"]
     for role in roles:
-        assert _grants(role) == namespaced | (KOPF_NEEDS - kopf_cluster) | _peering(
-            "kopfpeerings")
-    bindings = _of_kind(docs, "RoleBinding")
+        assert _grants(role) == (namespaced - KNOWLEDGE) | (KOPF_NEEDS - kopf_cluster) | (
+            _peering("kopfpeerings"))
+    bindings = [b for b in _of_kind(docs, "RoleBinding")
+                if b["roleRef"]["name"] != knowledge["metadata"]["name"]]
     assert sorted(binding["metadata"]["namespace"] for binding in bindings) == ["a", "b"]
 
 

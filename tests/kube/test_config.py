@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from optimus.kube.config import ConfigError, OperatorConfig, load_config
 
@@ -54,3 +56,23 @@ def test_the_accelerator_resource_is_a_setting() -> None:
     assert load_config([], {})[0].accelerator_resource == "nvidia.com/gpu"
     config, _ = load_config(["--accelerator-resource", "amd.com/gpu"], {})
     assert config.accelerator_resource == "amd.com/gpu"
+
+
+def test_the_knowledge_store_s_configmap_is_a_setting(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from optimus.kube import config as module
+
+    config, _ = load_config(["--knowledge-configmap", "k.v1"],
+                            {"OPTIMUS_KNOWLEDGE_NAMESPACE": "ops"})
+    assert (config.knowledge_configmap, config.store_namespace) == ("k.v1", "ops")
+    assert load_config([], {"OPTIMUS_KNOWLEDGE_CONFIGMAP": ""})[0].knowledge_configmap == ""
+    # no namespace given: the operator's own (its service account's), else "default"
+    account = tmp_path / "namespace"
+    monkeypatch.setattr(module, "SERVICE_ACCOUNT_NAMESPACE", account)
+    assert OperatorConfig().store_namespace == "default"
+    account.write_text("optimus-system\n")
+    assert OperatorConfig().store_namespace == "optimus-system"
+    for env, named in (({"OPTIMUS_KNOWLEDGE_CONFIGMAP": "Bad_Name"}, "OPTIMUS_KNOWLEDGE_CONFIGMAP"),
+                       ({"OPTIMUS_KNOWLEDGE_NAMESPACE": "a.b"}, "OPTIMUS_KNOWLEDGE_NAMESPACE")):
+        with pytest.raises(ConfigError, match=named):
+            load_config([], env)
