@@ -199,6 +199,8 @@ class SimulationResult:
     cluster_total: Resources
     outcomes: tuple[JobOutcome, ...]
     rounds: tuple[Round, ...]
+    #: the knowledge pooled across jobs when the trace ended (optimus.round.store)
+    store: KnowledgeStore = field(default_factory=KnowledgeStore)
 
 
 @dataclass
@@ -307,10 +309,13 @@ def settings_for(config: SimulationConfig) -> SchedulingSettings:
 
 def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], cluster: Cluster,
              config: SimulationConfig,
-             on_round: Callable[[float, int, int], None] | None = None) -> SimulationResult:
+             on_round: Callable[[float, int, int], None] | None = None, *,
+             store: KnowledgeStore | None = None) -> SimulationResult:
     """Run the trace to completion under `config.policy` (module docstring).
 
-    `on_round(time, finished, total)` is called after every round (for progress bars).
+    `on_round(time, finished, total)` is called after every round (for progress bars);
+    `store` is the knowledge pooled before the trace starts (as `optimus fit store` seeds
+    the operator's), by default none.
     """
     if config.interval <= 0:
         raise ValueError("the scheduling interval must be positive")
@@ -330,7 +335,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
     active: list[_Job] = []
     finished = 0
     rounds: list[Round] = []
-    store = KnowledgeStore()  # what finished and running jobs taught, per kind
+    store = store or KnowledgeStore()  # what finished and running jobs taught, per kind
     time = 0.0
     last_arrival = ordered[-1].arrival if ordered else 0.0
     while pending or active:
@@ -387,7 +392,8 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
         JobOutcome(s.trace.job, s.trace.arrival, s.first_start, s.finish, s.resizes, s.starts,
                    s.gpu_seconds, s.restart_seconds)
         for s in states)
-    return SimulationResult(config.policy, config, cluster.total, outcomes, tuple(rounds))
+    return SimulationResult(config.policy, config, cluster.total, outcomes, tuple(rounds),
+                            store)
 
 
 def new_job_state(job: TraceJob, index: int, surface: SpeedSurface,
