@@ -59,6 +59,19 @@ def test_a_command_job_runs_its_own_script_in_its_own_image(raw_job: dict[str, A
     assert job.meta.queue_name == "team-a"
 
 
+def test_the_kind_knowledge_is_pooled_by(raw_job: dict[str, Any]) -> None:
+    """spec.modelKind, else the task, else the image and command of a script of its own."""
+    assert parse_training_job(raw_job).spec.kind == "mlp"
+    raw_job["spec"]["modelKind"] = "resnet-50"
+    assert parse_training_job(raw_job).spec.kind == "resnet-50"
+    del raw_job["spec"]["modelKind"], raw_job["spec"]["task"], raw_job["spec"]["parameterServers"]
+    raw_job["spec"].update(mode="allreduce", command=["python", "/app/train.py", "--lr", "0.1"])
+    assert parse_training_job(raw_job).spec.kind == "w:1 python /app/train.py --lr 0.1"
+    raw_job["spec"]["image"] = "registry.example/me/train:1"
+    assert parse_training_job(raw_job).spec.kind == (
+        "registry.example/me/train:1 python /app/train.py --lr 0.1")
+
+
 def test_allreduce_needs_no_parameter_servers(raw_job: dict[str, Any]) -> None:
     raw_job["spec"]["mode"] = "allreduce"
     del raw_job["spec"]["parameterServers"]
@@ -124,6 +137,9 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("command not a list", _both(_set("spec.task", _DELETE), _set("spec.command", "python x")),
      "spec.command", "write it as a list"),
     ("bad suspend value", _set("spec.suspend", "yes"), "spec.suspend", "true or false"),
+    ("model kind too long", _set("spec.modelKind", "k" * 254), "spec.modelKind",
+     "at most 253 characters"),
+    ("model kind not a string", _set("spec.modelKind", 7), "spec.modelKind", ""),
 ]
 
 
