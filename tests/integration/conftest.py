@@ -53,6 +53,9 @@ class World:
             "spec": {
                 "mode": "ps-sync",
                 "task": TASK_SMALL_MLP,
+                # each job is its own kind: what one test's job taught (optimus.kube.store)
+                # must not spare another's probes
+                "modelKind": name,
                 "globalBatchSize": batch,
                 "convergence": {"lossDelta": 1e-6, "window": 3, "maxEpochs": max_epochs},
                 "parameterServers": {"min": ps[0], "max": ps[1], "template": {"spec": {

@@ -146,9 +146,16 @@ def test_create_probe_fit_grow_restart_blind_shrink_succeed(world: World) -> Non
     time.sleep(7)  # two rounds with the fixed size
     before = world.status(big)
     assert before["allocation"]["generation"] == settled["allocation"]["generation"]
+    # what the job taught is in the knowledge store's ConfigMap, written through the API
+    # server (the operator runs outside the cluster: namespace default)
+    stored = world.wait("the knowledge store's ConfigMap", lambda: _stored_kind(world, big), 30)
+    assert len(stored.samples) >= 5 and stored.theta is not None
     world.stack.operator.restart()  # type: ignore[union-attr]
     time.sleep(10)  # three rounds
     after = world.status(big)
+    # the restarted operator read the store back: the job's fit sees its kind's knowledge
+    prior = after["model"].get("prior") or {}
+    assert prior.get("kind") == f"{big}|ps-sync|64" and prior["configurations"] >= 5, prior
     assert after["allocation"]["generation"] == before["allocation"]["generation"]
     assert len(after["model"]["lossSamples"]) >= len(before["model"]["lossSamples"])
     assert after["model"]["speedSamples"] and after.get("restarts", 0) == before.get("restarts", 0)
@@ -192,8 +199,27 @@ def test_create_probe_fit_grow_restart_blind_shrink_succeed(world: World) -> Non
     world.wait("finished jobs' pods to go",
                lambda: not world.pods(big) and not world.pods(small), 60)
     assert any(world.checkpoints.joinpath(big).iterdir()), "checkpoints stay"
+    finished = world.wait("the finished jobs in the knowledge store",
+                          lambda: (k := _stored_kind(world, small)) and k.finished_epochs
+                          and k, 30)
+    assert finished.finished_epochs[0] > 2  # maxEpochs 3: the epoch its chief ended in
     for name in (small, big):
         world.delete(name)
+
+
+def _stored_kind(world: World, name: str) -> Any:
+    """The job's kind as the operator's knowledge ConfigMap holds it (None: not yet)."""
+    from kubernetes.client.rest import ApiException
+    from optimus.kube.store import DEFAULT_CONFIGMAP, store_from_configmap
+
+    try:
+        raw = world.core.read_namespaced_config_map(DEFAULT_CONFIGMAP, "default")
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    store = store_from_configmap(world.core.api_client.sanitize_for_serialization(raw))
+    return store.get(f"{name}|ps-sync|64")
 
 
 def test_failed_pod_is_replaced_and_deleting_a_job_cleans_its_pods(world: World) -> None:
