@@ -354,6 +354,9 @@ def test_a_second_job_of_a_kind_starts_from_the_first_s_knowledge_after_a_restar
     w.round()
     assert w.kube.status("mnist")["phase"] == "Succeeded"
     assert _store_writes(w.kube) == [("create_configmap", STORE_NS, "optimus-knowledge")]
+    registry = w.controller.metrics.registry
+    assert registry.get_sample_value("optimus_knowledge_kinds") == 1
+    assert registry.get_sample_value("optimus_knowledge_speed_samples") == 1
     for _ in range(3):  # nothing new to learn: the store is not rewritten
         w.clock.now += INTERVAL
         w.round()
