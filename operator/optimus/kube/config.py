@@ -40,6 +40,7 @@ class OperatorConfig:
     bind_address: str = "0.0.0.0"
     resize_timeout_seconds: float = 300.0
     accelerator_resource: str = GPU_RESOURCE
+    in_place_timeout_seconds: float = 150.0
 
 
 #: (field, environment variable, flag, help)
@@ -74,6 +75,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "seconds after which a resize whose pods do not all run is reported (ResizeStuck)"),
     ("accelerator_resource", "OPTIMUS_ACCELERATOR_RESOURCE", "--accelerator-resource",
      "the extended resource counted as GPUs in nodes and pods (e.g. amd.com/gpu)"),
+    ("in_place_timeout_seconds", "OPTIMUS_IN_PLACE_TIMEOUT_SECONDS", "--in-place-timeout",
+     "how long a resize in place may take before the job is restarted instead"),
 )
 
 
