@@ -191,6 +191,8 @@ class Controller:
         self._prom_retry_at = -math.inf
         self._prom_error: str | None = None
         self._loose: set[asyncio.Future[Any]] = set()  # fire-and-forget event posts
+        #: the chief's control port (the contract's; tests point it at a fake chief)
+        self.control_port = contract.DEFAULT_CONTROL_PORT
 
     # ---- when to run ------------------------------------------------------------------------
     async def tick(self, snapshot: SnapshotSource, *,
@@ -415,7 +417,7 @@ class Controller:
     async def _checkpoint(self, chief: PodSnapshot) -> None:
         """Ask the old chief for a checkpoint, bounded; a failure only costs the steps since
         the last periodic checkpoint."""
-        url = f"http://{chief.ip}:{contract.DEFAULT_CONTROL_PORT}{contract.CONTROL_CHECKPOINT_PATH}"
+        url = f"http://{chief.ip}:{self.control_port}{contract.CONTROL_CHECKPOINT_PATH}"
         timeout = aiohttp.ClientTimeout(total=self.config.checkpoint_timeout_seconds)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, \
@@ -513,8 +515,7 @@ class Controller:
                         allocation: AllocationStatus) -> dict[str, Any]:
         """POST the membership to the chief; its answer once the job trains at that size.
         A refusal (400), a failed switch (503) or no answer in time raises InPlaceError."""
-        url = (f"http://{chief.ip}:{contract.DEFAULT_CONTROL_PORT}"
-               f"{contract.CONTROL_MEMBERSHIP_PATH}")
+        url = f"http://{chief.ip}:{self.control_port}{contract.CONTROL_MEMBERSHIP_PATH}"
         timeout = aiohttp.ClientTimeout(total=self.settings.in_place_timeout_seconds)
         body = {"workers": allocation.workers, "generation": allocation.generation}
         try:

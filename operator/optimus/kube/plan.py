@@ -828,9 +828,9 @@ def _allocate(a: Assessed, ctx: Context, placed: JobPlacement,
     assert job is not None
     if previous is None or a.restart or a.fallback or counts != (previous.ps,
                                                                  previous.workers):
-        reason = ("probe" if probing else
-                  "restart after a pod failure" if a.restart else
-                  "resize in place failed" if a.fallback else "allocation")
+        reason = ("restart after a resize in place failed" if a.fallback else
+                  "probe" if probing else
+                  "restart after a pod failure" if a.restart else "allocation")
         generation = previous.generation + 1 if previous else 0
         workers = (None if previous is None or a.restart or a.fallback
                    else in_place_workers(job, previous, placed))
@@ -878,7 +878,9 @@ def _resize_message(a: Assessed, old: AllocationStatus, new: AllocationStatus,
     text = (f"{_size(old.ps, old.workers)} -> {_size(new.ps, new.workers)} {path} "
             f"(generation {new.generation}, {new.reason})")
     job = a.state.job
-    if job is None or a.knowledge.probing or a.restart or a.fallback:
+    if a.fallback:
+        return f"{text}: the resize in place failed: {a.fallback}"
+    if job is None or a.knowledge.probing or a.restart:
         return text
     remaining = a.knowledge.remaining_time(job.spec.global_batch_size, job.spec.mode)
     before, after = remaining(old.ps, old.workers), remaining(new.ps, new.workers)
