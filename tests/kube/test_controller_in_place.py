@@ -170,7 +170,7 @@ def test_the_job_grows_in_place_and_the_next_round_records_the_pause(world: Worl
     assert allocation["pauseSeconds"] == 0.25 and allocation["runningSince"]
     assert world.kube.status("mnist")["resizeCosts"] == {"InPlaceWorkerChange": 0.25}
     assert world.condition("Resizing")["status"] == "False"
-    assert "ResizePause" in world.events()
+    assert "PauseMeasured" in world.events()
 
 
 @pytest.mark.parametrize("world", [_refused, _silent], indirect=True)

@@ -43,7 +43,7 @@ REASON_RESIZE_IN_PLACE: Final = "ResizeInPlace"
 REASON_IN_PLACE_FAILED: Final = "InPlaceFailed"
 #: an Event once a resize's pause is measured (decision to the first step at the new
 #: size): which path it took and how long training paused
-REASON_RESIZE_PAUSE: Final = "ResizePause"
+REASON_RESIZE_PAUSE: Final = "PauseMeasured"
 #: Resizing=True: the new generation's pods have not all run within the resize timeout (the
 #: job keeps waiting for them; nothing is deleted)
 REASON_RESIZE_STUCK: Final = "ResizeStuck"
