@@ -242,6 +242,9 @@ def test_after_an_operator_restart_the_resize_waits_for_the_switch_then_falls_ba
     switched = _round(state, JobObservation(generation=5, first_step_at=NOW - 3, series=4),
                       now=NOW + 100)
     assert _grown(switched).generation == 5 and _grown(switched).resize_seconds == 7.0
+    # the workers step under the new generation (the first step itself unseen): switched
+    trains = _round(state, JobObservation(generation=5, step=40, series=4), now=NOW + 100)
+    assert _grown(trains).generation == 5 and trains.action == "none"
     # no step at the new size by the timeout: restart
     late = _round(state, now=NOW + 100)
     assert _grown(late).generation == 6 and _grown(late).resize_kind == RESIZE_RESTART

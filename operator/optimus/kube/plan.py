@@ -566,7 +566,10 @@ def in_place_outcome(a: Assessed, ctx: Context) -> Assessed:
     else:
         decided = parse_time(allocation.updated_at)
         timeout = ctx.settings.in_place_timeout_seconds
-        if (allocation.resize_seconds is not None or decided is None
+        observed = ctx.observation
+        trains = (observed is not None and observed.generation == allocation.generation
+                  and (observed.step or 0) > 0)  # the workers step under the new generation
+        if (trains or allocation.resize_seconds is not None or decided is None
                 or ctx.now - decided < timeout):
             return a
         why = (f"no step at {_size(allocation.ps, allocation.workers)} within {timeout:.0f} s "
