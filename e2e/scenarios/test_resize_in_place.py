@@ -1,20 +1,21 @@
 """Scenario: the operator resizes an all-reduce job in place, and a failure in the middle
 of a resize in place falls back to checkpoint-restart with nothing lost.
 
-One stack (one node, a 2 s scheduling interval, a 20 s in-place timeout) and three jobs
-of the library's mlp task in all-reduce mode, resized by their bounds (a patch of
-spec.workers.min/max forces the allocation within a round):
+One stack (one node, a 2 s scheduling interval, a 20 s in-place timeout) and one job of
+the library's mlp task in all-reduce mode, resized by its bounds (a patch of
+spec.workers.min/max forces the allocation within a round), in this order:
 
-1. grown 1 -> 2 and shrunk 2 -> 1 in place: the chief's pod is never replaced, the
-   Resizing condition says ResizeInPlace, status.allocation records the path and the pause,
-   the removed worker's pod goes after it exited;
-2. a surviving worker killed (SIGKILL) while the added worker joins: the job restarts from
-   its checkpoint (a new generation of every pod) and finishes;
-3. the operator killed (SIGKILL) right after it created the added pod, and started again:
-   the new operator finds the switch done (or, with no step at the new size within the
-   timeout, restarts the job) and the job finishes.
+1. grown 1 -> 2 and 2. shrunk 2 -> 1 in place: the chief's pod is never replaced,
+   status.allocation records the path and the pause, the removed worker's pod goes after
+   it exited;
+3. grown 1 -> 2 with the operator killed (SIGKILL) right after it created the added pod,
+   and started again: the chief switches without it (the request was posted) and the new
+   operator finds the job stepping under the new generation; had the request not been
+   posted, no step at the new size within the timeout restarts the job instead;
+4. grown 2 -> 3 with a running worker killed (SIGKILL) while the added worker joins: the
+   job restarts from its checkpoint (a new generation of every pod; one counted restart).
 
-Each ends with its step never below its newest checkpoint and every checkpoint's sample
+It ends with its step never below its newest checkpoint and every checkpoint's sample
 ledger clean: no sample skipped or trained twice.
 """
 
@@ -106,78 +107,74 @@ def _finish(stack: Stack, name: str, recorder: StepRecorder) -> dict[str, Any]:
     return final
 
 
-def test_the_operator_grows_and_shrinks_an_allreduce_job_in_place(stack: Stack) -> None:
+def _settled(stack: Stack, name: str, workers: int, what: str) -> dict[str, Any]:
+    return dict(wait_until(stack, what, lambda: (
+        a := _allocation(stack, name)).get("workers") == workers and a.get("runningSince")
+        and a, timeout=60, interval=0.3))
+
+
+def _generation_pod(stack: Stack, name: str, generation: int, rank: int) -> str:
+    pod = f"{name}-g{generation}-worker-{rank}"
+    wait_until(stack, f"pod {pod}", lambda: pod in _pods(stack, name), timeout=30,
+               interval=0.1)
+    return pod
+
+
+def test_an_allreduce_job_resized_in_place_survives_a_killed_operator_and_worker(
+        stack: Stack) -> None:
     name = "in-place"
     began = time.monotonic()
+    timeline: list[str] = []
     recorder = _start(stack, name, 1)
     chief = _pods(stack, name)[f"{name}-g0-worker-0"]["metadata"]["uid"]
-    _workers(stack, name, 2)
-    grown = wait_until(stack, "the grow in place to be measured", lambda: (
-        a := _allocation(stack, name)).get("workers") == 2 and a.get("runningSince")
-        and a.get("resizeSeconds") is not None and a, timeout=60, interval=0.3)
-    assert grown["resizeKind"] == "InPlaceWorkerChange", describe(stack, name)
-    assert grown["podGenerations"]["workers"] == [0, 1]
-    assert _pods(stack, name)[f"{name}-g0-worker-0"]["metadata"]["uid"] == chief
-    _workers(stack, name, 1)
-    shrunk = wait_until(stack, "the shrink in place to settle", lambda: (
-        a := _allocation(stack, name)).get("workers") == 1 and a.get("runningSince") and a,
-        timeout=60, interval=0.3)
-    assert shrunk["resizeKind"] == "InPlaceWorkerChange" and shrunk["generation"] == 2
-    wait_until(stack, "the removed worker's pod to go",
-               lambda: set(_pods(stack, name)) == {f"{name}-g0-worker-0"}, timeout=30)
-    assert _pods(stack, name)[f"{name}-g0-worker-0"]["metadata"]["uid"] == chief
-    final = _finish(stack, name, recorder)
-    costs = final["status"].get("resizeCosts") or {}
-    print(f"in-place: grow 1 -> 2 at the new size {grown['resizeSeconds']} s after the "
-          f"decision, paused {grown.get('pauseSeconds')} s; shrink 2 -> 1 paused "
-          f"{shrunk.get('pauseSeconds')} s; resizeCosts {costs}; "
-          f"{time.monotonic() - began:.1f} s")
-    assert "InPlaceWorkerChange" in costs
-
-
-def test_a_worker_killed_during_a_resize_in_place_falls_back_to_a_restart(
-        stack: Stack) -> None:
-    name = "wounded"
-    began = time.monotonic()
-    recorder = _start(stack, name, 2)
-    _workers(stack, name, 3)
-    added = f"{name}-g1-worker-2"
-    wait_until(stack, "the added worker's pod", lambda: added in _pods(stack, name),
-               timeout=30, interval=0.1)
-    assert stack.cluster is not None
-    victim = f"{name}-g0-worker-1"
-    pid = wait_until(stack, "the surviving worker's pid", lambda: stack.cluster.pod_pid(
-        stack.config.namespace, victim), timeout=10, interval=0.1)
-    os.kill(pid, signal.SIGKILL)
-    restarted = wait_until(stack, "a restart of every pod", lambda: (
-        a := _allocation(stack, name)).get("resizeKind") == "Restart"
-        and a.get("runningSince") and a, timeout=60, interval=0.3)
-    assert restarted["workers"] == 3 and restarted["podGenerations"]["workers"] == [
-        restarted["generation"]] * 3
-    why = _resizing(stack, name)
-    final = _finish(stack, name, recorder)
-    print(f"worker killed mid in-place: restarted as generation {restarted['generation']} "
-          f"(restart {restarted.get('restartSeconds')} s), restarts "
-          f"{final['status'].get('restarts')}, Resizing {why.get('reason')}; "
-          f"{time.monotonic() - began:.1f} s")
-
-
-def test_an_operator_killed_during_a_resize_in_place_leaves_the_job_whole(
-        stack: Stack) -> None:
-    name = "orphaned"
-    began = time.monotonic()
-    recorder = _start(stack, name, 1)
-    _workers(stack, name, 2)
-    wait_until(stack, "the added worker's pod", lambda: f"{name}-g1-worker-1" in _pods(
-        stack, name), timeout=30, interval=0.1)
-    assert stack.operator is not None
-    stack.operator.kill()
-    time.sleep(1)
-    stack.operator.start()
-    settled = wait_until(stack, "the job to run at 2 workers again", lambda: (
-        a := _allocation(stack, name)).get("workers") == 2 and a.get("runningSince") and a,
-        timeout=60, interval=0.3)
-    final = _finish(stack, name, recorder)
-    print(f"operator killed mid in-place: generation {settled['generation']} by "
-          f"{settled.get('resizeKind')}, restarts {final['status'].get('restarts')}; "
-          f"{time.monotonic() - began:.1f} s")
+    try:
+        # 1. grow 1 -> 2 in place: the chief's pod stays, the pause is measured
+        _workers(stack, name, 2)
+        grown = wait_until(stack, "the grow in place to be measured", lambda: (
+            a := _allocation(stack, name)).get("workers") == 2 and a.get("runningSince")
+            and a.get("resizeSeconds") is not None and a, timeout=60, interval=0.3)
+        assert grown["resizeKind"] == "InPlaceWorkerChange", describe(stack, name)
+        assert grown["podGenerations"]["workers"] == [0, 1]
+        timeline.append(f"grow 1 -> 2 in place: at the new size {grown['resizeSeconds']} s "
+                        f"after the decision, paused {grown.get('pauseSeconds')} s")
+        # 2. shrink 2 -> 1 in place: the removed worker's pod goes once it exited
+        _workers(stack, name, 1)
+        shrunk = _settled(stack, name, 1, "the shrink in place to settle")
+        assert shrunk["resizeKind"] == "InPlaceWorkerChange" and shrunk["generation"] == 2
+        wait_until(stack, "the removed worker's pod to go",
+                   lambda: set(_pods(stack, name)) == {f"{name}-g0-worker-0"}, timeout=30)
+        assert _pods(stack, name)[f"{name}-g0-worker-0"]["metadata"]["uid"] == chief
+        timeline.append(f"shrink 2 -> 1 in place: paused {shrunk.get('pauseSeconds')} s")
+        # 3. grow 1 -> 2 with the operator killed once it created the added pod
+        _workers(stack, name, 2)
+        _generation_pod(stack, name, 3, 1)
+        assert stack.operator is not None
+        stack.operator.kill()
+        time.sleep(1)
+        stack.operator.start()
+        regrown = _settled(stack, name, 2, "the job to run at 2 workers after the operator "
+                                           "restart")
+        timeline.append(f"operator killed mid grow 1 -> 2: generation {regrown['generation']}"
+                        f" by {regrown['resizeKind']}")
+        # 4. grow 2 -> 3 with a running worker killed while the added one joins: a restart
+        _workers(stack, name, 3)
+        _generation_pod(stack, name, regrown["generation"] + 1, 2)
+        assert stack.cluster is not None
+        victim = f"{name}-g{regrown['podGenerations']['workers'][1]}-worker-1"
+        pid = wait_until(stack, "the running worker's pid", lambda: stack.cluster.pod_pid(
+            stack.config.namespace, victim), timeout=10, interval=0.1)
+        os.kill(pid, signal.SIGKILL)
+        restarted = wait_until(stack, "a restart of every pod", lambda: (
+            a := _allocation(stack, name)).get("resizeKind") == "Restart"
+            and a.get("workers") == 3 and a.get("runningSince") and a, timeout=60,
+            interval=0.3)
+        assert restarted["podGenerations"]["workers"] == [restarted["generation"]] * 3
+        timeline.append(f"worker {victim} killed mid grow 2 -> 3: restarted as generation "
+                        f"{restarted['generation']}")
+    finally:
+        final = _finish(stack, name, recorder)
+        print("in-place: " + "; ".join(timeline) + f"; resizeCosts "
+              f"{final['status'].get('resizeCosts')}, restarts "
+              f"{final['status'].get('restarts')}; {time.monotonic() - began:.1f} s")
+    assert final["status"].get("restarts") == 1
+    assert "InPlaceWorkerChange" in (final["status"].get("resizeCosts") or {})
