@@ -138,6 +138,20 @@ def test_the_ps_modes_follow_the_contracts_declaration(monkeypatch: pytest.Monke
     assert in_place_workers(job, previous, JobPlacement(("n1", "n1"), ("n1",) * 2)) is None
 
 
+def test_a_zero_in_place_timeout_turns_resizing_in_place_off() -> None:
+    from tests.kube.test_plan import _fitted_model
+    status = replace(_status(RUNNING), model=_fitted_model())
+    state = _state(_raw(), status, _pods(RUNNING))
+    off = replace(SETTINGS, in_place_timeout_seconds=0.0)
+    a = assess(state, JobObservation(generation=4, epoch=3.0, step=300, series=4),
+               metrics_error=None, now=NOW, settings=off, nodes=NODES)
+    (d,) = decide([a], schedule_assessed([a], NODES, now=NOW, settings=off), now=NOW,
+                  settings=off)
+    assert d.action == "roll" and d.status.allocation is not None
+    assert d.status.allocation.resize_kind == RESIZE_RESTART
+    assert resize_costs(status, parse_training_job(_raw()), off).worker_change is None
+
+
 def _grown(decision: Decision) -> AllocationStatus:
     allocation = decision.status.allocation
     assert allocation is not None

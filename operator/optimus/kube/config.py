@@ -76,7 +76,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("accelerator_resource", "OPTIMUS_ACCELERATOR_RESOURCE", "--accelerator-resource",
      "the extended resource counted as GPUs in nodes and pods (e.g. amd.com/gpu)"),
     ("in_place_timeout_seconds", "OPTIMUS_IN_PLACE_TIMEOUT_SECONDS", "--in-place-timeout",
-     "how long a resize in place may take before the job is restarted instead"),
+     "how long a resize in place may take before the job is restarted instead (0: resize "
+     "by checkpoint-restart only)"),
 )
 
 

@@ -120,7 +120,8 @@ class RoundSettings:
     in_place_cost_seconds: float = 5.0
     #: a resize in place whose outcome is unknown (the operator restarted during it) and
     #: that shows no step at the new size this long after the decision falls back to a
-    #: restart; the controller's wait for the chief's answer is bounded by it too
+    #: restart; the controller's wait for the chief's answer is bounded by it too (0: no
+    #: resize is made in place)
     in_place_timeout_seconds: float = 150.0
     #: the cluster's measured cost of each kind of resize (`learned_resize_costs`), the
     #: cost of a job that has not measured its own
@@ -836,6 +837,7 @@ def _allocate(a: Assessed, ctx: Context, placed: JobPlacement,
                   "restart after a pod failure" if a.restart else "allocation")
         generation = previous.generation + 1 if previous else 0
         workers = (None if previous is None or a.restart or a.fallback
+                   or ctx.settings.in_place_timeout_seconds <= 0
                    else in_place_workers(job, previous, placed))
         if workers is None or previous is None:
             new = AllocationStatus(
@@ -907,7 +909,8 @@ def resize_costs(status: TrainingJobStatus, job: TrainingJob,
         return own if own is not None else learned.get(kind, prior)
 
     in_place = (job.spec.mode in contract.IN_PLACE_WORKER_CHANGE_MODES
-                and not job.spec.runs_command and processes_per_pod(job, "worker") == 1)
+                and not job.spec.runs_command and processes_per_pod(job, "worker") == 1
+                and settings.in_place_timeout_seconds > 0)
     return ResizeCosts(
         restart=cost(RESIZE_RESTART, settings.restart_cost_seconds),
         worker_change=(cost(RESIZE_IN_PLACE_WORKERS, settings.in_place_cost_seconds)
