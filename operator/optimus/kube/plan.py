@@ -715,10 +715,11 @@ def learned_resize_costs(states: Sequence[JobState]) -> tuple[tuple[str, float],
 
 def learned_restart_cost(states: Sequence[JobState], configured: float) -> float:
     """The restart cost the round uses: the median of the restarts measured on this cluster
-    (each job's current generation, `measured_restart_seconds`) once there are
-    MIN_MEASURED_RESTARTS of them, else the configured value. A restart's cost is mostly
-    the cluster's (pod start, process start, checkpoint restore), so one value for all jobs;
-    the median keeps one slow start (a busy node) from moving it."""
+    (each job's current generation, `measured_restart_seconds`) from the first one
+    (MIN_MEASURED_RESTARTS), else the configured value. A restart's cost is mostly the
+    cluster's (pod start, process start, checkpoint restore), so one value for all jobs
+    that have not measured their own (`resize_costs`); the median keeps one slow start (a
+    busy node) from moving it."""
     measured = [s.status.allocation.restart_seconds for s in states
                 if s.status.allocation is not None
                 and s.status.allocation.restart_seconds is not None]
