@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from optimus.scheduling.types import Allocation, ResizeCosts
 from optimus.simulation.engine import SimulationConfig, resize_costs, simulate
-from optimus.simulation.generator import default_speed_table, generate_trace
+from optimus.simulation.generator import generate_trace
 
 from tests.simulation.test_sim_engine import CLUSTER, SURFACES, TABLE
 
