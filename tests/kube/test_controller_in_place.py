@@ -145,7 +145,7 @@ async def _refused(body: dict[str, Any]) -> web.Response:
 
 
 async def _silent(body: dict[str, Any]) -> web.Response:
-    await asyncio.sleep(3.0)  # past the operator's 0.5 s
+    await asyncio.sleep(1.0)  # past the operator's 0.5 s
     return await _switched(body)
 
 
