@@ -10,6 +10,7 @@ further signals are ignored so the teardown completes and leaves no orphan proce
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -29,7 +30,7 @@ from e2e.demo.fixed import Observation, describe_method, fixed_allocation_estima
 from e2e.demo.kubectl import Kubectl, KubectlError
 from e2e.demo.samples import DEMO_SAMPLES, load_sample, prepared, write_manifests
 from e2e.demo.stack import REPO_ROOT, OperatorSettings, Stack, StackConfig
-from e2e.demo.summary import outcomes, render_summary, resizes_from_events
+from e2e.demo.summary import outcomes, render_summary, resizes_from_events, summary_json
 from e2e.demo.table import FINISHED_PHASES, parse_time, render_table, row_from_object
 
 #: the local cluster's emulated GPU time per training sample (seconds). The demo's tasks cost
@@ -62,6 +63,8 @@ class DemoOptions:
     max_epochs: int | None = None  # override the samples' maxEpochs
     workdir: Path = field(default_factory=lambda: REPO_ROOT / ".demo")
     kubeconfig: Path | None = None
+    #: print one JSON object with the outcome at the end (`summary_json`)
+    json: bool = False
     # the local cluster's emulated GPU time per training sample (seconds; 0: off)
     emulated_gpu_seconds_per_sample: float = EMULATED_GPU_SECONDS_PER_SAMPLE
 
@@ -88,6 +91,9 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
                         default=os.environ.get("E2E_KUBECONFIG") or None,
                         help="use this cluster instead of starting a local one "
                              "(default: $E2E_KUBECONFIG)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object at the end: per job its completion time, "
+                             "resizes and pauses, and elastic_vs_fixed")
     parser.add_argument("--gpu-ms-per-sample", type=float, default=None,
                         help="emulated GPU time per training sample, in ms, on the local "
                              f"cluster (default {EMULATED_GPU_SECONDS_PER_SAMPLE * 1000:g}, "
@@ -114,6 +120,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
         workdir=workdir.resolve(),
         kubeconfig=args.kubeconfig,
         emulated_gpu_seconds_per_sample=args.gpu_ms_per_sample / 1000,
+        json=args.json,
     )
 
 
@@ -138,6 +145,8 @@ class Monitor:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.timelines: dict[str, list[Observation]] = {}
         self.events: list[dict[str, Any]] = []
+        #: every status.allocation seen, per job (the resizes' paths and pauses)
+        self.allocations: dict[str, list[dict[str, Any]]] = {}
 
     def poll(self, with_events: bool = True) -> None:
         now = datetime.now(UTC)
@@ -149,6 +158,9 @@ class Monitor:
             created = parse_time(obj["metadata"].get("creationTimestamp")) or now
             status = obj.get("status") or {}
             allocation = status.get("allocation") or {}
+            seen = self.allocations.setdefault(name, [])
+            if allocation and (not seen or seen[-1] != allocation):
+                seen.append(allocation)
             epoch = (status.get("progress") or {}).get("epoch")
             self.timelines.setdefault(name, []).append(Observation(
                 t=(now - created).total_seconds(),
@@ -205,7 +217,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         console.print("Simulating the same jobs on their fixed initial allocations...")
         fixed = fixed_allocation_estimates(jobs, _nodes(stack.kubectl), monitor.timelines,
                                            interval=options.interval)
-        results = outcomes(jobs, monitor.events, fixed.of)
+        results = outcomes(jobs, monitor.events, fixed.of, monitor.allocations)
         console.print()
         console.print(render_summary(results, describe_method(fixed)))
         console.print(gpus, style="dim")
@@ -213,6 +225,8 @@ def run_demo(options: DemoOptions, console: Console) -> int:
             for path in paths:
                 stack.kubectl.delete("-f", str(path))
         console.print("Stopping the operator, Prometheus and the cluster...")
+    if options.json:  # the last line of stdout, for other tools
+        print(json.dumps(summary_json(results)), flush=True)
     return code
 
 

@@ -4,7 +4,9 @@ From the final TrainingJob objects and the Kubernetes events: each job's complet
 (creation to its Succeeded/Failed condition), the resizes the operator made and why (its
 events' messages), the model fit errors (status.model.fitError), and what the same job would
 have taken with its fixed initial allocation (an estimator injected by the caller: the demo
-passes the simulator's answer, see e2e.demo.fixed; None when the job could not be simulated).
+passes the simulator's answer, see e2e.demo.fixed; None when the job could not be simulated),
+and, for `--json`, one object with all of it (`summary_json`), each resize's path and pause
+from the allocations the demo saw (status.allocation of every generation, `Pause`).
 """
 
 from __future__ import annotations
@@ -90,6 +92,35 @@ def completion_seconds(obj: Mapping[str, Any]) -> float | None:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """One resize as status.allocation recorded it: the generation it rolled out, in place
+    or by restart (resizeKind), the training time it cost (pauseSeconds) and the time until
+    the job trained at the new size (resizeSeconds); None where not measured."""
+
+    generation: int
+    kind: str
+    pause_seconds: float | None
+    resize_seconds: float | None
+
+    @property
+    def path(self) -> str:
+        return "restart" if self.kind in ("", "Restart") else "in-place"
+
+
+def pauses_from_allocations(allocations: Iterable[Mapping[str, Any]]) -> tuple[Pause, ...]:
+    """Every resize among the allocations a job went through (the newest sighting of each
+    generation wins; its first generation is a start, not a resize), oldest first."""
+    newest: dict[int, Mapping[str, Any]] = {}
+    for allocation in allocations:
+        generation = _number(allocation.get("generation"))
+        if generation is not None and generation >= 1:
+            newest[int(generation)] = allocation
+    return tuple(Pause(g, str(a.get("resizeKind") or "Restart"),
+                       _number(a.get("pauseSeconds")), _number(a.get("resizeSeconds")))
+                 for g, a in sorted(newest.items()))
+
+
+@dataclass(frozen=True)
 class JobOutcome:
     name: str
     phase: str
@@ -100,14 +131,19 @@ class JobOutcome:
     fixed_seconds: float | None  # the same job on its fixed initial allocation
     #: the operator's measurement of the job's last restart (status.allocation.restartSeconds)
     restart_seconds: float | None = None
+    #: every resize's path and pause (`pauses_from_allocations`)
+    pauses: tuple[Pause, ...] = ()
 
 
 FixedEstimator = Callable[[Mapping[str, Any]], float | None]
 
 
 def outcomes(jobs: Sequence[Mapping[str, Any]], events: Iterable[Mapping[str, Any]],
-             fixed_estimator: FixedEstimator) -> list[JobOutcome]:
-    """One outcome per job, sorted by name."""
+             fixed_estimator: FixedEstimator,
+             allocations: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+             ) -> list[JobOutcome]:
+    """One outcome per job, sorted by name; `allocations`: every status.allocation seen
+    of each job (for the pauses; the final one is always counted)."""
     resizes = resizes_from_events(events)
     result = []
     for obj in jobs:
@@ -123,6 +159,8 @@ def outcomes(jobs: Sequence[Mapping[str, Any]], events: Iterable[Mapping[str, An
             speed_fit_error=_number(fit_error.get("speed")),
             fixed_seconds=fixed_estimator(obj),
             restart_seconds=_number(_mapping(status.get("allocation")).get("restartSeconds")),
+            pauses=pauses_from_allocations([*(allocations or {}).get(name, ()),
+                                            _mapping(status.get("allocation"))]),
         ))
     return sorted(result, key=lambda o: o.name)
 
@@ -141,6 +179,14 @@ class Totals:
     sum_jct: float | None
     avg_fixed: float | None
     sum_fixed: float | None
+
+    @property
+    def elastic_vs_fixed(self) -> float | None:
+        """The fixed allocations' simulated total JCT over the measured one (the same jobs,
+        so it equals `speedup`)."""
+        if self.sum_jct is None or self.sum_fixed is None or self.sum_jct <= 0:
+            return None
+        return self.sum_fixed / self.sum_jct
 
     @property
     def speedup(self) -> float | None:
@@ -198,3 +244,28 @@ def render_summary(results: Sequence[JobOutcome], fixed_method: str) -> Group:
     verdict.append(f"\nFixed-allocation estimate: {fixed_method}")
     parts.append(verdict)
     return Group(*parts)
+
+
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def summary_json(results: Sequence[JobOutcome]) -> dict[str, Any]:
+    """What `python -m e2e.demo --json` prints: per job its phase, completion time, fixed
+    allocation estimate, resizes and their pauses; the totals and "elastic_vs_fixed" (the
+    fixed allocations' simulated total JCT over the elastic run's measured total)."""
+    t = totals(results)
+    return {
+        "jobs": {o.name: {
+            "phase": o.phase,
+            "completion_s": _rounded(o.jct_seconds),
+            "fixed_s": _rounded(o.fixed_seconds),
+            "resizes": len(o.pauses),
+            "pauses": [{"generation": p.generation, "path": p.path, "kind": p.kind,
+                        "pause_s": p.pause_seconds, "resize_s": p.resize_seconds}
+                       for p in o.pauses],
+        } for o in results},
+        "total_jct_s": _rounded(t.sum_jct),
+        "fixed_total_jct_s": _rounded(t.sum_fixed),
+        "elastic_vs_fixed": _rounded(t.elastic_vs_fixed, 3),
+    }

@@ -57,6 +57,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--restart-cost", type=float, default=30.0,
                         help="seconds without progress when a job starts or is resized "
                              "(default 30)")
+    parser.add_argument("--in-place-cost", type=float, default=None,
+                        help="seconds without progress when a job whose mode changes its "
+                             "workers in place (all-reduce) changes its worker count "
+                             "(default: the restart cost)")
     parser.add_argument("--policy", default=",".join(ALL_POLICIES),
                         help=f"comma-separated policies (default {','.join(ALL_POLICIES)})")
     parser.add_argument("--seed", type=int, default=0, help="observation-noise seed")
@@ -131,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.bandwidth, "--bandwidth")
     _positive(args.interval, "--interval")
     _positive(args.restart_cost, "--restart-cost", strict=False)
+    if args.in_place_cost is not None:
+        _positive(args.in_place_cost, "--in-place-cost", strict=False)
     table, jobs = load_workload(args.trace, args.speeds)
     surfaces = {model: surface_from_rows(rows) for model, rows in table.rows.items()}
     cluster = Cluster.uniform(args.nodes, args.gpus_per_node, args.cpus_per_node,
@@ -140,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     except SimulationInputError as error:
         raise InputError(str(error)) from None
     configs = [SimulationConfig(policy=name, interval=args.interval,
-                                restart_cost=args.restart_cost, seed=args.seed,
+                                restart_cost=args.restart_cost,
+                                in_place_worker_change_cost=args.in_place_cost,
+                                seed=args.seed,
                                 oracle=args.oracle,
                                 baseline_placement=args.baseline_placement)
                for name in policies]

@@ -108,3 +108,52 @@ def test_the_summary_renders_jobs_resizes_and_the_comparison() -> None:
     assert "last restart" in text and "17s" in text
     assert "1x1 -> 1x3: gain 40 s, cost 10 s" in text
     assert "1.50x" in text and "the method" in text and "0.200" in text
+
+
+def test_the_json_summary_has_each_jobs_completion_resizes_pauses_and_the_ratio() -> None:
+    import json
+
+    from e2e.demo.summary import summary_json
+    # recorded: the allocations the demo's polls saw (one generation seen twice, the pause
+    # measured in the second sighting), the final objects and the fixed estimates
+    seen = {"a": [
+        {"generation": 0, "workers": 1},
+        {"generation": 1, "workers": 3, "resizeKind": "InPlaceWorkerChange"},
+        {"generation": 1, "workers": 3, "resizeKind": "InPlaceWorkerChange",
+         "pauseSeconds": 0.42, "resizeSeconds": 6.1},
+    ]}
+    jobs = [
+        finished_job("a", "2026-11-22T08:00:00Z", "2026-11-22T08:04:00Z", allocation={
+            "generation": 2, "workers": 2, "resizeKind": "Restart", "pauseSeconds": 38.0,
+            "resizeSeconds": 38.0, "restartSeconds": 38.0}),
+        finished_job("b", "2026-11-22T08:00:00Z", "2026-11-22T08:02:00Z",
+                     allocation={"generation": 0, "workers": 1}),
+    ]
+    fixed = {"a": 300.0, "b": 180.0}
+    results = outcomes(jobs, [], lambda obj: fixed[obj["metadata"]["name"]], seen)
+    out = json.loads(json.dumps(summary_json(results)))
+    assert set(out) == {"jobs", "total_jct_s", "fixed_total_jct_s", "elastic_vs_fixed"}
+    assert out["jobs"]["a"] == {
+        "phase": "Succeeded", "completion_s": 240.0, "fixed_s": 300.0, "resizes": 2,
+        "pauses": [
+            {"generation": 1, "path": "in-place", "kind": "InPlaceWorkerChange",
+             "pause_s": 0.42, "resize_s": 6.1},
+            {"generation": 2, "path": "restart", "kind": "Restart", "pause_s": 38.0,
+             "resize_s": 38.0}]}
+    assert out["jobs"]["b"]["resizes"] == 0 and out["jobs"]["b"]["pauses"] == []
+    assert (out["total_jct_s"], out["fixed_total_jct_s"]) == (360.0, 480.0)
+    # the summary table's ratio: the same jobs, so total over total is its average ratio
+    assert out["elastic_vs_fixed"] == pytest.approx(totals(results).speedup, abs=1e-3)
+    assert out["elastic_vs_fixed"] == pytest.approx(480 / 360, abs=1e-3)
+
+
+def test_the_json_summary_has_no_ratio_without_every_fixed_estimate() -> None:
+    from e2e.demo.summary import summary_json
+    results = [JobOutcome("a", "Succeeded", 100.0, (), None, None, None)]
+    out = summary_json(results)
+    assert out["elastic_vs_fixed"] is None and out["fixed_total_jct_s"] is None
+
+
+def test_the_demo_takes_json() -> None:
+    from e2e.demo.run import parse_args
+    assert parse_args(["--json"]).json and not parse_args([]).json

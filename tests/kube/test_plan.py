@@ -465,13 +465,14 @@ def test_the_round_records_the_restart_once_in_the_allocation() -> None:
 
 @pytest.mark.parametrize(("measured", "cost"), [
     ((), 30.0),  # nothing measured: the configured value
-    ((12.0, 14.0), 30.0),  # too few to trust
+    ((40.0,), 40.0),  # the first measurement counts at once (issue 16: not the prior)
+    ((12.0, 14.0), 13.0),
     ((12.0, 14.0, 40.0), 14.0),  # the median: one slow start does not move it
     ((12.0, 14.0, 16.0, 18.0), 15.0),
 ])
 def test_the_round_uses_the_measured_restart_cost_once_there_are_enough(
         measured: tuple[float, ...], cost: float) -> None:
-    assert MIN_MEASURED_RESTARTS == 3
+    assert MIN_MEASURED_RESTARTS == 1
     states = [_state(_raw(f"j{i}"), _running(replace(RESIZED, restart_seconds=seconds)))
               for i, seconds in enumerate(measured)]
     states.append(_state(_raw("never-resized"), _running(replace(RESIZED, generation=0))))

@@ -68,6 +68,11 @@ ENV_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE: Final = (
 # optional: "1" on a worker added to a running all-reduce job, which joins it in place
 # (optimus_worker.membership) instead of starting a new generation from a checkpoint
 ENV_JOIN_IN_PLACE: Final = "OPTIMUS_JOIN_IN_PLACE"
+#: the modes whose running workers change their worker count in place (``POST
+#: /membership`` to the chief, the added workers started with ENV_JOIN_IN_PLACE): the
+#: operator resizes a job of these modes that runs the library (not spec.command) in place,
+#: any other by checkpoint-restart. The one place that says which modes can.
+IN_PLACE_WORKER_CHANGE_MODES: Final[frozenset[str]] = frozenset({"allreduce"})
 
 DEFAULT_METRICS_PORT: Final = 9400
 DEFAULT_CONTROL_PORT: Final = 9401

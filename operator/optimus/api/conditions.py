@@ -32,7 +32,18 @@ REASON_EXCEEDS_NODE_CAPACITY: Final = "ExceedsNodeCapacity"
 REASON_QUEUED: Final = "Queued"  # Scheduled=False: the cluster cannot fit its minimum now
 REASON_PROBING: Final = "Probing"  # Scheduled=True: measuring its speed at probe configs
 REASON_ALLOCATED: Final = "Allocated"  # Scheduled=True: allocated by the fitted models
-REASON_RESIZE: Final = "Resize"  # Resizing=True: a new allocation is being rolled out
+#: Resizing=True: a new allocation is being rolled out by checkpoint-restart (every pod of
+#: the old generation deleted, a new generation created from the newest checkpoint)
+REASON_RESIZE: Final = "Resize"
+#: Resizing=True: the worker count changes in place: the added pods join the running job,
+#: the chief switches every worker at one step, the removed pods exit and are deleted
+REASON_RESIZE_IN_PLACE: Final = "ResizeInPlace"
+#: Resizing=True: a resize in place failed (refused, timed out, or no answer after an
+#: operator restart) and falls back to checkpoint-restart (the condition says why)
+REASON_IN_PLACE_FAILED: Final = "InPlaceFailed"
+#: an Event once a resize's pause is measured (decision to the first step at the new
+#: size): which path it took and how long training paused
+REASON_RESIZE_PAUSE: Final = "PauseMeasured"
 #: Resizing=True: the new generation's pods have not all run within the resize timeout (the
 #: job keeps waiting for them; nothing is deleted)
 REASON_RESIZE_STUCK: Final = "ResizeStuck"

@@ -28,6 +28,15 @@ from optimus.api.conditions import (
 MAX_LOSS_SAMPLES: Final = 200
 MAX_SPEED_SAMPLES: Final = 32
 
+# ---- the kinds of resize (status.allocation.resizeKind, the keys of status.resizeCosts) ----
+#: the workers changed their count in place (the running pods kept, added ones joined)
+RESIZE_IN_PLACE_WORKERS: Final = "InPlaceWorkerChange"
+#: the PS changed their count in place (the parameter blocks re-partitioned live)
+RESIZE_IN_PLACE_PS: Final = "InPlacePSChange"
+#: checkpoint-restart: every pod of the old generation deleted, a new generation created
+RESIZE_RESTART: Final = "Restart"
+RESIZE_KINDS: Final = (RESIZE_IN_PLACE_WORKERS, RESIZE_IN_PLACE_PS, RESIZE_RESTART)
+
 
 @dataclass(frozen=True)
 class AllocationStatus:
@@ -46,16 +55,48 @@ class AllocationStatus:
     #: saw it (None until then, and for a job's first generation, whose start is not a
     #: restart): what this restart cost the job, the operator's measured restart cost
     restart_seconds: float | None = None
+    #: how this generation was rolled out from the previous one (RESIZE_KINDS; "" for a
+    #: job's first generation): in place, or by checkpoint-restart
+    resize_kind: str = ""
+    #: the training time this resize cost (None until measured, and for a first
+    #: generation): a restart's whole time from the decision to its first step (as
+    #: Prometheus saw it); in place, the switch at the step boundary as the chief timed it
+    #: (the running workers train on while the added pods start)
+    pause_seconds: float | None = None
+    #: seconds from the decision until the job trained at the new size (a restart: its
+    #: pause; in place: the added pods' start, the join and the switch)
+    resize_seconds: float | None = None
+    #: the generation of each rank's pod (empty: every pod is of `generation`): a resize
+    #: in place keeps the running pods, which keep their names and generation
+    ps_generations: tuple[int, ...] = ()
+    worker_generations: tuple[int, ...] = ()
 
     @property
     def nodes(self) -> tuple[str, ...]:
         return tuple(sorted(set(self.ps_nodes) | set(self.worker_nodes)))
+
+    @property
+    def in_place(self) -> bool:
+        return self.resize_kind in (RESIZE_IN_PLACE_WORKERS, RESIZE_IN_PLACE_PS)
+
+    def pod_generation(self, role: str, rank: int) -> int:
+        """The generation of the pod of `role` `rank` (its name carries it)."""
+        known = self.ps_generations if role == "ps" else self.worker_generations
+        return known[rank] if rank < len(known) else self.generation
+
+    def pod_generations(self, role: str) -> tuple[int, ...]:
+        count = self.ps if role == "ps" else self.workers
+        return tuple(self.pod_generation(role, r) for r in range(count))
 
     def to_dict(self) -> dict[str, Any]:
         # restartSeconds only once measured: a merge patch's null would delete it, so the
         # stored status would never equal one written with null (and be re-patched)
         measured = {} if self.restart_seconds is None else {
             "restartSeconds": self.restart_seconds}
+        if self.pause_seconds is not None:
+            measured["pauseSeconds"] = self.pause_seconds
+        if self.resize_seconds is not None:
+            measured["resizeSeconds"] = self.resize_seconds
         return {
             "ps": self.ps,
             "workers": self.workers,
@@ -65,6 +106,9 @@ class AllocationStatus:
             "reason": self.reason,
             "updatedAt": self.updated_at,
             "runningSince": self.running_since,
+            "resizeKind": self.resize_kind,
+            "podGenerations": {"ps": list(self.pod_generations("ps")),
+                               "workers": list(self.pod_generations("worker"))},
             **measured,
         }
 
@@ -160,6 +204,12 @@ class TrainingJobStatus:
     #: the label selector of the job's worker pods, as a string: the scale subresource's
     #: labelSelectorPath (`kubectl scale`, autoscalers); "" until the operator wrote it
     selector: str = ""
+    #: the newest measured pause of each kind of resize of this job (RESIZE_KINDS ->
+    #: seconds): what the allocator charges the job for its next move of that kind
+    resize_costs: tuple[tuple[str, float], ...] = ()
+
+    def resize_cost(self, kind: str) -> float | None:
+        return dict(self.resize_costs).get(kind)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -170,6 +220,8 @@ class TrainingJobStatus:
         }
         if self.selector:
             out["selector"] = self.selector
+        if self.resize_costs:
+            out["resizeCosts"] = dict(self.resize_costs)
         if self.allocation is not None:
             out["allocation"] = self.allocation.to_dict()
         if self.progress is not None:
@@ -186,6 +238,21 @@ def _float(raw: Any) -> float | None:
 
 def _strings(raw: Any) -> tuple[str, ...]:
     return tuple(str(x) for x in raw) if isinstance(raw, list) else ()
+
+
+def _generations(raw: Mapping[str, Any], role: str) -> tuple[int, ...]:
+    """status.allocation.podGenerations[role]; () when every pod is of the generation."""
+    listed = (raw.get("podGenerations") or {}).get(role)
+    values = tuple(int(x) for x in listed) if isinstance(listed, list) else ()
+    generation = int(raw.get("generation") or 0)
+    return () if all(v == generation for v in values) else values
+
+
+def _resize_costs(raw: Any) -> tuple[tuple[str, float], ...]:
+    if not isinstance(raw, Mapping):
+        return ()
+    return tuple((kind, seconds) for kind in RESIZE_KINDS
+                 if (seconds := _seconds(raw.get(kind))) is not None)
 
 
 def _seconds(raw: Any) -> float | None:
@@ -210,6 +277,11 @@ def _allocation(raw: Any) -> AllocationStatus | None:
             updated_at=str(raw.get("updatedAt") or ""),
             running_since=str(raw.get("runningSince") or ""),
             restart_seconds=_seconds(raw.get("restartSeconds")),
+            resize_kind=str(raw.get("resizeKind") or ""),
+            pause_seconds=_seconds(raw.get("pauseSeconds")),
+            resize_seconds=_seconds(raw.get("resizeSeconds")),
+            ps_generations=_generations(raw, "ps"),
+            worker_generations=_generations(raw, "workers"),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -296,6 +368,7 @@ def parse_status(raw: Any) -> TrainingJobStatus:
         progress=_progress(raw.get("progress")),
         restarts=int(_float(raw.get("restarts")) or 0),
         selector=str(raw.get("selector") or ""),
+        resize_costs=_resize_costs(raw.get("resizeCosts")),
     )
 
 
@@ -373,7 +446,8 @@ def status_patch(old: Mapping[str, Any] | None, new: TrainingJobStatus) -> dict[
 
 #: the status fields this module owns (others, e.g. kopf's bookkeeping, are left alone)
 _OWNED_FIELDS: Final = frozenset(
-    {"phase", "conditions", "allocation", "model", "progress", "restarts", "selector"}
+    {"phase", "conditions", "allocation", "model", "progress", "restarts", "selector",
+     "resizeCosts"}
 )
 
 

@@ -106,6 +106,13 @@ def processes_per_pod(job: TrainingJob, role: contract.Role) -> int:
     return max(1, int(job.spec.workers.request.gpu))
 
 
+def joins_in_place(allocation: AllocationStatus, role: contract.Role, rank: int) -> bool:
+    """Whether this pod joins the running job (a resize in place adds it while the chief,
+    a pod of an earlier generation, trains on) rather than starting with its generation."""
+    return (allocation.in_place and allocation.pod_generation(role, rank) == allocation.generation
+            and allocation.pod_generation("worker", 0) != allocation.generation)
+
+
 def pod_env(job: TrainingJob, role: contract.Role, rank: int,
             allocation: AllocationStatus) -> contract.PodEnv:
     return contract.PodEnv(
@@ -116,7 +123,8 @@ def pod_env(job: TrainingJob, role: contract.Role, rank: int,
         num_ps=allocation.ps,
         num_workers=allocation.workers,
         mode=job.spec.mode,
-        rendezvous=rendezvous(job, allocation.generation),
+        # the chief's pod (of an earlier generation after a resize in place) hosts it
+        rendezvous=rendezvous(job, allocation.pod_generation("worker", 0)),
         checkpoint_dir=checkpoint_dir(job),
         generation=allocation.generation,
         metrics_port=contract.DEFAULT_METRICS_PORT,
@@ -161,7 +169,8 @@ def _ports(role: contract.Role, rank: int, rendezvous_at: int) -> list[dict[str,
 
 
 def _training_container(
-    container: Mapping[str, Any], env: contract.PodEnv, job: TrainingJob, first: bool
+    container: Mapping[str, Any], env: contract.PodEnv, job: TrainingJob, first: bool,
+    joining: bool = False,
 ) -> dict[str, Any]:
     """A template container with the contract's environment (ours win over the template's),
     the pod IP from the downward API, the checkpoint mount and a termination message that
@@ -180,6 +189,8 @@ def _training_container(
             # quantities are strings in the API's schema (YAML gives `nvidia.com/gpu: 1`)
             resources[kind] = {k: str(v) for k, v in resources[kind].items()}
     ours = env.to_env()
+    if joining:
+        ours[contract.ENV_JOIN_IN_PLACE] = "1"
     kept = [e for e in out.get("env") or [] if e.get("name") not in ours
             and e.get("name") != contract.ENV_POD_IP]
     out["env"] = [
@@ -209,15 +220,18 @@ def _own_command(container: dict[str, Any], job: TrainingJob) -> None:
 
 def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
               allocation: AllocationStatus) -> dict[str, Any]:
-    """One pod of `allocation`'s generation, bound by required affinity to `node`."""
+    """The pod of `role` `rank` of `allocation` (of the generation recorded for the rank),
+    bound by required affinity to `node`."""
     group = job.spec.parameter_servers if role == "ps" else job.spec.workers
     template = copy.deepcopy(dict(group.template))
     template_meta = template.get("metadata") or {}
     spec: dict[str, Any] = dict(template.get("spec") or {})
     env = pod_env(job, role, rank, allocation)
-    name = contract.pod_name(job.meta.name, role, rank, allocation.generation)
+    generation = allocation.pod_generation(role, rank)
+    name = contract.pod_name(job.meta.name, role, rank, generation)
+    joining = joins_in_place(allocation, role, rank)
     spec["containers"] = [
-        _training_container(c, env, job, i == 0)
+        _training_container(c, env, job, i == 0, joining)
         for i, c in enumerate(spec.get("containers") or [])
     ]
     spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_PERIOD_SECONDS)
@@ -234,7 +248,7 @@ def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
             "name": name,
             "namespace": job.meta.namespace,
             "labels": {**(template_meta.get("labels") or {}),
-                       **pod_labels(job.meta.name, role, rank, allocation.generation,
+                       **pod_labels(job.meta.name, role, rank, generation,
                                     job.meta.queue_name)},
             "annotations": dict(template_meta.get("annotations") or {}),
             "ownerReferences": [owner_reference(job)],
@@ -244,8 +258,8 @@ def build_pod(job: TrainingJob, role: contract.Role, rank: int, node: str,
 
 
 def build_pods(job: TrainingJob, allocation: AllocationStatus) -> list[dict[str, Any]]:
-    """Every pod of the allocation's generation: PS 0..p-1 then workers 0..w-1, each on the
-    node the placement gave its rank."""
+    """Every pod of the allocation: PS 0..p-1 then workers 0..w-1, each on the node the
+    placement gave its rank, of the generation recorded for its rank."""
     if len(allocation.ps_nodes) != allocation.ps or (
         len(allocation.worker_nodes) != allocation.workers
     ):

@@ -46,6 +46,7 @@ class OperatorConfig:
     bind_address: str = "0.0.0.0"
     resize_timeout_seconds: float = 300.0
     accelerator_resource: str = GPU_RESOURCE
+    in_place_timeout_seconds: float = 150.0
     #: where the knowledge pooled across jobs is kept (optimus.kube.store); an empty
     #: namespace is the operator's own (its service account's), else "default"
     knowledge_namespace: str = ""
@@ -100,6 +101,9 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("knowledge_configmap", "OPTIMUS_KNOWLEDGE_CONFIGMAP", "--knowledge-configmap",
      "name of the ConfigMap that keeps the knowledge pooled across jobs (empty: kept in "
      "memory only, lost on restart)"),
+    ("in_place_timeout_seconds", "OPTIMUS_IN_PLACE_TIMEOUT_SECONDS", "--in-place-timeout",
+     "how long a resize in place may take before the job is restarted instead (0: resize "
+     "by checkpoint-restart only)"),
 )
 
 

@@ -22,7 +22,15 @@ never rolls or restarts a job from a pod list older than its own last pod work.
 The controller talks to Kubernetes and Prometheus only through the `KubeApi` and
 `PrometheusClient` protocols; tests/kube/fakes.py holds in-memory ones.
 
-Resize protocol (`roll`): ask the chief of the old generation for a checkpoint (bounded
+Resize protocol in place (`resize_in_place`, a worker change plan.py chose to make in
+place): create the added pods (they join the running job), post the new membership to the
+chief (``POST /membership``, bounded by in_place_timeout_seconds), then delete the removed
+pods once they exited (they leave after the switch). The attempt's outcome is kept in
+memory (`InPlaceAttempt`) and the next round's `assess` turns it into status: the measured
+pause, or, on a refusal (400/503), a timeout or any error, the fallback to the
+checkpoint-restart below (a new generation of every pod).
+
+Resize protocol by restart (`roll`): ask the chief of the old generation for a checkpoint (bounded
 wait; a job running its own script instead checkpoints on the SIGTERM of the deletion,
 within its terminationGracePeriodSeconds), delete the old generation's pods and wait until
 they are gone (bounded), ensure the headless Service, create the new generation's pods.
@@ -58,12 +66,15 @@ from optimus.kube.client import KubeApi
 from optimus.kube.config import OperatorConfig
 from optimus.kube.plan import (
     Decision,
+    InPlaceAttempt,
     JobState,
     RoundSettings,
     assess,
     decide,
+    desired_pods,
     fitted_loss_now,
     learn,
+    learned_resize_costs,
     learned_restart_cost,
     schedule_assessed,
     speed_window,
@@ -86,6 +97,14 @@ PATCH_CONCURRENCY = 16
 MAX_BACKOFF_ROUNDS = 8
 #: how long a job stays busy waiting for the snapshot to show its last pod work
 EXPECTATION_SECONDS = 60.0
+
+
+class InPlaceError(RuntimeError):
+    """A resize in place that did not happen (the job goes on at its old size)."""
+
+
+def _number(raw: Any) -> float | None:
+    return float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
 
 
 @dataclass(frozen=True)
@@ -162,6 +181,7 @@ class Controller:
             metrics_grace_seconds=max(60.0, 3 * config.interval_seconds),
             resize_timeout_seconds=config.resize_timeout_seconds,
             accelerator_resource=config.accelerator_resource,
+            in_place_timeout_seconds=config.in_place_timeout_seconds,
         )
         self._lock = asyncio.Lock()
         self._pending = False
@@ -169,6 +189,7 @@ class Controller:
         self._written: dict[str, dict[str, Any]] = {}  # uid -> status as last written
         self._tasks: dict[str, asyncio.Task[None]] = {}  # job key -> pod work in flight
         self._expected: dict[str, PodExpectation] = {}  # job key -> finished pod work
+        self._in_place: dict[str, InPlaceAttempt] = {}  # job key -> last resize in place
         self._prom_failures = 0
         self._prom_retry_at = -math.inf
         self._prom_error: str | None = None
@@ -180,6 +201,8 @@ class Controller:
                                          config.knowledge_configmap)
                           if config.knowledge_configmap else None)
         self._store_loaded = self.knowledge is None
+        #: the chief's control port (the contract's; tests point it at a fake chief)
+        self.control_port = contract.DEFAULT_CONTROL_PORT
 
     # ---- when to run ------------------------------------------------------------------------
     async def tick(self, snapshot: SnapshotSource, *,
@@ -251,7 +274,7 @@ class Controller:
             report.metrics_error = metrics_error
         # the round's restart cost: measured on this cluster once it can be, else configured
         settings = replace(self.settings, restart_cost_seconds=learned_restart_cost(
-            states, self.config.restart_cost_seconds))
+            states, self.config.restart_cost_seconds), learned_costs=learned_resize_costs(states))
         self.metrics.restart_cost(settings.restart_cost_seconds)
         # 3 fit
         with self._step(report, "fit"):
@@ -305,11 +328,14 @@ class Controller:
                 error=error,
                 pods=job_pods,
                 busy=self._busy(key, job_pods, now),
+                in_place=self._in_place.get(key),
             ))
         for uid in set(self._written) - alive:
             del self._written[uid]
         for key in set(self._expected) - {s.meta.key for s in states}:
             del self._expected[key]  # the job is gone
+        for key in set(self._in_place) - {s.meta.key for s in states}:
+            del self._in_place[key]
         return states
 
     def _busy(self, key: str, pods: Sequence[PodSnapshot], now: float) -> bool:
@@ -394,6 +420,10 @@ class Controller:
             if decision.action == "roll" and new is not None:
                 report.rolled += 1
                 self._tasks[key] = asyncio.create_task(self._roll(decision, new, job_pods))
+            elif decision.action == "in-place" and new is not None:
+                report.rolled += 1
+                self._tasks[key] = asyncio.create_task(
+                    self.resize_in_place(decision, new, job_pods))
             elif decision.action == "delete":
                 report.deleted += 1
                 self._tasks[key] = asyncio.create_task(self._delete(decision, job_pods))
@@ -406,7 +436,7 @@ class Controller:
     async def _checkpoint(self, chief: PodSnapshot) -> None:
         """Ask the old chief for a checkpoint, bounded; a failure only costs the steps since
         the last periodic checkpoint."""
-        url = f"http://{chief.ip}:{contract.DEFAULT_CONTROL_PORT}{contract.CONTROL_CHECKPOINT_PATH}"
+        url = f"http://{chief.ip}:{self.control_port}{contract.CONTROL_CHECKPOINT_PATH}"
         timeout = aiohttp.ClientTimeout(total=self.config.checkpoint_timeout_seconds)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, \
@@ -446,13 +476,14 @@ class Controller:
         try:
             job = decision.job
             assert job is not None, "only valid jobs are rolled"
-            old = [p for p in pods if p.generation != allocation.generation and not p.deleting]
-            await self._checkpoint_before_stopping(job, old)
+            desired = desired_pods(meta, allocation)
+            old = [p for p in pods if p.name not in desired and not p.deleting]
+            if not allocation.in_place:  # in place, `old` are removed workers that exited
+                await self._checkpoint_before_stopping(job, old)
             if old:
                 await self._remove_pods(meta.namespace, meta.name, {p.name for p in old})
             await self.api.create(build_service(job))
-            existing = {p.name for p in pods if p.generation == allocation.generation
-                        and not p.deleting}
+            existing = {p.name for p in pods if p.name in desired and not p.deleting}
             bodies = build_pods(job, allocation)
             for body in bodies:
                 if body["metadata"]["name"] not in existing:
@@ -464,6 +495,72 @@ class Controller:
         except Exception:
             log.exception("rolling %s to generation %d failed; the next round retries",
                           meta.key, allocation.generation)
+
+    async def resize_in_place(self, decision: Decision, allocation: AllocationStatus,
+                              pods: list[PodSnapshot]) -> None:
+        """Create the added pods, post the membership to the chief, retire the removed
+        pods once they exited; the outcome goes to `_in_place` for the next round."""
+        meta, job = decision.meta, decision.job
+        assert job is not None, "only valid jobs are resized"
+        key = meta.key
+        desired = desired_pods(meta, allocation)
+        try:
+            chief = next((p for p in pods if p.role == "worker" and p.rank == 0
+                          and p.name in desired and p.phase == "Running" and p.ip
+                          and not p.deleting), None)
+            if chief is None:
+                raise InPlaceError("the chief worker is not running")
+            existing = {p.name for p in pods if not p.deleting}
+            bodies = [b for b in build_pods(job, allocation)
+                      if b["metadata"]["name"] not in existing]
+            for body in bodies:
+                await self.api.create(body)
+            answer = await self._announce(chief, allocation)
+            self._in_place[key] = InPlaceAttempt(
+                allocation.generation, ok=True, answered_at=self.clock(),
+                switch_seconds=_number(answer.get("switch_s")))
+            log.info("%s: generation %d switched in place to %d workers: %s", key,
+                     allocation.generation, allocation.workers, answer)
+            removed = {p.name for p in pods if p.name not in desired and not p.deleting}
+            await self._retire(meta.namespace, meta.name, removed)
+            self._expect(key, present={b["metadata"]["name"] for b in bodies}, absent=removed)
+        except Exception as error:  # any failure: the next round restarts the job instead
+            log.warning("%s: resize in place to generation %d failed (%s); falling back to "
+                        "checkpoint-restart", key, allocation.generation, error)
+            self._in_place[key] = InPlaceAttempt(allocation.generation, ok=False,
+                                                 error=str(error) or type(error).__name__)
+
+    async def _announce(self, chief: PodSnapshot,
+                        allocation: AllocationStatus) -> dict[str, Any]:
+        """POST the membership to the chief; its answer once the job trains at that size.
+        A refusal (400), a failed switch (503) or no answer in time raises InPlaceError."""
+        url = f"http://{chief.ip}:{self.control_port}{contract.CONTROL_MEMBERSHIP_PATH}"
+        timeout = aiohttp.ClientTimeout(total=self.settings.in_place_timeout_seconds)
+        body = {"workers": allocation.workers, "generation": allocation.generation}
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, \
+                    session.post(url, json=body) as reply:
+                answer = await reply.json(content_type=None)
+                if reply.status != 200:
+                    error = answer.get("error") if isinstance(answer, dict) else answer
+                    raise InPlaceError(f"the chief answered {reply.status}: {error}")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise InPlaceError(
+                f"no answer from the chief within "
+                f"{self.settings.in_place_timeout_seconds:.0f} s ({type(error).__name__}: "
+                f"{error})") from None
+        return answer if isinstance(answer, dict) else {}
+
+    async def _retire(self, namespace: str, job: str, names: set[str]) -> None:
+        """Delete the removed workers once they exited (bounded: then anyway)."""
+        deadline = time.monotonic() + POD_DELETION_TIMEOUT
+        while names and time.monotonic() < deadline:
+            phases = {p["metadata"]["name"]: (p.get("status") or {}).get("phase")
+                      for p in await self.api.job_pods(namespace, job)}
+            if all(phases.get(n) in (None, "Succeeded", "Failed") for n in names):
+                break
+            await asyncio.sleep(0.5)
+        await self._remove_pods(namespace, job, names)
 
     def _expect(self, key: str, *, present: set[str], absent: set[str]) -> None:
         self._expected[key] = PodExpectation(frozenset(present), frozenset(absent),

@@ -15,7 +15,10 @@ that settles the job ends the sequence):
   finished            -> nothing but deleting leftover pods
   suspended           -> spec.suspend: Suspended=True, the allocation given up, pods deleted
                          (after a checkpoint); cleared: Resumed, a new start (`suspended`)
-  restart cost        -> the generation's measured restart, once its first step shows
+  measure pause       -> the generation's measured pause, once it trains at its size: a
+                         restart's from the first step Prometheus shows, an in-place one's
+                         from the controller's answer (`InPlaceAttempt`); kept per kind of
+                         resize in status.resizeCosts (`measure_pause`)
   observe             -> status.progress (a restoring generation's step 0 ignored)
   fit                 -> status.model (bounded samples, fitted params; optimus.round)
   metrics             -> MetricsAvailable; while False the job is held (never resized on
@@ -24,18 +27,30 @@ that settles the job ends the sequence):
   pod failure         -> a new generation of the same size, up to spec.restartLimit, then Failed
                          with the failed pod's termination message (`failure_message`) and
                          Resizing=False
-  resize progress     -> Resizing=False once every pod of the generation runs (or a
+  in-place outcome    -> a resize in place that was refused, timed out, or left no answer
+                         (an operator restart) within in_place_timeout_seconds falls back to
+                         checkpoint-restart: a new generation of every pod (`fallback`)
+  resize progress     -> Resizing=False once every pod of the allocation runs (or a
                          ResizeStuck warning)
   schedulable         -> the round's job: held while restarting, busy, resizing or blind
 Then the round (optimus.round.schedule) pins, allocates and places every schedulable job at
 once, and `decide` turns the result into new allocations (a new generation when the counts
 change), Scheduled conditions, events and actions.
+
+The path of a resize (`resize_kind`): a worker-count change of a job whose mode changes its
+workers in place (optimus_worker.contract.IN_PLACE_WORKER_CHANGE_MODES), that runs the
+library (not spec.command), one process per pod, and whose running workers keep their
+nodes, is made in place (action "in-place": the controller creates the added pods, posts
+the membership to the chief, retires the removed pods once they exited); the surviving
+pods keep their names, so the allocation records each rank's pod generation. Everything
+else, pod failures and node loss included, is a checkpoint-restart (action "roll").
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -45,6 +60,8 @@ from optimus_worker import contract
 from optimus.api import conditions as cond
 from optimus.api.spec import GPU_RESOURCE, JobMeta, SpecError, TrainingJob
 from optimus.api.status import (
+    RESIZE_IN_PLACE_WORKERS,
+    RESIZE_RESTART,
     AllocationStatus,
     PriorStatus,
     ProgressStatus,
@@ -57,7 +74,7 @@ from optimus.api.status import (
     with_model,
     with_progress,
 )
-from optimus.kube.builders import worker_selector
+from optimus.kube.builders import processes_per_pod, worker_selector
 from optimus.kube.snapshot import PodSnapshot, job_view, oversized_request
 from optimus.models import loss_at, predict_speed
 from optimus.models.errors import ModelError
@@ -77,13 +94,14 @@ from optimus.round import (
     schedule,
 )
 from optimus.scheduling import NodeView
-from optimus.scheduling.types import Allocation, JobPlacement
+from optimus.scheduling.types import Allocation, JobPlacement, ResizeCosts
 
 __all__ = ["Knowledge"]  # re-exported: a Decision carries one
 
-Action = Literal["none", "roll", "delete"]
-#: the measured restarts needed before they replace the configured restart cost
-MIN_MEASURED_RESTARTS = 3
+Action = Literal["none", "roll", "in-place", "delete"]
+#: the measured restarts needed before they replace the configured restart cost: the first
+#: measurement counts (a 10 s prior must not price restarts that measured 40 s)
+MIN_MEASURED_RESTARTS = 1
 
 
 @dataclass(frozen=True)
@@ -101,12 +119,37 @@ class RoundSettings:
     resize_timeout_seconds: float = 300.0
     #: the extended resource counted as GPUs (OPTIMUS_ACCELERATOR_RESOURCE)
     accelerator_resource: str = GPU_RESOURCE
+    #: what a worker change in place is charged before one is measured (the cluster's
+    #: measured ones replace it, then the job's own)
+    in_place_cost_seconds: float = 5.0
+    #: a resize in place whose outcome is unknown (the operator restarted during it) and
+    #: that shows no step at the new size this long after the decision falls back to a
+    #: restart; the controller's wait for the chief's answer is bounded by it too (0: no
+    #: resize is made in place)
+    in_place_timeout_seconds: float = 150.0
+    #: the cluster's measured cost of each kind of resize (`learned_resize_costs`), the
+    #: cost of a job that has not measured its own
+    learned_costs: tuple[tuple[str, float], ...] = ()
 
     @property
     def scheduling(self) -> SchedulingSettings:
         """The round's settings (optimus.round) at the operator's cadence."""
         return SchedulingSettings(policy=self.policy,
                                   restart_cost_seconds=self.restart_cost_seconds)
+
+
+@dataclass(frozen=True)
+class InPlaceAttempt:
+    """What the controller's last resize in place of a job came to (it keeps this in
+    memory; the next round's `in_place_outcome` and `measure_pause` turn it into status)."""
+
+    generation: int
+    ok: bool
+    error: str = ""
+    #: when the chief answered that the job trains at the new size (ok only)
+    answered_at: float | None = None
+    #: how long the chief's switch at the step boundary took (ok only)
+    switch_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +164,8 @@ class JobState:
     pods: tuple[PodSnapshot, ...] = ()
     #: the act step is still working on this job's pods (from the previous round)
     busy: bool = False
+    #: the controller's last resize in place of this job (None: none since it started)
+    in_place: InPlaceAttempt | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +200,8 @@ class Assessed:
     fitted: FittedJob | None = None
     action: Action = "none"
     restart: bool = False
+    #: why a resize in place is given up: the job restarts at its allocation's size
+    fallback: str = ""
     blind: bool = False
     #: a rule settled the job: the rules after it do not apply
     final: bool = False
@@ -177,9 +224,12 @@ class Assessed:
 
     @property
     def current_pods(self) -> list[PodSnapshot]:
+        """The live pods of the allocation (each rank's pod of its recorded generation)."""
         allocation = self.status.allocation
-        return [p for p in self.state.pods if allocation and
-                p.generation == allocation.generation and not p.deleting]
+        if allocation is None:
+            return []
+        desired = desired_pods(self.state.meta, allocation)
+        return [p for p in self.state.pods if p.name in desired and not p.deleting]
 
     def condition(self, ctx: Context, type_: str, value: cond.ConditionStatus, reason: str,
                   message: str = "") -> tuple[Assessed, bool]:
@@ -238,18 +288,19 @@ def speed_window(status: TrainingJobStatus, settings: RoundSettings) -> SpeedWin
 
 
 # ---- step 3: the rules of `assess` ---------------------------------------------------------
-def _desired_pods(meta: JobMeta, allocation: AllocationStatus) -> set[str]:
+def desired_pods(meta: JobMeta, allocation: AllocationStatus) -> set[str]:
+    """The names of the allocation's pods (each rank's of its recorded generation)."""
     return {
-        *(contract.pod_name(meta.name, "ps", r, allocation.generation)
-          for r in range(allocation.ps)),
-        *(contract.pod_name(meta.name, "worker", r, allocation.generation)
-          for r in range(allocation.workers)),
+        *(contract.pod_name(meta.name, "ps", r, g)
+          for r, g in enumerate(allocation.pod_generations("ps"))),
+        *(contract.pod_name(meta.name, "worker", r, g)
+          for r, g in enumerate(allocation.pod_generations("worker"))),
     }
 
 
 def _pods_differ(state: JobState, allocation: AllocationStatus) -> bool:
     live = {p.name for p in state.pods if not p.deleting}
-    return live != _desired_pods(state.meta, allocation)
+    return live != desired_pods(state.meta, allocation)
 
 
 def invalid_spec(a: Assessed, ctx: Context) -> Assessed:
@@ -317,15 +368,50 @@ def suspended(a: Assessed, ctx: Context) -> Assessed:
     return a.done()
 
 
-def restart_cost(a: Assessed, ctx: Context) -> Assessed:
-    """What this generation's restart cost, once, when its first step shows."""
+def measure_pause(a: Assessed, ctx: Context) -> Assessed:
+    """What this generation's resize cost, once, when it trains at its size: a restart's
+    time from the decision to its first step (Prometheus); in place, the chief's switch
+    time and the time to its answer (the controller's `InPlaceAttempt`), or, when the
+    operator restarted during it, the first step Prometheus shows. Kept in
+    status.allocation and, per kind, in status.resizeCosts (what the allocator charges
+    the job's next move of that kind), with an event saying the path and the pause."""
     allocation = a.status.allocation
-    cost = (None if allocation is None
-            else measured_restart_seconds(allocation, ctx.observation))
-    if allocation is None or cost is None:
+    if allocation is None or allocation.generation < 1 or (
+            allocation.resize_seconds is not None or allocation.restart_seconds is not None):
         return a
-    status, _ = with_allocation(a.status, replace(allocation, restart_seconds=cost))
-    return replace(a, status=status)
+    kind = allocation.resize_kind or RESIZE_RESTART
+    attempt = a.state.in_place
+    pause: float | None
+    if allocation.in_place:
+        decided = parse_time(allocation.updated_at)
+        if (attempt is not None and attempt.generation == allocation.generation
+                and attempt.ok and attempt.answered_at is not None and decided is not None):
+            took: float | None = round(max(0.0, attempt.answered_at - decided), 1)
+            pause = attempt.switch_seconds
+        else:
+            took = measured_restart_seconds(allocation, ctx.observation)
+            pause = None
+        if took is None:
+            return a
+        new = replace(allocation, resize_seconds=took, pause_seconds=(
+            None if pause is None else round(pause, 3)))
+    else:
+        took = measured_restart_seconds(allocation, ctx.observation)
+        if took is None:
+            return a
+        pause = took
+        new = replace(allocation, restart_seconds=took, pause_seconds=took, resize_seconds=took)
+    status, _ = with_allocation(a.status, new)
+    if pause is not None:
+        costs = {**dict(status.resize_costs), kind: round(pause, 3)}
+        status = replace(status, resize_costs=tuple(sorted(costs.items())))
+    a = replace(a, status=status)
+    path = "in place" if allocation.in_place else "by restart"
+    paused = "" if pause is None else f", training paused {pause:.1f} s"
+    return a.event("Normal", cond.REASON_RESIZE_PAUSE,
+                   f"generation {allocation.generation} "
+                   f"({_size(allocation.ps, allocation.workers)}) resized {path}: at the new "
+                   f"size {took:.1f} s after the decision{paused}")
 
 
 def observe_progress(a: Assessed, ctx: Context) -> Assessed:
@@ -357,7 +443,8 @@ def _unknown(ps: int, workers: int) -> float:
     return math.inf
 
 
-def round_job(a: Assessed, *, hold: bool = False) -> RoundJob:
+def round_job(a: Assessed, *, hold: bool = False,
+              settings: RoundSettings | None = None) -> RoundJob:
     """The job as the round (optimus.round) sees it, from its spec and status."""
     job = a.state.job
     assert job is not None
@@ -369,6 +456,7 @@ def round_job(a: Assessed, *, hold: bool = False) -> RoundJob:
     # the ETA counts from the newest progress, so that it moves only when the job does
     observed_at = parse_time(progress.updated_at if progress else (
         allocation.running_since if allocation else ""))
+    view = replace(view, resize_costs=resize_costs(a.status, job, settings or RoundSettings()))
     return RoundJob(view=view, batch_size=job.spec.global_batch_size,
                     rule=job.spec.convergence.rule(), model=ModelMemory(a.status.model),
                     epochs_done=progress.epoch if progress else 0.0, placement=current,
@@ -381,7 +469,7 @@ def _counts(allocation: AllocationStatus) -> Allocation:
 
 def fit_models(a: Assessed, ctx: Context) -> Assessed:
     """status.model: the round's fit step (optimus.round) on this round's observation."""
-    job = round_job(a)
+    job = round_job(a, settings=ctx.settings)
     fitted = fit_round_job(job, ctx.observation, now=ctx.now,
                            settings=ctx.settings.scheduling, store=ctx.store)
     status, _ = with_model(a.status, replace(fitted.model.status,
@@ -499,11 +587,51 @@ def pod_failure(a: Assessed, ctx: Context) -> Assessed:
                    f"({a.status.restarts}/{job.spec.restart_limit})")
 
 
+def in_place_outcome(a: Assessed, ctx: Context) -> Assessed:
+    """A resize in place that will not happen falls back to checkpoint-restart: the
+    controller's attempt failed (the chief refused it, did not answer in time, or the
+    request could not be sent), or, with no attempt known (the operator restarted during
+    it), the job shows no step at the new size in_place_timeout_seconds after the
+    decision. A failed pod is `pod_failure`'s (a counted restart)."""
+    allocation = a.status.allocation
+    if (allocation is None or not allocation.in_place or allocation.running_since
+            or a.restart or a.state.busy):
+        return a
+    attempt = a.state.in_place
+    if attempt is not None and attempt.generation == allocation.generation:
+        if attempt.ok:
+            return a
+        why = attempt.error or "the resize in place failed"
+    else:
+        decided = parse_time(allocation.updated_at)
+        timeout = ctx.settings.in_place_timeout_seconds
+        observed = ctx.observation
+        trains = (observed is not None and observed.generation == allocation.generation
+                  and (observed.step or 0) > 0)  # the workers step under the new generation
+        if (trains or allocation.resize_seconds is not None or decided is None
+                or ctx.now - decided < timeout):
+            return a
+        why = (f"no step at {_size(allocation.ps, allocation.workers)} within {timeout:.0f} s "
+               f"of the decision (the operator restarted during the resize)")
+    message = (f"resize in place to generation {allocation.generation} failed: {why}; "
+               f"restarting from the checkpoint instead")
+    a, _ = a.condition(ctx, cond.RESIZING, "True", cond.REASON_IN_PLACE_FAILED, message)
+    return replace(a.event("Warning", cond.REASON_IN_PLACE_FAILED, message), fallback=why)
+
+
+def _retired(a: Assessed, allocation: AllocationStatus) -> bool:
+    """Every live pod outside the allocation has exited: a resize in place's removed
+    workers leave after the switch and are deleted only then."""
+    desired = desired_pods(a.state.meta, allocation)
+    return all(p.phase in ("Succeeded", "Failed") for p in a.state.pods
+               if p.name not in desired and not p.deleting)
+
+
 def resize_progress(a: Assessed, ctx: Context) -> Assessed:
     """Resizing=False once every pod of the generation runs (and nothing else does); a
     ResizeStuck warning when they do not within resize_timeout_seconds."""
     allocation = a.status.allocation
-    if allocation is None or a.restart or a.state.busy:
+    if allocation is None or a.restart or a.fallback or a.state.busy:
         return a
     current = a.current_pods
     if not _pods_differ(a.state, allocation) and all(p.phase == "Running" for p in current):
@@ -529,10 +657,14 @@ def schedulable(a: Assessed, ctx: Context) -> Assessed:
     allocation = a.status.allocation
     settled = (allocation is not None and bool(allocation.running_since)
                and not cond.is_true(a.status.conditions, cond.RESIZING))
-    hold = a.restart or a.state.busy or not settled or a.blind
+    hold = a.restart or bool(a.fallback) or a.state.busy or not settled or a.blind
     assert a.fitted is not None
     fitted = replace(a.fitted, job=replace(a.fitted.job, hold=hold))
     roll = allocation is not None and not a.state.busy and _pods_differ(a.state, allocation)
+    if roll and allocation is not None and allocation.in_place:
+        # in place the pods outside the allocation are the removed workers: deleted once
+        # they exited, never while they may still train (their switch is the chief's)
+        roll = _retired(a, allocation)
     return replace(a, schedulable=True, fitted=fitted, action="roll" if roll else "none",
                    final=True)
 
@@ -540,8 +672,8 @@ def schedulable(a: Assessed, ctx: Context) -> Assessed:
 Rule = Callable[[Assessed, Context], Assessed]
 #: the rules of `assess`, in order (the module docstring's table)
 RULES: tuple[Rule, ...] = (invalid_spec, oversized_pods, valid_spec, finished, suspended,
-                           restart_cost, observe_progress, fit_models, metrics, completion,
-                           pod_failure, resize_progress, schedulable)
+                           measure_pause, observe_progress, fit_models, metrics, completion,
+                           pod_failure, in_place_outcome, resize_progress, schedulable)
 
 
 def assess(
@@ -609,12 +741,25 @@ def measured_restart_seconds(allocation: AllocationStatus,
     return round(max(0.0, observation.first_step_at - decided), 1)
 
 
+def learned_resize_costs(states: Sequence[JobState]) -> tuple[tuple[str, float], ...]:
+    """The cluster's cost of each kind of resize, for the jobs that have not measured
+    their own: the median over the jobs that have (status.resizeCosts), from the first
+    measurement on."""
+    measured: dict[str, list[float]] = {}
+    for state in states:
+        for kind, seconds in state.status.resize_costs:
+            measured.setdefault(kind, []).append(seconds)
+    return tuple(sorted((kind, float(statistics.median(values)))
+                        for kind, values in measured.items()))
+
+
 def learned_restart_cost(states: Sequence[JobState], configured: float) -> float:
     """The restart cost the round uses: the median of the restarts measured on this cluster
-    (each job's current generation, `measured_restart_seconds`) once there are
-    MIN_MEASURED_RESTARTS of them, else the configured value. A restart's cost is mostly
-    the cluster's (pod start, process start, checkpoint restore), so one value for all jobs;
-    the median keeps one slow start (a busy node) from moving it."""
+    (each job's current generation, `measured_restart_seconds`) from the first one
+    (MIN_MEASURED_RESTARTS), else the configured value. A restart's cost is mostly the
+    cluster's (pod start, process start, checkpoint restore), so one value for all jobs
+    that have not measured their own (`resize_costs`); the median keeps one slow start (a
+    busy node) from moving it."""
     measured = [s.status.allocation.restart_seconds for s in states
                 if s.status.allocation is not None
                 and s.status.allocation.restart_seconds is not None]
@@ -673,7 +818,7 @@ def _decide_one(a: Assessed, outcome: RoundOutcome, now: float,
             a.fitted is not None) else a
     if decided is not None and job is not None:
         placed = decided.placement
-        if placed is None and previous is not None and a.restart:
+        if placed is None and previous is not None and (a.restart or a.fallback):
             placed = JobPlacement(previous.ps_nodes, previous.worker_nodes)
         if placed is None:
             if previous is None:
@@ -695,29 +840,71 @@ def _decide_one(a: Assessed, outcome: RoundOutcome, now: float,
     )
 
 
+def in_place_workers(job: TrainingJob, previous: AllocationStatus,
+                     placed: JobPlacement) -> tuple[str, ...] | None:
+    """The nodes of the workers when the move from `previous` to `placed` can be made in
+    place, else None (a restart). In place: only the worker count changes, the mode's
+    workers change in place (contract.IN_PLACE_WORKER_CHANGE_MODES), the job runs the
+    library with one process per pod, its pods all run, and the ranks that stay keep
+    their nodes (the placement's nodes, ordered so that they do)."""
+    new_workers = len(placed.worker_nodes)
+    if (new_workers == previous.workers or len(placed.ps_nodes) != previous.ps
+            or sorted(placed.ps_nodes) != sorted(previous.ps_nodes)
+            or job.spec.mode not in contract.IN_PLACE_WORKER_CHANGE_MODES
+            or job.spec.runs_command or processes_per_pod(job, "worker") != 1
+            or not previous.running_since):
+        return None
+    staying = previous.worker_nodes[:new_workers]
+    added = Counter(placed.worker_nodes)
+    added.subtract(staying)
+    if any(n < 0 for n in added.values()):
+        return None  # a staying rank would have to move
+    return (*staying, *sorted(added.elements()))
+
+
 def _allocate(a: Assessed, ctx: Context, placed: JobPlacement,
               previous: AllocationStatus | None) -> Assessed:
     """The job placed at `placed`: a new generation when its counts change (or it restarts
-    or starts), and the Scheduled condition."""
+    or starts), in place when it can be (`in_place_workers`), and the Scheduled
+    condition."""
     counts = (len(placed.ps_nodes), len(placed.worker_nodes))
     probing = a.knowledge.probing
-    if previous is None or a.restart or counts != (previous.ps, previous.workers):
-        reason = ("probe" if probing else
+    job = a.state.job
+    assert job is not None
+    if previous is None or a.restart or a.fallback or counts != (previous.ps,
+                                                                 previous.workers):
+        reason = ("restart after a resize in place failed" if a.fallback else
+                  "probe" if probing else
                   "restart after a pod failure" if a.restart else "allocation")
-        new = AllocationStatus(
-            ps=counts[0], workers=counts[1],
-            generation=previous.generation + 1 if previous else 0,
-            ps_nodes=placed.ps_nodes, worker_nodes=placed.worker_nodes,
-            reason=reason, updated_at=iso(ctx.now),
-        )
+        generation = previous.generation + 1 if previous else 0
+        workers = (None if previous is None or a.restart or a.fallback
+                   or ctx.settings.in_place_timeout_seconds <= 0
+                   else in_place_workers(job, previous, placed))
+        if workers is None or previous is None:
+            new = AllocationStatus(
+                ps=counts[0], workers=counts[1], generation=generation,
+                ps_nodes=placed.ps_nodes, worker_nodes=placed.worker_nodes,
+                reason=reason, updated_at=iso(ctx.now),
+                resize_kind="" if previous is None else RESIZE_RESTART)
+            action: Action = "roll"
+        else:
+            staying = previous.pod_generations("worker")[:counts[1]]
+            new = AllocationStatus(
+                ps=counts[0], workers=counts[1], generation=generation,
+                ps_nodes=previous.ps_nodes, worker_nodes=workers,
+                reason=reason, updated_at=iso(ctx.now), resize_kind=RESIZE_IN_PLACE_WORKERS,
+                ps_generations=previous.pod_generations("ps"),
+                worker_generations=(*staying, *[generation] * (counts[1] - len(staying))))
+            action = "in-place"
         status, _ = with_allocation(a.status, new)
-        a = replace(a, status=status, action="roll")
+        a = replace(a, status=status, action=action)
         if previous is not None:
             message = _resize_message(a, previous, new, ctx.settings)
-            a, _ = a.condition(ctx, cond.RESIZING, "True",
-                               cond.REASON_POD_FAILED if a.restart else cond.REASON_RESIZE,
-                               message)
-            if not a.restart:
+            reason_ = (cond.REASON_POD_FAILED if a.restart else
+                       cond.REASON_IN_PLACE_FAILED if a.fallback else
+                       cond.REASON_RESIZE_IN_PLACE if new.in_place else cond.REASON_RESIZE)
+            a, _ = a.condition(ctx, cond.RESIZING, "True", reason_, message)
+            if not a.restart and not a.fallback:
                 a = a.event("Normal", "Resized", message)
         else:
             a = a.event("Normal", "Started",
@@ -733,18 +920,42 @@ def _allocate(a: Assessed, ctx: Context, placed: JobPlacement,
 
 def _resize_message(a: Assessed, old: AllocationStatus, new: AllocationStatus,
                     settings: RoundSettings) -> str:
-    text = (f"{_size(old.ps, old.workers)} -> {_size(new.ps, new.workers)} "
+    path = "in place" if new.in_place else "by restart"
+    text = (f"{_size(old.ps, old.workers)} -> {_size(new.ps, new.workers)} {path} "
             f"(generation {new.generation}, {new.reason})")
     job = a.state.job
+    if a.fallback:
+        return f"{text}: the resize in place failed: {a.fallback}"
     if job is None or a.knowledge.probing or a.restart:
         return text
     remaining = a.knowledge.remaining_time(job.spec.global_batch_size, job.spec.mode)
     before, after = remaining(old.ps, old.workers), remaining(new.ps, new.workers)
     if math.isfinite(before) and math.isfinite(after):
+        cost = resize_costs(a.status, job, settings).seconds(_counts(old), _counts(new))
         text += (f": predicted remaining {before:.0f} s -> {after:.0f} s "
-                 f"(gain {before - after:.0f} s), restart cost "
-                 f"{settings.restart_cost_seconds:.0f} s")
+                 f"(gain {before - after:.0f} s), resize cost {cost:.0f} s")
     return text
+
+
+def resize_costs(status: TrainingJobStatus, job: TrainingJob,
+                 settings: RoundSettings) -> ResizeCosts:
+    """What each kind of move costs this job: its own newest measurement of the kind
+    (status.resizeCosts), else the cluster's (`learned_resize_costs`, in the settings),
+    else the configured restart cost and in-place prior. The job's worker change is a
+    restart unless its mode can make it in place."""
+    learned = dict(settings.learned_costs)
+
+    def cost(kind: str, prior: float) -> float:
+        own = status.resize_cost(kind)
+        return own if own is not None else learned.get(kind, prior)
+
+    in_place = (job.spec.mode in contract.IN_PLACE_WORKER_CHANGE_MODES
+                and not job.spec.runs_command and processes_per_pod(job, "worker") == 1
+                and settings.in_place_timeout_seconds > 0)
+    return ResizeCosts(
+        restart=cost(RESIZE_RESTART, settings.restart_cost_seconds),
+        worker_change=(cost(RESIZE_IN_PLACE_WORKERS, settings.in_place_cost_seconds)
+                       if in_place else None))
 
 
 def fitted_loss_now(knowledge: Knowledge) -> float | None:

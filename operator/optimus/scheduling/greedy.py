@@ -401,11 +401,11 @@ class OptimusPolicy:
         grow would pay a restart the greedy did not count); if the greedy moved it and
             remaining_time(new) + restart_cost_seconds
                 < remaining_time(current) * (1 - min_relative_gain)
-        the move pays for its restart and stands; otherwise the job goes back to its
+        the move pays for its restart (the job's cost of that kind of move when its view
+        has `resize_costs`) and stands; otherwise the job goes back to its
         current allocation when that still fits (it always does when the greedy grew it)
         and is frozen. Returns which jobs are frozen, and whether a return to the current
         allocation gave any resource back."""
-        cost = self.config.restart_cost_seconds
         frozen = [False] * len(state.jobs)
         reverted = False
         for i, job in enumerate(state.jobs):
@@ -417,6 +417,10 @@ class OptimusPolicy:
                 frozen[i] = True
                 continue
             before = remaining(job, current.ps, current.workers)
+            # the job's own cost of this kind of move when it has one (a worker change in
+            # place costs less than a restart), else the one restart cost
+            cost = (self.config.restart_cost_seconds if job.resize_costs is None
+                    else job.resize_costs.seconds(current, new))
             worth_it = state.time[i] + cost < before * (1.0 - self.config.min_relative_gain)
             if state.active[i] and worth_it:
                 continue

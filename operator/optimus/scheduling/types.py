@@ -30,6 +30,30 @@ class Allocation:
 
 
 @dataclass(frozen=True)
+class ResizeCosts:
+    """What moving a running job costs it, per kind of move (seconds without progress):
+    a worker-count change the job makes in place, a PS-count change it makes in place, and
+    a checkpoint-restart (every other move). None: the job cannot make that kind of move
+    in place, so it restarts. The operator measures each per job; the simulator takes them
+    from its configuration."""
+
+    restart: float
+    worker_change: float | None = None
+    ps_change: float | None = None
+
+    def seconds(self, current: Allocation, new: Allocation) -> float:
+        """The cost of going from `current` to `new` (one count changes: its in-place kind
+        when the job has one; anything else: a restart)."""
+        if current == new:
+            return 0.0
+        if current.ps == new.ps and self.worker_change is not None:
+            return self.worker_change
+        if current.workers == new.workers and self.ps_change is not None:
+            return self.ps_change
+        return self.restart
+
+
+@dataclass(frozen=True)
 class JobView:
     """What the allocator and the placer know of one job.
 
@@ -59,6 +83,8 @@ class JobView:
     node_affinity: tuple[NodeSelectorTerm, ...] = ()
     #: requested counts for the "fixed" baseline (what the user asked for); defaults to min
     requested: Allocation | None = None
+    #: what each kind of move costs this job (None: the policy's one restart cost)
+    resize_costs: ResizeCosts | None = None
 
     def demand(self, allocation: Allocation) -> Resources:
         return self.ps_request.scale(allocation.ps) + self.worker_request.scale(

@@ -13,8 +13,12 @@ are handed out at the next round.
 
 Costs and rules:
 * a job that starts, resumes, or changes its PS/worker counts or nodes pays `restart_cost`
-  seconds of wall time with its resources held and no progress; a change of configuration
-  of a running job (including a preemption to zero) counts as one resize;
+  seconds of wall time with its resources held and no progress, except a change of one
+  count that its mode makes in place (`in_place_worker_change_cost` for the modes in
+  optimus_worker.contract.IN_PLACE_WORKER_CHANGE_MODES, `in_place_ps_change_cost` for the
+  PS modes; None: a restart), which pays that instead; the round charges each job the same
+  per-kind costs (`resize_costs`, JobView.resize_costs); a change of configuration of a
+  running job (including a preemption to zero) counts as one resize;
 * what the simulated Prometheus reports after an interval a job ran (`observation`): its
   loss at every epoch it finished (with `loss_noise`), and its speed as the workers'
   summed step rate averaged over the intervals its current generation ran (each interval's
@@ -50,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from optimus_worker.contract import IN_PLACE_WORKER_CHANGE_MODES
 
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
 from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode
@@ -71,6 +76,7 @@ from optimus.scheduling.types import (
     JobView,
     NodeView,
     Placement,
+    ResizeCosts,
     Resources,
 )
 from optimus.simulation.inputs import SimulationInputError, TraceJob
@@ -131,6 +137,11 @@ class SimulationConfig:
     policy: str = "optimus"
     interval: float = 60.0
     restart_cost: float = 30.0
+    #: the pause of a worker-count change made in place (modes in
+    #: IN_PLACE_WORKER_CHANGE_MODES), and of a PS-count change made in place (PS modes);
+    #: None: those moves restart too
+    in_place_worker_change_cost: float | None = None
+    in_place_ps_change_cost: float | None = None
     seed: int = 0
     oracle: bool = False
     #: relative noise (standard deviation) of a speed sample and of a loss point
@@ -160,6 +171,15 @@ class SimulationConfig:
     pool_speed: bool = True
     convergence_prior: bool = True
     calibrate_speed: bool = True
+
+
+def resize_costs(config: SimulationConfig, mode: str) -> ResizeCosts:
+    """What each kind of move costs a job of `mode` in this simulation."""
+    return ResizeCosts(
+        restart=config.restart_cost,
+        worker_change=(config.in_place_worker_change_cost
+                       if mode in IN_PLACE_WORKER_CHANGE_MODES else None),
+        ps_change=config.in_place_ps_change_cost if mode != "allreduce" else None)
 
 
 @dataclass(frozen=True)
@@ -350,7 +370,8 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
             raise SimulationError(
                 f"{len(active)} job(s) still unfinished {config.horizon:g} s after the last "
                 f"arrival under {config.policy} (e.g. {stuck}); the policy starves them")
-        round_jobs = [round_job(state, time, config.oracle) for state in active]
+        round_jobs = [round_job(state, time, config.oracle,
+                                resize_costs(config, state.trace.mode)) for state in active]
         observed = {state.trace.job: observation(state) for state in active}
         outcome = run_round(round_jobs, observed, node_views, settings, now=time, store=store)
         store = pool_observations(store, round_jobs, observed)
@@ -367,7 +388,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
         still_active: list[_Job] = []
         for index, state in enumerate(active):
             new = placement.jobs.get(state.trace.job)
-            _apply_placement(state, new, time, config.restart_cost)
+            _apply_placement(state, new, time, resize_costs(config, state.trace.mode))
             if state.placement is not None:
                 running += 1
                 demand = _demand(state)
@@ -410,10 +431,11 @@ def new_job_state(job: TraceJob, index: int, surface: SpeedSurface,
                 ModelMemory())
 
 
-def round_job(state: _Job, now: float, oracle: bool) -> RoundJob:
+def round_job(state: _Job, now: float, oracle: bool,
+              costs: ResizeCosts | None = None) -> RoundJob:
     """The job as the round sees it (optimus.round.RoundJob): its trace's bounds and
-    requests, where it runs, the model memory of its observations; with `oracle`, the
-    truth instead."""
+    requests, where it runs, the model memory of its observations, what each kind of move
+    costs it; with `oracle`, the truth instead."""
     job = state.trace
     current = None
     if state.placement is not None:
@@ -425,7 +447,7 @@ def round_job(state: _Job, now: float, oracle: bool) -> RoundJob:
         min_workers=job.min_workers, max_workers=state.max_workers,
         remaining_time=_true_remaining_time(state),
         current=current, mode=job.mode, attained_service=state.attained,
-        requested=requested)
+        requested=requested, resize_costs=costs)
     truth = Oracle(max(0.0, job.epochs - state.done), view.remaining_time) if oracle else None
     return RoundJob(view=view, batch_size=state.batch_size, rule=state.rule, model=state.model,
                     epochs_done=state.done, placement=state.placement,
@@ -495,8 +517,12 @@ def _same_configuration(a: JobPlacement, b: JobPlacement) -> bool:
             and sorted(a.worker_nodes) == sorted(b.worker_nodes))
 
 
+def _counts(placement: JobPlacement) -> Allocation:
+    return Allocation(len(placement.ps_nodes), len(placement.worker_nodes))
+
+
 def _apply_placement(state: _Job, new: JobPlacement | None, now: float,
-                     restart_cost: float) -> None:
+                     costs: ResizeCosts) -> None:
     if new is not None and not new.worker_nodes:
         new = None
     old = state.placement
@@ -510,7 +536,12 @@ def _apply_placement(state: _Job, new: JobPlacement | None, now: float,
     state.generation_speeds.clear()  # a new generation is measured afresh
     if new is not None:
         state.starts += 1
-        state.blocked_until = now + restart_cost
+        cost = costs.restart
+        if old is not None:
+            before, after = _counts(old), _counts(new)
+            # the same counts on other nodes is a restart (new pods), not an in-place change
+            cost = costs.seconds(before, after) if before != after else costs.restart
+        state.blocked_until = now + cost
         if state.first_start is None:
             state.first_start = now
     state.placement = new
