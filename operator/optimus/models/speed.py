@@ -350,6 +350,14 @@ def predict_speed(params: SpeedParams, ps: int, workers: int) -> float:
     return 1.0 / seconds_per_step
 
 
+def equation_terms(params: SpeedParams, ps: int, workers: int) -> tuple[float, ...]:
+    """The terms of 1/speed at (ps, workers), one per theta entry, in the order of the
+    mode's equation (they sum to 1/predict_speed)."""
+    _check_config(params.mode, ps, workers, f"configuration (ps={ps}, workers={workers})")
+    terms = _reciprocal_terms(params.mode, params.batch_size, float(ps), float(workers))
+    return tuple(float(x * t) for x, t in zip(terms, params.theta, strict=True))
+
+
 def samples_per_second(params: SpeedParams, ps: int, workers: int) -> float:
     """The job's total training samples per second at (ps, workers).
 
