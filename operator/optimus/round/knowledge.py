@@ -313,8 +313,14 @@ def fit_job(
         samples += [s for s in prior.speed_samples() if (s.ps, s.workers) not in configs]
     speed: SpeedParams | None = None
     speed_error = old.fit_error_speed
-    seed = white_box_prior(mode, batch, split, speed_samples) if white_box else None
-    enough = 1 if seed is not None else len(THETA_NAMES[cast(SpeedMode, mode)])
+    # the white-box prior stands in for the configurations the job (and its kind) has not
+    # measured: with enough of them, measurements alone decide the fit
+    enough = len(THETA_NAMES[cast(SpeedMode, mode)])
+    few = len({(s.ps, s.workers) for s in samples}) < enough
+    seed = (white_box_prior(mode, batch, split, speed_samples) if white_box and few
+            else None)
+    if seed is not None:
+        enough = 1
     if prior is not None and not configs and prior.theta is not None:
         speed = prior.speed(batch_scope(mode))  # nothing of its own yet: the kind's model
         speed_error = _relative_rmse(speed, samples) if speed else None
