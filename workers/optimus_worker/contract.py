@@ -89,11 +89,11 @@ METRIC_STEPS: Final = "optimus_worker_steps"  # counter (exported as *_total)
 #: histogram, label phase: a worker's "compute" (forward + backward of its share) and
 #: "communication" (push and pull, or the all-reduce, waits included) seconds of every step;
 #: a PS's "update" (its optimizer step) seconds of every update it applies
-METRIC_STEP_SECONDS: Final = "optimus_worker_step_seconds"
-#: counter (exported as *_total): bytes a worker sent and received in its steps' exchange
+METRIC_STEP_SECONDS: Final = "optimus_worker_step_seconds"  # histogram, label phase
+#: bytes a worker sent and received in its steps' exchange
 #: (PS modes: its gradient out and the values back; all-reduce: the ring's 2(w-1)/w of the
 #: gradient), the operator's white-box speed prior reads them per step
-METRIC_STEP_BYTES: Final = "optimus_worker_step_bytes"
+METRIC_STEP_BYTES: Final = "optimus_worker_step_bytes"  # counter (exported as *_total)
 METRIC_STALENESS: Final = "optimus_worker_staleness_steps"  # gauge: async gradient staleness
 METRIC_CHECKPOINT_STEP: Final = "optimus_worker_checkpoint_step"  # gauge: newest checkpoint step
 #: gauge, label metric: the chief's TrainingTask.evaluate results after the last epoch
