@@ -17,6 +17,24 @@ same run:
 Ratios are against the diagonal baseline. Target: <= 10% MAPE at N = 10 (public reference:
 NNLS about 12%).
 
+White-box prior (optimus.models.prior_from_split): the speed model of a job that has run at
+one configuration and measured its step split there, against one and three configurations
+without it. Each draw holds out a random half of a model's configurations; the training
+configurations are drawn from the other (calibration) half. measured.csv records no split,
+so a configuration's split is *derived*: the ps-sync equation is fitted once to the
+calibration half, and its terms at the configuration (compute t0*M/w, PS update t1,
+communication t1 + t2*w/p + t3*w + t4*p) are rescaled to the configuration's measured step.
+Only those three seconds and the measured speed reach the prior (no bytes or bandwidth are
+in the data, so it reads all communication but the update as transfer, growing as w/p).
+The split thus agrees with the equation by construction; what is measured is how well one
+configuration's decomposition extrapolates. Methods, all in the same run:
+  1 config          the round's rule below a fit: the nearest measured speed (baseline)
+  1 config + prior  fit_speed on the first configuration with its split's prior
+  3 configs         the nearest of three measured speeds (too few for a fit)
+  3 configs + prior fit_speed on three with the first one's prior
+  5 configs         fit_speed on five (the fewest a fit takes without a prior)
+  calibration half  the fit the splits are derived from (all of the calibration half)
+
 Loss model. Real loss curves recorded here and now: short PyTorch trainings (MLPs, a small
 CNN and logistic regression on scikit-learn's digits, an MLP regression on synthetic data;
 per-epoch mean training loss, 100 epochs). The true convergence epoch is the first epoch k
@@ -54,12 +72,15 @@ from optimus.models import (
     ConvergenceRule,
     LossParams,
     ModelError,
+    SpeedParams,
     SpeedSample,
+    StepSplit,
     converged_epoch,
     estimate_convergence,
     fit_loss,
     fit_speed,
     predict_speed,
+    prior_from_split,
     propose_probes,
 )
 from optimus.models.speed import DEFAULT_SHRINKAGE
@@ -179,6 +200,102 @@ def held_out_errors(method: SpeedMethod, rows: list[Measured], n: int, seed: int
             predicted *= r.sample.workers
         errors.append(abs(predicted / r.sample.speed - 1))
     return errors
+
+
+# ---- the white-box prior: 1 configuration + its step split vs more configurations -------
+#: the methods of the white-box table: (name, configurations measured, with the prior)
+WHITEBOX_METHODS = (
+    ("1 config", 1, False),
+    ("1 config + prior", 1, True),
+    ("3 configs", 3, False),
+    ("3 configs + prior", 3, True),
+    ("5 configs", 5, False),
+    ("calibration half (split source)", 0, False),
+)
+BASELINE_WHITEBOX = "1 config"
+
+
+def split_from_terms(reference: SpeedParams, sample: SpeedSample) -> StepSplit:
+    """The split of the measured step at `sample`'s configuration that measured.csv does not
+    record, derived from the `reference` fit's terms there (compute t0*M/w, update t1,
+    communication t1 + the rest), rescaled so that it sums to the measured 1/speed."""
+    ps, workers = float(sample.ps), float(sample.workers)
+    t0, t1, t2, t3, t4 = reference.theta
+    compute = t0 * reference.batch_size / workers
+    communication = t1 + t2 * workers / ps + t3 * workers + t4 * ps
+    scale = (1.0 / sample.speed) / (compute + communication)
+    return StepSplit(compute * scale, communication * scale, update_seconds=t1 * scale)
+
+
+def nearest_measured(train: Sequence[SpeedSample], ps: int, workers: int) -> float:
+    """The round's rule while a job cannot be fitted (optimus.round.knowledge): the speed of
+    the nearest measured configuration."""
+    return min(train, key=lambda s: (abs(s.ps - ps) + abs(s.workers - workers),
+                                     s.ps, s.workers)).speed
+
+
+def whitebox_errors(rows: list[Measured], seed: int) -> dict[str, list[float]]:
+    """|predicted / measured - 1| on the held-out half of `rows`, per WHITEBOX_METHODS, for
+    one draw (the calibration half gives the training configurations and the split)."""
+    rng = np.random.default_rng(seed)
+    order = [int(i) for i in rng.permutation(len(rows))]
+    calibration = [rows[i].sample for i in order[: len(rows) // 2]]
+    held_out = [rows[i].sample for i in order[len(rows) // 2:]]
+    batch = rows[0].batch_size
+    reference = fit_speed(calibration, "ps-sync", batch)
+    picks = [calibration[int(i)] for i in rng.permutation(len(calibration))[:5]]
+    first = picks[0]
+    prior = prior_from_split("ps-sync", batch, first.ps, first.workers,
+                             split_from_terms(reference, first))
+    errors: dict[str, list[float]] = {}
+    for name, count, with_prior in WHITEBOX_METHODS:
+        train = picks[:count]
+        predict: Callable[[int, int], float]
+        if count == 0:
+            predict = lambda p, w: predict_speed(reference, p, w)  # noqa: E731
+        elif with_prior or count >= 5:
+            params = fit_speed(train, "ps-sync", batch, prior=prior if with_prior else None)
+            predict = lambda p, w, params=params: predict_speed(params, p, w)  # type: ignore[misc]  # noqa: E731
+        else:
+            predict = lambda p, w, train=train: nearest_measured(train, p, w)  # type: ignore[misc]  # noqa: E731
+        errors[name] = [abs(predict(s.ps, s.workers) / s.speed - 1) for s in held_out]
+    return errors
+
+
+def whitebox_benchmark(data: dict[str, list[Measured]], seeds: int) -> SpeedResults:
+    """{method: {0: {model or POOLED: held-out MAPE % averaged over the draws}}}."""
+    per_method: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for seed in range(seeds):
+        pooled: dict[str, list[float]] = defaultdict(list)
+        for model, rows in data.items():
+            for name, errors in whitebox_errors(rows, seed).items():
+                per_method[name][model].append(100.0 * float(np.mean(errors)))
+                pooled[name].extend(errors)
+        for name, errors in pooled.items():
+            per_method[name][POOLED].append(100.0 * float(np.mean(errors)))
+    return {name: {0: {k: float(np.mean(v)) for k, v in by_model.items()}}
+            for name, by_model in per_method.items()}
+
+
+def print_whitebox_table(results: SpeedResults, data: dict[str, list[Measured]], seeds: int,
+                         machine: str) -> None:
+    models = list(data)
+    table = Table(title=f"white-box prior: held-out MAPE % (mean of {seeds} draws; held out: "
+                        f"a random half of each model's configurations), ps-sync, "
+                        f"measured.csv\n{machine}")
+    table.add_column("method")
+    for model in models:
+        table.add_column(model, justify="right")
+    table.add_column("mean of models", justify="right")
+    table.add_column(f"vs {BASELINE_WHITEBOX}", justify="right")
+    table.add_column("all rows pooled", justify="right")
+    base = model_mean(results[BASELINE_WHITEBOX][0])
+    for name, by_n in results.items():
+        per_model = by_n[0]
+        mean = model_mean(per_model)
+        table.add_row(name, *(f"{per_model[m]:.1f}" for m in models), f"{mean:.1f}",
+                      f"{mean / base:.2f}x", f"{per_model[POOLED]:.1f}")
+    console.print(table)
 
 
 SpeedResults = dict[str, dict[int, dict[str, float]]]
@@ -522,6 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data, failing = load_measurements(path)
     speed = speed_benchmark(data, args.seeds)
     print_speed_tables(speed, data, failing, args.seeds, machine)
+    whitebox = whitebox_benchmark(data, args.seeds)
+    print_whitebox_table(whitebox, data, args.seeds, machine)
 
     rule = ConvergenceRule()
     curves = record_curves(args.epochs)
@@ -536,6 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "speed_mape_percent": {
             m: {str(n): v for n, v in by_n.items()} for m, by_n in speed.items()
         },
+        "whitebox_mape_percent": {m: by_n[0] for m, by_n in whitebox.items()},
         "loss_relative_error": {
             variant: {m: {str(f): float(np.mean(v)) for f, v in by_f.items()}
                       for m, by_f in by_m.items()}

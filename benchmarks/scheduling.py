@@ -250,6 +250,7 @@ LEARNING_ROWS: tuple[tuple[str, bool, dict[str, bool]], ...] = (
     ("no calibration by measurements", False, {"calibrate_speed": False}),
     ("no pooling (speed prior)", False, {"pool_speed": False}),
     ("no convergence prior", False, {"convergence_prior": False}),
+    ("no white-box prior", False, {"white_box_prior": False}),
     ("none (before)", False, {"pool_speed": False, "convergence_prior": False}),
 )
 

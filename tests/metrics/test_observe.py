@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from optimus.metrics.observe import (
     QUERIES,
+    SPLIT_QUERIES,
     SpeedWindow,
     first_step_at,
     longest_rise,
@@ -154,3 +155,46 @@ def test_the_observation_times_the_newest_generations_first_step() -> None:
     (observation,) = observations_from_series({"steps": [old, new]}, {KEY: None},
                                               min_span=1.0).values()
     assert observation.generation == 2 and observation.first_step_at == 7.0
+
+
+def _phase(generation: int, phase: str, points: list[tuple[float, float]]) -> Series:
+    return Series({**_labels(generation), contract.LABEL_PHASE: phase}, tuple(points))
+
+
+def test_the_split_is_the_mean_per_step_over_the_speed_window() -> None:
+    # generation 2 steps from t=60 at 2 worker steps/s: each takes 0.3 s of compute and
+    # 0.2 s of communication and moves 4 MB; its PS updates take 0.01 s each. Before the
+    # window (t < 60) a warm-up step of 5 s compute must not count.
+    ts = range(56, 90)
+
+    def rate(per_second: float, t: int, offset: float = 0.0) -> float:
+        return offset + per_second * max(0, t - 60)
+
+    steps = [_series(2, [(t, rate(2.0, t)) for t in ts])]
+    seconds = [_phase(2, "compute", [(t, rate(0.6, t, 5.0)) for t in ts]),
+               _phase(2, "communication", [(t, rate(0.4, t)) for t in ts]),
+               _phase(2, "update", [(t, rate(0.01, t)) for t in ts])]
+    counts = [_phase(2, "compute", [(t, rate(2.0, t, 1.0)) for t in ts]),
+              _phase(2, "communication", [(t, rate(2.0, t, 1.0)) for t in ts]),
+              _phase(2, "update", [(t, rate(1.0, t)) for t in ts])]
+    moved = [_series(2, [(t, rate(8e6, t, 4e6)) for t in ts])]
+    results = {"steps": steps, "samples": [], "epoch": [], "loss": [],
+               "phase_seconds": seconds, "phase_count": counts, "bytes": moved}
+    obs = observations_from_series(results, {KEY: SpeedWindow(2, since=58.0)}, min_span=5)
+    split = obs[KEY].split
+    assert split is not None
+    assert split.compute_seconds == pytest.approx(0.3)
+    assert split.communication_seconds == pytest.approx(0.2)
+    assert split.update_seconds == pytest.approx(0.01)
+    assert split.bytes_per_step == pytest.approx(4e6)
+    without = observations_from_series({**results, "phase_seconds": []},
+                                       {KEY: SpeedWindow(2, since=58.0)}, min_span=5)
+    assert without[KEY].split is None  # no split measured: none invented
+
+
+def test_split_queries_use_the_contract_names() -> None:
+    assert f"{contract.METRIC_STEP_SECONDS}_sum" in SPLIT_QUERIES["phase_seconds"]
+    assert f"{contract.METRIC_STEP_SECONDS}_count" in SPLIT_QUERIES["phase_count"]
+    assert f"{contract.METRIC_STEP_BYTES}_total" in SPLIT_QUERIES["bytes"]
+    for expr in SPLIT_QUERIES.values():
+        assert "by (namespace, job, generation" in expr

@@ -136,3 +136,24 @@ def test_only_a_learning_policy_gets_probes() -> None:
     _, other = fit_job(_job(), None, now=NOW, learns=False)
     assert learning.probing and learning.probes
     assert not other.probing and other.probes == ()
+
+
+def test_a_measured_split_fits_the_speed_model_from_the_first_configuration() -> None:
+    from optimus.models import SpeedParams, StepSplit, predict_speed
+
+    # a bandwidth-bound ps-sync job: 1/speed = t0*M/w + t1 + t2*w/p (t3 = t4 = 0)
+    truth = SpeedParams("ps-sync", 64.0, (0.004, 0.02, 0.1, 0.0, 0.0))
+    at_here = predict_speed(truth, HERE.ps, HERE.workers)  # job steps/s
+    split = StepSplit(0.004 * 64 / HERE.workers, 0.02 + 0.1 * HERE.workers / HERE.ps,
+                      update_seconds=0.02)
+    observed = JobObservation(speed=at_here * HERE.workers, split=split,
+                              samples_per_epoch=6400.0)
+    model, knowledge = fit_job(_job(), observed, now=NOW)
+    assert knowledge.speed is not None and not knowledge.probing
+    for ps, workers in ((1, 1), (4, 8), (2, 6)):
+        assert predict_speed(knowledge.speed, ps, workers) == pytest.approx(
+            predict_speed(truth, ps, workers), rel=0.02)
+    assert model.split == (HERE.ps, HERE.workers, split)  # remembered for later rounds
+    # the ablation: without the white-box prior one configuration fits nothing
+    _, blind = fit_job(_job(), observed, now=NOW, white_box=False)
+    assert blind.speed is None and blind.probing

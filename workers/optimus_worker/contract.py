@@ -91,7 +91,14 @@ METRIC_LOSS: Final = "optimus_worker_training_loss"  # gauge: mean loss of the l
 METRIC_EPOCH: Final = "optimus_worker_epoch_progress"  # gauge: fractional epochs done
 METRIC_SAMPLES: Final = "optimus_worker_samples"  # counter (exported as *_total)
 METRIC_STEPS: Final = "optimus_worker_steps"  # counter (exported as *_total)
+#: histogram, label phase: a worker's "compute" (forward + backward of its share) and
+#: "communication" (push and pull, or the all-reduce, waits included) seconds of every step;
+#: a PS's "update" (its optimizer step) seconds of every update it applies
 METRIC_STEP_SECONDS: Final = "optimus_worker_step_seconds"  # histogram, label phase
+#: bytes a worker sent and received in its steps' exchange
+#: (PS modes: its gradient out and the values back; all-reduce: the ring's 2(w-1)/w of the
+#: gradient), the operator's white-box speed prior reads them per step
+METRIC_STEP_BYTES: Final = "optimus_worker_step_bytes"  # counter (exported as *_total)
 METRIC_STALENESS: Final = "optimus_worker_staleness_steps"  # gauge: async gradient staleness
 METRIC_CHECKPOINT_STEP: Final = "optimus_worker_checkpoint_step"  # gauge: newest checkpoint step
 #: gauge, label metric: the chief's TrainingTask.evaluate results after the last epoch
@@ -102,7 +109,11 @@ LABEL_NAMESPACE: Final = "namespace"
 LABEL_ROLE: Final = "role"
 LABEL_RANK: Final = "rank"
 LABEL_GENERATION: Final = "generation"
-LABEL_PHASE: Final = "phase"  # on METRIC_STEP_SECONDS: "compute" | "communication"
+LABEL_PHASE: Final = "phase"  # on METRIC_STEP_SECONDS: one of PHASES
+PHASE_COMPUTE: Final = "compute"
+PHASE_COMMUNICATION: Final = "communication"
+PHASE_UPDATE: Final = "update"
+PHASES: Final[tuple[str, ...]] = (PHASE_COMPUTE, PHASE_COMMUNICATION, PHASE_UPDATE)
 LABEL_METRIC: Final = "metric"  # on METRIC_EVALUATION: the name evaluate() gave the value
 METRIC_LABELS: Final[tuple[str, ...]] = (
     LABEL_JOB,

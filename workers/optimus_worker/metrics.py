@@ -4,7 +4,9 @@ Each task serves its own registry on ``OPTIMUS_METRICS_PORT``, bound to the pod'
 Every series carries the labels job, namespace, role, rank and generation. Counters are
 per task: a worker's steps counter counts the mini-batches it computed (in ps-sync and
 allreduce that is the job's step count on every worker; in ps-async the job's pushes are the
-sum over workers), its samples counter the samples it trained on.
+sum over workers), its samples counter the samples it trained on. Each step is also split
+(the operator's white-box speed prior, optimus.models.prior_from_split): a worker's compute
+and communication seconds and the bytes it exchanged, a PS's update seconds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class TaskMetrics:
         self._step_seconds = Histogram(contract.METRIC_STEP_SECONDS, "Seconds per step by "
                                        "phase", [*names, contract.LABEL_PHASE],
                                        buckets=STEP_BUCKETS, registry=reg)
+        self._step_bytes = Counter(contract.METRIC_STEP_BYTES, "Bytes this worker sent and "
+                                   "received in its steps' exchange", names, registry=reg)
         self._staleness = Gauge(contract.METRIC_STALENESS, "Updates applied between a "
                                 "worker's pull and its push (ps-async)", names, registry=reg)
         self._checkpoint_step = Gauge(contract.METRIC_CHECKPOINT_STEP, "Step of the newest "
@@ -56,9 +60,12 @@ class TaskMetrics:
         self.samples = self._samples.labels(**labels)
         self.steps = self._steps.labels(**labels)
         self.compute_seconds = self._step_seconds.labels(
-            **labels, **{contract.LABEL_PHASE: "compute"})
+            **labels, **{contract.LABEL_PHASE: contract.PHASE_COMPUTE})
         self.communication_seconds = self._step_seconds.labels(
-            **labels, **{contract.LABEL_PHASE: "communication"})
+            **labels, **{contract.LABEL_PHASE: contract.PHASE_COMMUNICATION})
+        self.update_seconds = self._step_seconds.labels(
+            **labels, **{contract.LABEL_PHASE: contract.PHASE_UPDATE})
+        self.step_bytes = self._step_bytes.labels(**labels)
         self.staleness = self._staleness.labels(**labels)
         self.checkpoint_step = self._checkpoint_step.labels(**labels)
 
@@ -69,9 +76,9 @@ class TaskMetrics:
         gauges = (self._loss, self._epoch, self._staleness, self._checkpoint_step)
         kept = {gauge: sample.value for gauge in gauges for family in gauge.collect()
                 for sample in family.samples if sample.labels == self.identity}
-        for metric in (*gauges, self._samples, self._steps):
+        for metric in (*gauges, self._samples, self._steps, self._step_bytes):
             metric.remove(*old)
-        for phase in ("compute", "communication"):
+        for phase in contract.PHASES:
             self._step_seconds.remove(*old, phase)
         self.identity = {**self.identity, contract.LABEL_RANK: str(rank),
                          contract.LABEL_GENERATION: str(generation)}

@@ -22,6 +22,7 @@ The functions at the bottom are the RPC entry points; they act on this process's
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -93,10 +94,12 @@ class ShardServer:
                                 strict=True):
             param.grad = piece.to(param.dtype)
         apply_lr_schedule(self.optimizer, self.initial_lrs, self.lr_schedule, step)
+        started = time.perf_counter()
         self.optimizer.step()
         self.version += 1
         if self.metrics is not None:
             self.metrics.steps.inc()
+            self.metrics.update_seconds.observe(time.perf_counter() - started)
 
     def push(self, seen_version: int, grad: torch.Tensor, step: int = 0) -> Future[Any]:
         """Take one worker's gradient; the future gives (version, values, staleness)."""

@@ -100,10 +100,20 @@ class Worker:
         self.metrics.steps.inc()
         self.metrics.compute_seconds.observe(compute_s)
         self.metrics.communication_seconds.observe(comm_s)
+        self.metrics.step_bytes.inc(self.exchanged_bytes())
         self.metrics.epoch.set(self.schedule.epoch_progress(self.step))
         if self.epoch_loss is not None:
             self.metrics.loss.set(self.epoch_loss)
         self.evaluate_after_epoch()
+
+    def exchanged_bytes(self) -> float:
+        """Bytes this process sends and receives in one step's exchange: its gradient to the
+        parameter servers and the values back, or the ring all-reduce's 2(w-1)/w of it."""
+        gradient = sum(p.numel() * p.element_size() for p in self.named.values())
+        if self.env.mode == "allreduce":
+            world = self.env.world_size
+            return 2.0 * (world - 1) / world * gradient
+        return 2.0 * gradient
 
     def evaluate_after_epoch(self) -> None:
         """The chief runs the task's evaluation once a step finishes an epoch."""

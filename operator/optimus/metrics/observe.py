@@ -9,6 +9,13 @@ optimus_worker.contract; every expression aggregates by namespace, job and gener
   samples sum of the workers' sample counters -> samples per epoch
   epoch   the chief's fractional epoch gauge  -> progress; pairs each loss with its epoch
   loss    the chief's last-epoch loss gauge   -> loss per epoch
+Three more cover the step split of every job (the white-box speed prior's input):
+  phase_seconds  the step-seconds histograms' sums by phase (workers' compute and
+                 communication, the PS's update)
+  phase_count    their counts by phase
+  bytes          the workers' exchanged-bytes counters
+  -> per step of one worker: mean compute, communication, update seconds and bytes, over
+     the speed's window (optimus.models.StepSplit).
 The conversion from series to observations is pure (`observations_from_series`).
 A generation's pods never restart (a failed pod means a new generation), so its counters
 only grow, and a speed is the increase over the time its pods have run after a warm-up.
@@ -24,6 +31,7 @@ from typing import Final
 from optimus_worker import contract
 
 from optimus.metrics.prometheus import PrometheusClient, Series
+from optimus.models import StepSplit
 from optimus.round.observation import JobKey, JobObservation, SpeedWindow
 
 _BY: Final = f"{contract.LABEL_NAMESPACE}, {contract.LABEL_JOB}, {contract.LABEL_GENERATION}"
@@ -35,6 +43,12 @@ QUERY_EPOCH: Final = f"max by ({_BY}) ({contract.METRIC_EPOCH}{{{_CHIEF}}})"
 QUERY_LOSS: Final = f"max by ({_BY}) ({contract.METRIC_LOSS}{{{_CHIEF}}})"
 QUERIES: Final = {"steps": QUERY_STEPS, "samples": QUERY_SAMPLES, "epoch": QUERY_EPOCH,
                   "loss": QUERY_LOSS}
+_BY_PHASE: Final = f"{_BY}, {contract.LABEL_PHASE}"
+QUERY_PHASE_SECONDS: Final = f"sum by ({_BY_PHASE}) ({contract.METRIC_STEP_SECONDS}_sum)"
+QUERY_PHASE_COUNT: Final = f"sum by ({_BY_PHASE}) ({contract.METRIC_STEP_SECONDS}_count)"
+QUERY_BYTES: Final = f"sum by ({_BY}) ({contract.METRIC_STEP_BYTES}_total{{{_WORKERS}}})"
+SPLIT_QUERIES: Final = {"phase_seconds": QUERY_PHASE_SECONDS, "phase_count": QUERY_PHASE_COUNT,
+                        "bytes": QUERY_BYTES}
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,12 @@ class ObservedSeries:
     samples: Mapping[JobKey, Mapping[int, Series]] = field(default_factory=dict)
     epoch: Mapping[JobKey, Mapping[int, Series]] = field(default_factory=dict)
     loss: Mapping[JobKey, Mapping[int, Series]] = field(default_factory=dict)
+    #: the split's series: phase -> (namespace, job) -> generation
+    phase_seconds: Mapping[str, Mapping[JobKey, Mapping[int, Series]]] = field(
+        default_factory=dict)
+    phase_count: Mapping[str, Mapping[JobKey, Mapping[int, Series]]] = field(
+        default_factory=dict)
+    bytes: Mapping[JobKey, Mapping[int, Series]] = field(default_factory=dict)
 
 
 def group_series(series: Sequence[Series]) -> dict[JobKey, dict[int, Series]]:
@@ -58,6 +78,42 @@ def group_series(series: Sequence[Series]) -> dict[JobKey, dict[int, Series]]:
         if s.points:
             grouped.setdefault(key, {})[generation] = s
     return grouped
+
+
+def group_by_phase(series: Sequence[Series]) -> dict[str, dict[JobKey, dict[int, Series]]]:
+    phases: dict[str, list[Series]] = {}
+    for s in series:
+        phases.setdefault(s.labels.get(contract.LABEL_PHASE, ""), []).append(s)
+    return {phase: group_series(members) for phase, members in phases.items()}
+
+
+def _window_increase(series: Series | None, low: float, high: float) -> float:
+    """The increase of a summed counter over [low, high] (its longest rise there)."""
+    if series is None:
+        return 0.0
+    return _increase(longest_rise([p for p in series.points if low <= p[0] <= high]))[0]
+
+
+def step_split(key: JobKey, data: ObservedSeries, generation: int, low: float,
+               high: float) -> StepSplit | None:
+    """The mean split of one worker's step of `generation` over [low, high] (None without
+    a measured compute and communication phase)."""
+    def per_event(phase: str) -> float | None:
+        total = _window_increase(data.phase_seconds.get(phase, {}).get(key, {}).get(
+            generation), low, high)
+        count = _window_increase(data.phase_count.get(phase, {}).get(key, {}).get(
+            generation), low, high)
+        return total / count if count > 0 and total >= 0 else None
+
+    compute = per_event(contract.PHASE_COMPUTE)
+    communication = per_event(contract.PHASE_COMMUNICATION)
+    if compute is None or communication is None or compute + communication <= 0:
+        return None
+    steps = _window_increase(data.phase_count.get(contract.PHASE_COMPUTE, {}).get(key, {}).get(
+        generation), low, high)
+    moved = _window_increase(data.bytes.get(key, {}).get(generation), low, high)
+    return StepSplit(compute, communication, bytes_per_step=moved / steps if steps else 0.0,
+                     update_seconds=per_event(contract.PHASE_UPDATE) or 0.0)
 
 
 def longest_rise(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -116,6 +172,7 @@ def observe_job(
     speed = None
     span = 0.0
     samples_per_epoch = None
+    split = None
     if window is not None:
         # A synchronous generation trains only once all its workers have joined and the
         # chief has restored the checkpoint, which on a busy node can take longer than the
@@ -129,6 +186,7 @@ def observe_job(
             increase, span = _increase(rise)
             if span >= min_span and increase > 0:
                 speed = increase / span
+                split = step_split(key, data, window.generation, rise[0][0], rise[-1][0])
             samples = data.samples.get(key, {}).get(window.generation)
             epochs = data.epoch.get(key, {}).get(window.generation)
             if samples is not None and epochs is not None:
@@ -150,6 +208,7 @@ def observe_job(
         speed_span=span,
         samples_per_epoch=samples_per_epoch,
         series=sum(len(getattr(data, name).get(key, {})) for name in QUERIES),
+        split=split,
     )
 
 
@@ -169,7 +228,11 @@ def observations_from_series(
     min_span: float,
 ) -> dict[JobKey, JobObservation]:
     """Every job in `windows` with what the results say about it (pure)."""
-    data = ObservedSeries(**{name: group_series(results.get(name, ())) for name in QUERIES})
+    data = ObservedSeries(
+        **{name: group_series(results.get(name, ())) for name in QUERIES},
+        phase_seconds=group_by_phase(results.get("phase_seconds", ())),
+        phase_count=group_by_phase(results.get("phase_count", ())),
+        bytes=group_series(results.get("bytes", ())))
     return {key: observe_job(key, data, window, min_span) for key, window in windows.items()}
 
 
@@ -181,11 +244,11 @@ async def fetch_observations(
     lookback: float,
     min_span: float,
 ) -> dict[JobKey, JobObservation]:
-    """Run the four range queries over [now - lookback, now] and observe every job.
-    Raises PrometheusError when Prometheus cannot answer."""
+    """Run the range queries (QUERIES and SPLIT_QUERIES) over [now - lookback, now] and
+    observe every job. Raises PrometheusError when Prometheus cannot answer."""
     step = min(15.0, max(1.0, lookback / 300.0))
     results = {
         name: await client.query_range(expr, start=now - lookback, end=now, step=step)
-        for name, expr in QUERIES.items()
+        for name, expr in {**QUERIES, **SPLIT_QUERIES}.items()
     }
     return observations_from_series(results, windows, min_span=min_span)

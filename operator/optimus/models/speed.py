@@ -77,6 +77,10 @@ THETA_NAMES: dict[SpeedMode, tuple[str, ...]] = {
     "allreduce": ("t0", "t1", "t2", "t3"),
 }
 
+#: Default pull of a white-box prior (`prior_from_split`) on a fit, in samples' worth per
+#: parameter on features scaled to unit RMS (benchmarks/models.py measured the choice).
+DEFAULT_PRIOR_WEIGHT = 1.0
+
 #: Default ridge shrinkage, in samples' worth of pull towards 0 per parameter on features
 #: scaled to unit RMS (0 = plain NNLS). 0.1 measured best on measured.csv at N = 5..20.
 DEFAULT_SHRINKAGE = 0.1
@@ -119,6 +123,104 @@ class SpeedParams:
     def named(self) -> dict[str, float]:
         """theta as {"t0": ..., ...}."""
         return dict(zip(THETA_NAMES[self.mode], self.theta, strict=True))
+
+
+@dataclass(frozen=True)
+class StepSplit:
+    """Where the seconds of one step went, measured at one configuration: the white-box
+    view of a job (the workers' and parameter servers' per-step accounting,
+    optimus_worker.metrics; the simulator emulates it from its physics).
+
+    compute_seconds: forward + backward of a worker's share of the batch;
+    communication_seconds: the rest of the step: push and pull (or the all-reduce),
+        waiting for the parameter servers included;
+    bytes_per_step: bytes one worker sends and receives in a step (0: not measured);
+    update_seconds: a parameter server's optimizer update per step, part of the workers'
+        communication wait (0: none, or not measured);
+    bandwidth: the network bandwidth of a node, bytes/s (None: not known, so every
+        second of communication that is not the update is read as transfer).
+    """
+
+    compute_seconds: float
+    communication_seconds: float
+    bytes_per_step: float = 0.0
+    update_seconds: float = 0.0
+    bandwidth: float | None = None
+
+    @property
+    def step_seconds(self) -> float:
+        return self.compute_seconds + self.communication_seconds
+
+
+def prior_from_split(
+    mode: SpeedMode | str,
+    batch_size: float,
+    ps: int,
+    workers: int,
+    split: StepSplit,
+    *,
+    batch_scope: BatchScope = "per-worker",
+) -> SpeedParams:
+    """The speed equation's theta seeded from one configuration's split (pure): the
+    PALEO/Hemingway decomposition of a step into compute and communication, each term
+    scaled to other (p, w) by how it grows. `split` holds the seconds of one step of
+    every worker, which in the synchronous modes is the model's step (1/speed) and in
+    ps-async w of them. With T = compute + communication at (p, w), B the bandwidth and
+    b the bytes a worker moves per step:
+
+      ps-sync   T = t0*M/w + t1 + t2*w/p + t3*w + t4*p
+                t0 = compute*w/M (each worker computes M/w samples); t2*w/p = w*b/(p*B)
+                (a PS's link carries 1/p of every worker's traffic), so t2 = b/B;
+                t1 = update (once per step, whatever w); t3*w = the rest of the
+                communication (a PS serves w requests a step); t4 = 0 (not separable from
+                t3 at one configuration).
+      ps-async  T = t0 + t1*w/p + t2*w + t3*p,  1/speed = T/w
+                t0 = compute; t1 = b/B; t2*w = update and the rest (every push is
+                applied on its own, w of them a round); t3 = 0.
+      allreduce T = t0*M/w + t1 + t2*(w-1)/w + t3*(w-1)
+                t0 = compute*w/M; the ring moves b = 2(w-1)/w*S a worker, t2 = 2S/B;
+                t3*(w-1) = the rest (per hop); at w = 1 nothing is exchanged, t2 = t3 = 0.
+
+    With no bandwidth (split.bandwidth None) or no bytes, all communication but the
+    update is read as transfer (B = b/that time, the measured effective bandwidth). A
+    transfer time above the communication measured is capped at it (the link was faster
+    than configured). Raises ModelError for a split that is not finite and >= 0, or a
+    configuration the mode does not allow.
+    """
+    mode = parse_mode(mode)
+    _check_batch_size(batch_size)
+    _check_config(mode, ps, workers, f"configuration (ps={ps}, workers={workers})")
+    parts = (split.compute_seconds, split.communication_seconds, split.bytes_per_step,
+             split.update_seconds)
+    if not all(math.isfinite(x) and x >= 0 for x in parts) or split.step_seconds <= 0:
+        raise ModelError(f"step split {split}: every part must be a finite number >= 0, and "
+                         "the step must take some time")
+    if split.bandwidth is not None and not (math.isfinite(split.bandwidth)
+                                            and split.bandwidth > 0):
+        raise ModelError(f"bandwidth = {split.bandwidth}; give bytes/s > 0 or None")
+    p, w, m = float(ps), float(workers), float(batch_size)
+    communication = split.communication_seconds
+    update = min(split.update_seconds, communication) if mode != "allreduce" else 0.0
+    exchanged = communication - update  # what is not the parameter servers' update
+    if split.bandwidth is None or split.bytes_per_step <= 0:
+        transfer = exchanged
+    else:
+        # the bottleneck link's bytes per step: a PS's share of every worker's traffic
+        # (PS modes), each worker's own (ring)
+        link_bytes = split.bytes_per_step * (w / p if mode != "allreduce" else 1.0)
+        transfer = min(exchanged, link_bytes / split.bandwidth)
+    rest = exchanged - transfer
+    theta: tuple[float, ...]
+    if mode == "ps-sync":
+        theta = (split.compute_seconds * w / m, update, transfer * p / w, rest / w, 0.0)
+    elif mode == "ps-async":
+        theta = (split.compute_seconds, transfer * p / w, (update + rest) / w, 0.0)
+    elif workers > 1:
+        theta = (split.compute_seconds * w / m, 0.0, transfer * w / (w - 1.0),
+                 rest / (w - 1.0))
+    else:  # one worker exchanges nothing: its communication is fixed overhead
+        theta = (split.compute_seconds * w / m, communication, 0.0, 0.0)
+    return SpeedParams(mode, m, tuple(float(t) for t in theta), batch_scope)
 
 
 def _reciprocal_terms(
@@ -168,13 +270,19 @@ def fit_speed(
     *,
     batch_scope: BatchScope = "per-worker",
     shrinkage: float = DEFAULT_SHRINKAGE,
+    prior: SpeedParams | None = None,
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT,
 ) -> SpeedParams:
     """Fit theta >= 0 of `mode`'s equation to the samples by (relative, shrunk) NNLS.
 
-    Raises ModelError for a speed that is not a positive finite number (filter failing
-    configurations first: a zero speed has no reciprocal), for ps < 1 in a PS mode or
-    workers < 1, and for fewer distinct configurations than parameters. All-reduce
-    samples' ps is ignored (p is fixed at 0).
+    With a `prior` (e.g. `prior_from_split`), the ridge pulls theta towards the prior's
+    theta instead of towards 0, with `prior_weight` samples' worth of pull per parameter
+    (fading as 1/len(samples) like the shrinkage), and one sample is enough: the
+    samples then only refine the prior. Without one, raises ModelError for fewer distinct
+    configurations than parameters. Raises ModelError for a speed that is not a positive
+    finite number (filter failing configurations first: a zero speed has no reciprocal),
+    for ps < 1 in a PS mode or workers < 1. All-reduce samples' ps is ignored (p is fixed
+    at 0).
     """
     mode = parse_mode(mode)
     _check_batch_size(batch_size)
@@ -182,6 +290,11 @@ def fit_speed(
         raise ModelError(f"batch_scope = {batch_scope!r}; use 'per-worker' or 'global'")
     if not (math.isfinite(shrinkage) and shrinkage >= 0):
         raise ModelError(f"shrinkage = {shrinkage}; it must be a finite number >= 0")
+    if prior is not None and (prior.mode != mode or prior.batch_size != float(batch_size)):
+        raise ModelError(f"the prior is a {prior.mode} model at batch {prior.batch_size}; "
+                         f"the fit is {mode} at batch {float(batch_size)}")
+    if not (math.isfinite(prior_weight) and prior_weight > 0):
+        raise ModelError(f"prior_weight = {prior_weight}; it must be a finite number > 0")
     for index, sample in enumerate(samples):
         _check_config(mode, sample.ps, sample.workers, f"sample {index}")
         if not (math.isfinite(sample.speed) and sample.speed > 0):
@@ -192,7 +305,9 @@ def fit_speed(
             )
     n_params = len(THETA_NAMES[mode])
     configs = {(0 if mode == "allreduce" else s.ps, s.workers) for s in samples}
-    if len(configs) < n_params:
+    if prior is not None and not samples:
+        return prior
+    if prior is None and len(configs) < n_params:
         raise ModelError(
             f"{mode} speed model has {n_params} parameters but the samples cover only "
             f"{len(configs)} distinct (ps, workers) configuration(s); measure at least "
@@ -210,7 +325,11 @@ def fit_speed(
     scale = np.sqrt(np.mean(design**2, axis=0))
     scale[scale == 0] = 1.0
     design = design / scale
-    if shrinkage > 0:
+    if prior is not None:  # the ridge's centre is the prior (in the scaled coordinates)
+        centre = np.array(prior.theta, dtype=float) * scale
+        design = np.vstack([design, math.sqrt(prior_weight) * np.eye(n_params)])
+        target = np.concatenate([target, math.sqrt(prior_weight) * centre])
+    elif shrinkage > 0:
         design = np.vstack([design, math.sqrt(shrinkage) * np.eye(n_params)])
         target = np.concatenate([target, np.zeros(n_params)])
     scaled_theta, _ = nnls(design, target)
@@ -229,6 +348,14 @@ def predict_speed(params: SpeedParams, ps: int, workers: int) -> float:
             f"workers={workers}); refit with samples that include such a configuration"
         )
     return 1.0 / seconds_per_step
+
+
+def equation_terms(params: SpeedParams, ps: int, workers: int) -> tuple[float, ...]:
+    """The terms of 1/speed at (ps, workers), one per theta entry, in the order of the
+    mode's equation (they sum to 1/predict_speed)."""
+    _check_config(params.mode, ps, workers, f"configuration (ps={ps}, workers={workers})")
+    terms = _reciprocal_terms(params.mode, params.batch_size, float(ps), float(workers))
+    return tuple(float(x * t) for x, t in zip(terms, params.theta, strict=True))
 
 
 def samples_per_second(params: SpeedParams, ps: int, workers: int) -> float:

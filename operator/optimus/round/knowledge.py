@@ -44,10 +44,12 @@ from optimus.models import (
     SpeedMode,
     SpeedParams,
     SpeedSample,
+    StepSplit,
     estimate_convergence,
     fit_loss,
     fit_speed,
     predict_speed,
+    prior_from_split,
     probes_within_box,
     samples_per_second,
 )
@@ -93,6 +95,10 @@ class ModelMemory:
     loss_points_at_fit: int = 0
     #: speed observations merged since the speed model was last fitted
     speed_observations_since_fit: int = 0
+    #: the newest step split measured, with the (ps, workers) it was measured at: the
+    #: white-box prior's input (the operator observes it again every round, so it is not
+    #: persisted either)
+    split: tuple[int, int, StepSplit] | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,28 @@ def _relative_rmse(speed: SpeedParams, samples: Sequence[SpeedSample]) -> float 
     return math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else None
 
 
+def white_box_prior(mode: str, batch: int, split: tuple[int, int, StepSplit] | None,
+                    speed_samples: Sequence[tuple[int, int, float]]) -> SpeedParams | None:
+    """The speed equation seeded from the job's own step split (optimus.models.
+    prior_from_split), its level set by the speed measured where the split was (a step
+    also spends time outside its compute and exchange: data, metrics, checkpoint pauses);
+    None without a split or when it cannot seed one."""
+    if split is None:
+        return None
+    ps, workers, measured_split = split
+    try:
+        prior = prior_from_split(mode, batch, ps, workers, measured_split,
+                                 batch_scope=batch_scope(mode))
+        there = [v for p, w, v in speed_samples if (p, w) == (ps, workers) and v > 0]
+        if there:
+            level = predict_speed(prior, ps, workers) / there[-1]
+            prior = SpeedParams(prior.mode, prior.batch_size,
+                                tuple(t * level for t in prior.theta), prior.batch_scope)
+    except ModelError:
+        return None
+    return prior
+
+
 def fit_job(
     job: FitJob,
     observation: JobObservation | None,
@@ -213,6 +241,7 @@ def fit_job(
     pool_speed: bool = True,
     convergence_prior: bool = True,
     calibrate_speed: bool = True,
+    white_box: bool = True,
 ) -> tuple[ModelMemory, Knowledge]:
     """The job's model memory after this round's observation, and what it implies.
 
@@ -227,7 +256,11 @@ def fit_job(
     need not probe), `calibrate_speed` calibrates that model by the measurements
     (`Knowledge.measured`), and `convergence_prior` takes the remaining epochs from the
     kind's finished jobs until the loss model has PRIOR_LOSS_POINTS points, and the epoch
-    size from them until the job measured its own. Probes are proposed
+    size from them until the job measured its own. With `white_box`, the newest step
+    split the job measured (`white_box_prior`) seeds the speed fit: the fit is made from
+    the first measured configuration on, pulled towards that prior (its pull fades as
+    samples accumulate), so a job need not probe before its first prediction. Probes are
+    proposed
     only for a policy that `learns`. The ETA
     (status.model.estimatedCompletionTime) is `now` plus the predicted remaining time at
     `job.current`."""
@@ -247,6 +280,10 @@ def fit_job(
             speed_samples, current.ps, current.workers,
             model_speed(mode, observation.speed, current.workers))
         since += 1
+    split = job.model.split
+    if (observation is not None and observation.split is not None and current is not None
+            and current.workers > 0):
+        split = (current.ps, current.workers, observation.split)
     samples_per_epoch = (observation.samples_per_epoch if observation and
                          observation.samples_per_epoch else old.samples_per_epoch)
 
@@ -276,14 +313,23 @@ def fit_job(
         samples += [s for s in prior.speed_samples() if (s.ps, s.workers) not in configs]
     speed: SpeedParams | None = None
     speed_error = old.fit_error_speed
+    # the white-box prior stands in for the configurations the job (and its kind) has not
+    # measured: with enough of them, measurements alone decide the fit
+    enough = len(THETA_NAMES[cast(SpeedMode, mode)])
+    few = len({(s.ps, s.workers) for s in samples}) < enough
+    seed = (white_box_prior(mode, batch, split, speed_samples) if white_box and few
+            else None)
+    if seed is not None:
+        enough = 1
     if prior is not None and not configs and prior.theta is not None:
         speed = prior.speed(batch_scope(mode))  # nothing of its own yet: the kind's model
         speed_error = _relative_rmse(speed, samples) if speed else None
-    elif len({(s.ps, s.workers) for s in samples}) >= len(THETA_NAMES[cast(SpeedMode, mode)]) and (
+    elif len({(s.ps, s.workers) for s in samples}) >= enough and (
             old.speed_theta is None or (speed_samples != old.speed_samples and (
                 new_config or since >= speed_refit_samples))):
         try:
-            speed = fit_speed(samples, mode, batch, batch_scope=batch_scope(mode))
+            speed = fit_speed(samples, mode, batch, batch_scope=batch_scope(mode),
+                              prior=seed)
             speed_error = _relative_rmse(speed, samples)
             since = 0
         except ModelError:
@@ -350,4 +396,4 @@ def fit_job(
         fit_error_loss=loss_error if loss_fit else None,
         fit_error_speed=speed_error if speed else None,
     )
-    return ModelMemory(status, points_at_fit, since), knowledge
+    return ModelMemory(status, points_at_fit, since, split), knowledge

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from optimus.models import StepSplit
+
 JobKey = tuple[str, str]  # (namespace, job)
 
 
@@ -31,6 +33,9 @@ class JobObservation:
         since its warm-up. The fit step converts it to the speed model's unit
         (optimus.round.knowledge.model_speed).
     samples_per_epoch: samples the job processes per epoch (None until measurable).
+    split: where the measured generation's steps went (compute, communication, bytes,
+        the PS update; optimus.models.StepSplit, per step of one worker), over the same
+        window as `speed`; None when not measured (the white-box prior needs it).
     first_step_at: when the newest generation's step counters first showed a step (the
         first sample above 0), or None when none has shown or the lookback does not reach
         back to before it (the counters were already moving in its first sample).
@@ -46,3 +51,4 @@ class JobObservation:
     samples_per_epoch: float | None = None
     series: int = 0
     first_step_at: float | None = None
+    split: StepSplit | None = None

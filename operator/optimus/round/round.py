@@ -77,6 +77,9 @@ class SchedulingSettings:
     #: the speed model calibrated by the kind's and the job's measurements
     #: (optimus.round.knowledge.Knowledge.measured); needs pool_speed
     calibrate_speed: bool = True
+    #: the speed fit seeded from the job's own step split (white-box prior,
+    #: optimus.round.knowledge.white_box_prior)
+    white_box_prior: bool = True
 
     def __post_init__(self) -> None:
         policy_traits(self.policy)  # a clear error for an unknown policy
@@ -175,7 +178,7 @@ def fit_round_job(job: RoundJob, observation: JobObservation | None, *, now: flo
         speed_refit_samples=settings.speed_refit_samples,
         probe_box=settings.probe_box, learns=policy_traits(settings.policy).learns_online,
         pool_speed=settings.pool_speed, convergence_prior=settings.convergence_prior,
-        calibrate_speed=settings.calibrate_speed)
+        calibrate_speed=settings.calibrate_speed, white_box=settings.white_box_prior)
     return FittedJob(job, model, knowledge)
 
 

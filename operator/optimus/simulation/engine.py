@@ -57,7 +57,7 @@ import numpy as np
 from optimus_worker.contract import IN_PLACE_WORKER_CHANGE_MODES
 
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
-from optimus.models.speed import PROBE_BOX, SpeedMode, parse_mode
+from optimus.models.speed import PROBE_BOX, SpeedMode, SpeedParams, StepSplit, parse_mode
 from optimus.round import (
     JobObservation,
     KnowledgeStore,
@@ -82,8 +82,11 @@ from optimus.scheduling.types import (
 from optimus.simulation.inputs import SimulationInputError, TraceJob
 from optimus.simulation.physics import (
     curve_for_epochs,
+    emulated_split,
+    equation_of_surface,
     fewest_nodes_cross_fraction,
     network_factor,
+    true_model_speed,
 )
 from optimus.simulation.speeds import SpeedSurface
 
@@ -171,6 +174,9 @@ class SimulationConfig:
     pool_speed: bool = True
     convergence_prior: bool = True
     calibrate_speed: bool = True
+    #: the simulated workers report their step split and the round seeds its speed fit
+    #: with it (optimus.round.knowledge.white_box_prior)
+    white_box_prior: bool = True
 
 
 def resize_costs(config: SimulationConfig, mode: str) -> ResizeCosts:
@@ -257,6 +263,10 @@ class _Job:
     new_loss_points: list[tuple[float, float]] = field(default_factory=list)
     #: the current generation's summed step rates, one per interval it ran (noisy)
     generation_speeds: list[float] = field(default_factory=list)
+    #: the speed equation fitted to the true surface, for the step split (physics), and
+    #: the split of the current generation's steps
+    equation: SpeedParams | None = None
+    split: StepSplit | None = None
 
 
 def job_requests(job: TraceJob) -> tuple[Resources, Resources]:
@@ -324,7 +334,8 @@ def settings_for(config: SimulationConfig) -> SchedulingSettings:
         speed_refit_samples=config.speed_refit_samples,
         probe_box=(config.probe_max_ps, config.probe_max_workers),
         baseline_placement=config.baseline_placement, pool_speed=config.pool_speed,
-        convergence_prior=config.convergence_prior, calibrate_speed=config.calibrate_speed)
+        convergence_prior=config.convergence_prior, calibrate_speed=config.calibrate_speed,
+        white_box_prior=config.white_box_prior)
 
 
 def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], cluster: Cluster,
@@ -464,7 +475,8 @@ def observation(state: _Job) -> JobObservation | None:
     return JobObservation(
         loss_points=tuple(state.new_loss_points), epoch=state.done,
         speed=sum(speeds) / len(speeds) if speeds else None,
-        samples_per_epoch=state.trace.dataset_size, series=1)
+        samples_per_epoch=state.trace.dataset_size, series=1,
+        split=state.split if speeds else None)
 
 
 def _true_remaining_time(state: _Job) -> Callable[[int, int], float]:
@@ -583,6 +595,17 @@ def _advance(state: _Job, start: float, end: float, nodes: Mapping[str, NodeSpec
         noise = math.exp(config.speed_noise * float(state.rng.standard_normal()))
         state.generation_speeds.append(summed_steps_per_second(
             speed * noise, state.batch_size, workers, state.mode))
+        if config.white_box_prior:
+            if state.equation is None:
+                state.equation = equation_of_surface(state.surface, state.mode,
+                                                     state.batch_size)
+            if state.equation is not None:
+                table = state.surface.samples_per_sec(ps, workers)
+                state.split = emulated_split(
+                    state.equation, ps, workers,
+                    true_model_speed(table, state.mode, state.batch_size, workers),
+                    true_model_speed(speed * noise, state.mode, state.batch_size, workers),
+                    bandwidth)
     while state.next_loss_epoch <= state.done:
         epoch = state.next_loss_epoch
         loss = loss_at(state.loss, epoch) * (
