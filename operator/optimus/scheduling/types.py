@@ -59,6 +59,11 @@ class JobView:
     node_affinity: tuple[NodeSelectorTerm, ...] = ()
     #: requested counts for the "fixed" baseline (what the user asked for); defaults to min
     requested: Allocation | None = None
+    #: how far remaining_time can be trusted (optimus.models.confidence): the relative error
+    #: band of its speed answer at (ps, workers) (None: exact, as an oracle's). A policy
+    #: that weighs it (PolicyTraits.weighs_uncertainty) moves a running job only for a gain
+    #: beyond it
+    speed_band: Callable[[int, int], float] | None = None
 
     def demand(self, allocation: Allocation) -> Resources:
         return self.ps_request.scale(allocation.ps) + self.worker_request.scale(

@@ -160,6 +160,9 @@ class SimulationConfig:
     pool_speed: bool = True
     convergence_prior: bool = True
     calibrate_speed: bool = True
+    #: a running job moves only for a gain beyond its knowledge's error bands
+    #: (SchedulingSettings.value_of_information)
+    value_of_information: bool = True
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,8 @@ def settings_for(config: SimulationConfig) -> SchedulingSettings:
         speed_refit_samples=config.speed_refit_samples,
         probe_box=(config.probe_max_ps, config.probe_max_workers),
         baseline_placement=config.baseline_placement, pool_speed=config.pool_speed,
-        convergence_prior=config.convergence_prior, calibrate_speed=config.calibrate_speed)
+        convergence_prior=config.convergence_prior, calibrate_speed=config.calibrate_speed,
+        value_of_information=config.value_of_information)
 
 
 def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], cluster: Cluster,
