@@ -65,13 +65,6 @@ def speed_band(source: SpeedSource, fit_error: float | None, configurations: int
     return min(UNKNOWN_BAND, band)
 
 
-def move_band(band_now: float, band_next: float) -> float:
-    """The band of the ratio of two speed answers (the current configuration's and a
-    candidate's) with independent errors: their root sum of squares, within
-    [0, UNKNOWN_BAND]."""
-    return min(UNKNOWN_BAND, math.hypot(max(0.0, band_now), max(0.0, band_next)))
-
-
 def convergence_band(*, oracle: bool, confidence: float | None,
                      prior_epochs: tuple[float, ...] = (), from_prior: bool = False) -> float:
     """The relative error band of a job's remaining epochs.
