@@ -142,11 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.learning:
         started = time.perf_counter()
-        record = learning([make_trace(table, surfaces, args.jobs, seed, args.load, gpus)[0]
-                           for seed in range(args.seeds)], surfaces, cluster)
+        learned = learning([make_trace(table, surfaces, args.jobs, seed, args.load, gpus)[0]
+                            for seed in range(args.seeds)], surfaces, cluster)
         console.print(f"{time.perf_counter() - started:.0f} s of simulation")
         OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "scheduling-learning.json").write_text(json.dumps(record, indent=2))
+        (OUT / "scheduling-learning.json").write_text(json.dumps(learned, indent=2))
         return 0
     seeds = list(range(args.seeds))
     traces = {seed: make_trace(table, surfaces, args.jobs, seed, args.load, gpus)
@@ -248,10 +248,12 @@ def decompose(trace: Sequence[TraceJob], surfaces: dict[str, SpeedSurface],
 
 #: the learned policy's rows: (label, oracle, SimulationConfig fields); "full" uses every
 #: lever, each ablation switches one off, "none" all (the learned policy before issue 15)
-LEARNING_ROWS: tuple[tuple[str, bool, dict[str, bool]], ...] = (
+LEARNING_ROWS: tuple[tuple[str, bool, dict[str, Any]], ...] = (
     ("oracle", True, {}),
     ("learned, full", False, {}),
     ("no value of information (bands)", False, {"value_of_information": False}),
+    ("flat 20% hysteresis, no bands", False, {"value_of_information": False,
+                                             "policy_options": {"min_relative_gain": 0.2}}),
     ("no calibration by measurements", False, {"calibrate_speed": False}),
     ("no pooling (speed prior)", False, {"pool_speed": False}),
     ("no convergence prior", False, {"convergence_prior": False}),
