@@ -15,7 +15,11 @@ Bands are relative (0.1: the truth is within about +-10% of the answer) and deri
 the fit itself, never from the truth: the fit's relative residual RMSE (`fit_error`, what
 `fit_job` reports as the speed fit error) is the scatter of measurements about the model,
 which bounds both a single measurement's noise (placement, contention) and the model's
-misfit between measurements.
+misfit between measurements. A measurement, the job's own or its kind's pooled mean, gets
+the same band: on the measured speeds a move to either was mispredicted alike (about 20%
+RMS). A known limit: a fit with no more configurations than the equation has terms has a
+residual of about 0, so its bands are narrow by construction (a job's own first fits in
+the operator, which pools nothing yet); the kinds' pooled fits have many more.
 """
 
 from __future__ import annotations
