@@ -141,8 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         decompose(trace, surfaces, cluster)
         return 0
     if args.learning:
-        learning([make_trace(table, surfaces, args.jobs, seed, args.load, gpus)[0]
-                  for seed in range(args.seeds)], surfaces, cluster)
+        started = time.perf_counter()
+        learned = learning([make_trace(table, surfaces, args.jobs, seed, args.load, gpus)[0]
+                            for seed in range(args.seeds)], surfaces, cluster)
+        console.print(f"{time.perf_counter() - started:.0f} s of simulation")
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "scheduling-learning.json").write_text(json.dumps(learned, indent=2))
         return 0
     seeds = list(range(args.seeds))
     traces = {seed: make_trace(table, surfaces, args.jobs, seed, args.load, gpus)
@@ -244,43 +248,74 @@ def decompose(trace: Sequence[TraceJob], surfaces: dict[str, SpeedSurface],
 
 #: the learned policy's rows: (label, oracle, SimulationConfig fields); "full" uses every
 #: lever, each ablation switches one off, "none" all (the learned policy before issue 15)
-LEARNING_ROWS: tuple[tuple[str, bool, dict[str, bool]], ...] = (
+LEARNING_ROWS: tuple[tuple[str, bool, dict[str, Any]], ...] = (
     ("oracle", True, {}),
     ("learned, full", False, {}),
+    ("no value of information (bands)", False, {"value_of_information": False}),
+    ("flat 20% hysteresis, no bands", False, {"value_of_information": False,
+                                             "policy_options": {"min_relative_gain": 0.2}}),
     ("no calibration by measurements", False, {"calibrate_speed": False}),
     ("no pooling (speed prior)", False, {"pool_speed": False}),
     ("no convergence prior", False, {"convergence_prior": False}),
     ("no white-box prior", False, {"white_box_prior": False}),
-    ("none (before)", False, {"pool_speed": False, "convergence_prior": False}),
+    ("none (before)", False, {"pool_speed": False, "convergence_prior": False,
+                              "value_of_information": False, "white_box_prior": False}),
 )
+#: the causes of a resize the simulator tells apart (optimus.simulation.engine.resize_cause)
+RESIZE_CAUSES = ("probe", "move", "squeeze", "placement")
 
 
 def learning(traces: Sequence[Sequence[TraceJob]], surfaces: dict[str, SpeedSurface],
-             cluster: Cluster) -> None:
+             cluster: Cluster) -> dict[str, Any]:
     """Optimus with learned models against oracle models on the same traces, and the
     share of each lever of what the learned policy knows (LEARNING_ROWS): average JCT, its
-    ratio to oracle (geometric mean over seeds, range), resizes per job."""
-    rows: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in LEARNING_ROWS}
+    ratio to oracle (geometric mean over seeds, range), resizes per job and their causes
+    (probes, the policy's moves, squeezes to make room, placement changes)."""
+    rows: dict[str, list[tuple[float, float, dict[str, float]]]] = {
+        label: [] for label, _, _ in LEARNING_ROWS}
     for seed, trace in enumerate(traces):
         for label, oracle, fields in LEARNING_ROWS:
             config = SimulationConfig(policy="optimus", interval=60.0, restart_cost=30.0,
                                       seed=seed, oracle=oracle,
                                       loss_refit_growth=LOSS_REFIT_GROWTH, **fields)
-            metrics = summarise(simulate(trace, surfaces, cluster, config))
-            rows[label].append((metrics.avg_jct, metrics.resizes / len(trace)))
-            console.print(f"  seed {seed} {label:<28} avg JCT {metrics.avg_jct / 3600:6.3f} h"
-                          f"  resizes/job {metrics.resizes / len(trace):5.2f}", style="dim")
+            result = simulate(trace, surfaces, cluster, config)
+            metrics = summarise(result)
+            causes = {cause: sum(o.resize_causes.get(cause, 0) for o in result.outcomes)
+                      / len(trace) for cause in RESIZE_CAUSES}
+            rows[label].append((metrics.avg_jct, metrics.resizes / len(trace), causes))
+            console.print(f"  seed {seed} {label:<32} avg JCT {metrics.avg_jct / 3600:6.3f} h"
+                          f"  resizes/job {metrics.resizes / len(trace):5.2f}  ("
+                          + ", ".join(f"{c} {causes[c]:.2f}" for c in RESIZE_CAUSES) + ")",
+                          style="dim")
     report = Table(title=f"optimus learned vs oracle, {len(traces[0])} jobs, "
                          f"{len(traces)} seeds, interval 60 s, restart 30 s")
-    for column in ("knowledge", "avg JCT (h)", "JCT / oracle", "resizes / job"):
+    for column in ("knowledge", "avg JCT (h)", "JCT / oracle", "resizes / job",
+                   *(f"{c} / job" for c in RESIZE_CAUSES)):
         report.add_column(column, justify="left" if column == "knowledge" else "right")
-    oracle_jct = [jct for jct, _ in rows["oracle"]]
+    oracle_jct = [jct for jct, _, _ in rows["oracle"]]
+    out: dict[str, Any] = {}
     for label, _, _ in LEARNING_ROWS:
-        jcts = [jct for jct, _ in rows[label]]
+        jcts = [jct for jct, _, _ in rows[label]]
         ratios = [j / o for j, o in zip(jcts, oracle_jct, strict=True)]
+        causes = {c: float(np.mean([r[2][c] for r in rows[label]])) for c in RESIZE_CAUSES}
+        resizes = float(np.mean([r for _, r, _ in rows[label]]))
         report.add_row(label, f"{np.mean(jcts) / 3600:.3f}", ratio_cell(ratios),
-                       f"{np.mean([r for _, r in rows[label]]):.2f}")
+                       f"{resizes:.2f}", *(f"{causes[c]:.2f}" for c in RESIZE_CAUSES))
+        out[label] = {"avg_jct_h": float(np.mean(jcts)) / 3600,
+                      "jct_vs_oracle": geomean(ratios), "resizes_per_job": resizes,
+                      "per_seed": [{"avg_jct_h": j / 3600, "jct_vs_oracle": r,
+                                    "resizes_per_job": z}
+                                   for (j, z, _), r in zip(rows[label], ratios, strict=True)],
+                      "resize_causes_per_job": causes}
     console.print(report)
+    full = out["learned, full"]
+    console.print(
+        f"target: learned avg JCT <= 1.05x oracle: {full['jct_vs_oracle']:.3f}x "
+        f"{'met' if full['jct_vs_oracle'] <= 1.05 else 'NOT met'}; <= 3 resizes a job: "
+        f"{full['resizes_per_job']:.2f} {'met' if full['resizes_per_job'] <= 3 else 'NOT met'}")
+    console.print(f"machine: {platform.machine()} {os.cpu_count()} cpus, "
+                  f"python {platform.python_version()}")
+    return out
 
 
 #: OptimusConfig options that the sweep tries on top of the default optimus policy: a

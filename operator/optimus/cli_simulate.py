@@ -66,6 +66,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="observation-noise seed")
     parser.add_argument("--oracle", action="store_true",
                         help="give every policy the true speed and convergence")
+    parser.add_argument("--compare-oracle", action="store_true",
+                        help="run each policy twice on the same trace in the same run, with "
+                             "models learned online and with the true ones (--oracle), and "
+                             "print both rows, resizes per job and learned / oracle")
     parser.add_argument("--baseline-placement", default="optimus", metavar="{optimus,spread}",
                         help=f"placement of {_OTHERS}: 'optimus' (the "
                              "default) places them like optimus (fewest nodes, even spread); "
@@ -127,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline_placement not in BASELINE_PLACEMENTS:
         raise InputError(f"--baseline-placement is {args.baseline_placement!r}; use one of "
                          f"{', '.join(BASELINE_PLACEMENTS)}")
+    if args.oracle and args.compare_oracle:
+        raise InputError("--oracle and --compare-oracle exclude each other: --compare-oracle "
+                         "already runs every policy with the true models too")
     if args.nodes < 1:
         raise InputError(f"--nodes is {args.nodes}; give at least 1 node")
     _positive(args.gpus_per_node, "--gpus-per-node", strict=False)
@@ -145,44 +152,77 @@ def run(args: argparse.Namespace) -> int:
         check_fits(jobs, surfaces, cluster, str(args.trace or "the default trace"))
     except SimulationInputError as error:
         raise InputError(str(error)) from None
-    configs = [SimulationConfig(policy=name, interval=args.interval,
-                                restart_cost=args.restart_cost,
-                                in_place_worker_change_cost=args.in_place_cost,
-                                seed=args.seed,
-                                oracle=args.oracle,
-                                baseline_placement=args.baseline_placement)
-               for name in policies]
+    knowledge = (False, True) if args.compare_oracle else (args.oracle,)
+    configs = {run_label(name, oracle, args.compare_oracle): SimulationConfig(
+        policy=name, interval=args.interval, restart_cost=args.restart_cost,
+        in_place_worker_change_cost=args.in_place_cost, seed=args.seed,
+        oracle=oracle, baseline_placement=args.baseline_placement)
+        for name in policies for oracle in knowledge}
     results = run_policies(jobs, surfaces, cluster, configs, progress=not args.json)
-    metrics = {name: summarise(result) for name, result in results.items()}
+    metrics = {label: summarise(result) for label, result in results.items()}
     if args.plot:
         plot_jct_cdf({name: [o.jct for o in result.outcomes] for name, result in results.items()},
                      args.plot, title=f"JCT CDF, {len(jobs)} jobs on {args.nodes} nodes")
+    compared = learned_vs_oracle(metrics, policies) if args.compare_oracle else None
     if args.json:
-        print(json.dumps(metrics_json(metrics), indent=2, sort_keys=True))
+        document = metrics_json(metrics)
+        if compared is not None:
+            document["learned_vs_oracle"] = compared
+        print(json.dumps(document, indent=2, sort_keys=True))
     else:
-        print_report(metrics, table, len(jobs), args)
+        print_report(metrics, table, len(jobs), args, compared)
     return 0
 
 
+#: the suffix of a policy's label in the tables when it ran with the true models beside
+#: its learned run (--compare-oracle)
+ORACLE_SUFFIX = " (oracle)"
+
+
+def run_label(policy: str, oracle: bool, compare: bool) -> str:
+    """A run's name in the tables and the JSON: the policy, with ORACLE_SUFFIX for its
+    oracle run when both ran."""
+    return policy + ORACLE_SUFFIX if compare and oracle else policy
+
+
+def learned_vs_oracle(metrics: Mapping[str, PolicyMetrics],
+                      policies: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    """Per policy, its learned run against its oracle run on the same trace: average JCT
+    of each and their ratio (> 1: learning costs that much), resizes per job of each."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name in policies:
+        learned, oracle = metrics[name], metrics[name + ORACLE_SUFFIX]
+        out[name] = {
+            "avg_jct": _finite(learned.avg_jct),
+            "oracle_avg_jct": _finite(oracle.avg_jct),
+            "avg_jct_vs_oracle": _finite(learned.avg_jct / oracle.avg_jct
+                                         if oracle.avg_jct > 0 else math.inf),
+            "resizes_per_job": learned.resizes / learned.jobs if learned.jobs else 0.0,
+            "oracle_resizes_per_job": oracle.resizes / oracle.jobs if oracle.jobs else 0.0,
+        }
+    return out
+
+
 def run_policies(jobs: Sequence[TraceJob], surfaces: Mapping[str, Any], cluster: Any,
-                 configs: Sequence[Any], *, progress: bool) -> dict[str, SimulationResult]:
-    """Simulate each config in turn, with a rich progress bar on stderr when asked."""
+                 configs: Mapping[str, Any], *, progress: bool) -> dict[str, SimulationResult]:
+    """Simulate each config (by its label) in turn, with a rich progress bar on stderr
+    when asked."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from optimus.simulation.engine import simulate
 
     results: dict[str, SimulationResult] = {}
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("jobs  t={task.fields[hours]:.1f} h"),
                   console=Console(stderr=True), disable=not progress, transient=False) as bar:
-        for config in configs:
-            task = bar.add_task(config.policy, total=len(jobs), hours=0.0)
+        for label, config in configs.items():
+            task = bar.add_task(label, total=len(jobs), hours=0.0)
 
             def on_round(time: float, finished: int, _total: int, task: Any = task) -> None:
                 bar.update(task, completed=finished, hours=time / 3600)
 
-            results[config.policy] = simulate(jobs, surfaces, cluster, config, on_round)
+            results[label] = simulate(jobs, surfaces, cluster, config, on_round)
     return results
 
 
@@ -215,7 +255,8 @@ def _duration(seconds: float) -> str:
 
 
 def print_report(metrics: Mapping[str, PolicyMetrics], table: SpeedTable, jobs: int,
-                 args: argparse.Namespace) -> None:
+                 args: argparse.Namespace,
+                 compared: Mapping[str, Mapping[str, float | None]] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -225,7 +266,8 @@ def print_report(metrics: Mapping[str, PolicyMetrics], table: SpeedTable, jobs: 
     if not console.is_terminal:  # piped or captured: don't squeeze the table into 80 columns
         console = Console(width=120)
     source = args.trace or "default generated trace"
-    knowledge = "oracle models" if args.oracle else "models learned online"
+    knowledge = ("models learned online and oracle models" if args.compare_oracle
+                 else "oracle models" if args.oracle else "models learned online")
     if args.baseline_placement != "optimus":
         knowledge += f", baselines placed by {args.baseline_placement}"
     report = Table(title=(
@@ -233,12 +275,13 @@ def print_report(metrics: Mapping[str, PolicyMetrics], table: SpeedTable, jobs: 
         f"interval {args.interval:g} s, restart cost {args.restart_cost:g} s, {knowledge}, "
         f"seed {args.seed}"))
     for column in ("policy", "jobs done", "avg JCT", "median JCT", "p95 JCT", "makespan",
-                   "GPU util", "resizes"):
+                   "GPU util", "resizes", "resizes / job"):
         report.add_column(column, justify="left" if column == "policy" else "right")
     for name, m in metrics.items():
         report.add_row(name, f"{m.jobs_done}/{m.jobs}", _duration(m.avg_jct),
                        _duration(m.median_jct), _duration(m.p95_jct), _duration(m.makespan),
-                       f"{m.utilization:.0%}", str(m.resizes))
+                       f"{m.utilization:.0%}", str(m.resizes),
+                       f"{m.resizes / m.jobs:.2f}" if m.jobs else "-")
     console.print(report)
     base = "optimus" if "optimus" in metrics else next(iter(metrics))
     relative = ratios(metrics, base)
@@ -249,6 +292,19 @@ def print_report(metrics: Mapping[str, PolicyMetrics], table: SpeedTable, jobs: 
         comparison.add_row(name, f"{relative[name]['avg_jct']:.2f}x",
                            f"{relative[name]['makespan']:.2f}x")
     console.print(comparison)
+    if compared:
+        versus = Table(title="learned vs oracle models, same trace, same run (> 1: learning "
+                             "costs that much)")
+        for column in ("policy", "avg JCT learned", "avg JCT oracle", "learned / oracle",
+                       "resizes / job learned", "resizes / job oracle"):
+            versus.add_column(column, justify="left" if column == "policy" else "right")
+        for name, row in compared.items():
+            ratio = row["avg_jct_vs_oracle"]
+            versus.add_row(name, _duration(row["avg_jct"] or math.inf),
+                           _duration(row["oracle_avg_jct"] or math.inf),
+                           "-" if ratio is None else f"{ratio:.3f}x",
+                           f"{row['resizes_per_job']:.2f}", f"{row['oracle_resizes_per_job']:.2f}")
+        console.print(versus)
     for dropped in table.dropped:
         console.print(f"[dim]dropped {table.source} line {dropped.row.line} "
                       f"({dropped.row.model} ps={dropped.row.ps} workers={dropped.row.workers})"

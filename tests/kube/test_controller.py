@@ -43,11 +43,16 @@ class Clock:
 
 def _model() -> dict[str, Any]:
     """A fitted job: 10 loss points and 6 measured sizes of a speed that grows with more
-    PS and workers (so that the policy grows a 1 x 1 job in an empty cluster)."""
+    PS and workers (so that the policy grows a 1 x 1 job in an empty cluster), scaled to
+    the 4 steps/s that `Progress` measures at 1 x 1: a model its own measurement
+    contradicts has a wide error band, and the policy would not move the job on it."""
     t = (5e-4, 0.02, 0.01, 0.001, 0.001)
 
+    def step_time(p: int, w: int) -> float:
+        return t[0] * 64 / w + t[1] + t[2] * w / p + t[3] * w + t[4] * p
+
     def speed(p: int, w: int) -> float:
-        return 1 / (t[0] * 64 / w + t[1] + t[2] * w / p + t[3] * w + t[4] * p)
+        return 4.0 * step_time(1, 1) / step_time(p, w)
 
     configs = [(1, 1), (1, 2), (2, 1), (1, 3), (2, 4), (2, 2)]
     return {"lossSamples": [[float(k), 1 / (0.3 * k + 1) + 0.1] for k in range(1, 11)],
@@ -142,7 +147,7 @@ def test_a_resize_is_recorded_in_the_status_before_any_pod_changes(loop: Loop) -
     first_pod_change = _first(w.kube.calls, lambda c: c[0] in ("create", "delete_pod"))
     assert written < first_pod_change
     assert w.kube.job_pod_names("mnist") == {"mnist-g1-ps-0", "mnist-g1-ps-1", "mnist-g1-worker-0",
-                                           "mnist-g1-worker-1", "mnist-g1-worker-2"}
+                                           "mnist-g1-worker-1"}
 
 
 def test_a_new_job_is_recorded_before_its_first_pods_are_created(loop: Loop) -> None:

@@ -87,3 +87,21 @@ def test_a_policy_that_does_not_preempt_never_stops_a_running_job(policy: str) -
     stopped = outcome.jobs["old"].placement is None
     assert stopped == (POLICY_TRAITS[policy].preempts and outcome.jobs["new"].placement
                        is not None)
+
+
+@pytest.mark.parametrize(("policy", "value_of_information", "banded"), [
+    ("optimus", True, True),
+    ("optimus", False, False),  # the ablation: the restart rule alone
+    ("optimus-paper", True, False),  # a policy that does not weigh uncertainty
+    ("drf", True, False),
+])
+def test_the_round_hands_the_bands_to_a_policy_that_weighs_them(
+        policy: str, value_of_information: bool, banded: bool) -> None:
+    nodes = [NodeView("n", Resources(gpu=4, cpu=8, memory=2**40))]
+    fitted = _fitted("a", Allocation(1, 1), 5.0, arrival=0.0)
+    settings = SchedulingSettings(policy=policy, value_of_information=value_of_information)
+    (view,) = schedule([fitted], nodes, settings, now=0.0).views
+    assert (view.speed_band is not None) is banded
+    if view.speed_band is not None:
+        # measured at (1, 1) but no model: the nearest measurement, an unknown band
+        assert view.speed_band(1, 2) == fitted.knowledge.speed_band(1, 2) == 1.0

@@ -60,6 +60,38 @@ def test_baseline_placement_spreads_the_baselines_only(tmp_path: Path,
     assert runs["spread"]["fixed"]["avg_jct"] > runs["optimus"]["fixed"]["avg_jct"]
 
 
+def test_compare_oracle_runs_learned_and_oracle_on_the_same_trace(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["simulate", *_files(tmp_path), "--policy", "optimus,fixed",
+                     "--compare-oracle", "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert set(document["policies"]) == {"optimus", "optimus (oracle)", "fixed",
+                                         "fixed (oracle)"}
+    assert all(entry["jobs_done"] == 3 for entry in document["policies"].values())
+    versus = document["learned_vs_oracle"]
+    assert set(versus) == {"optimus", "fixed"}
+    for name, row in versus.items():
+        learned, oracle = document["policies"][name], document["policies"][f"{name} (oracle)"]
+        assert row["avg_jct"] == learned["avg_jct"]
+        assert row["oracle_avg_jct"] == oracle["avg_jct"]
+        assert row["avg_jct_vs_oracle"] == pytest.approx(learned["avg_jct"] / oracle["avg_jct"])
+        assert row["resizes_per_job"] == learned["resizes"] / 3
+        assert row["oracle_resizes_per_job"] == oracle["resizes"] / 3
+    # fixed never looks at a model: the truth changes nothing
+    assert versus["fixed"]["avg_jct_vs_oracle"] == 1.0
+    # the oracle run is the --oracle run on the same trace
+    assert cli.main(["simulate", *_files(tmp_path), "--policy", "optimus", "--oracle",
+                     "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)["policies"]["optimus"]
+    assert alone["avg_jct"] == document["policies"]["optimus (oracle)"]["avg_jct"]
+    # and the table shows both rows and the comparison
+    assert cli.main(["simulate", *_files(tmp_path), "--policy", "optimus",
+                     "--compare-oracle"]) == 0
+    out = capsys.readouterr().out
+    assert "optimus (oracle)" in out and "learned vs oracle" in out and "resizes / job" in out
+
+
 def test_report_plot_and_dropped_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plot = tmp_path / "out" / "cdf.png"
     code = cli.main(["simulate", *_files(tmp_path), "--policy", "optimus,tiresias",
@@ -104,6 +136,7 @@ def test_bad_traces_exit_2_naming_file_and_line(tmp_path: Path, trace: str, need
         (["--interval", "0"], "--interval is 0"),
         (["--restart-cost", "-1"], "--restart-cost is -1"),
         (["--trace", "/nonexistent/t.csv"], "/nonexistent/t.csv: cannot read the trace"),
+        (["--oracle", "--compare-oracle"], "--oracle and --compare-oracle exclude"),
         (["--baseline-placement", "kube"],
          "--baseline-placement is 'kube'; use one of optimus, spread"),
     ],

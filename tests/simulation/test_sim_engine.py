@@ -221,3 +221,24 @@ def test_an_unknown_baseline_placement_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"unknown baseline placement 'kube'.*optimus, spread"):
         simulate(TRACE, SURFACES, CLUSTER, SimulationConfig(policy="drf",
                                                             baseline_placement="kube"))
+
+
+@pytest.mark.parametrize("oracle", [False, True])
+def test_every_resize_has_one_cause(oracle: bool) -> None:
+    # engine.resize_cause: probes only where a learning policy probes, never under an oracle
+    # (the white-box prior off: with it this small trace's jobs are sized without probes)
+    result = run("optimus", oracle=oracle, white_box_prior=False)
+    for outcome in result.outcomes:
+        assert sum(outcome.resize_causes.values()) == outcome.resizes
+        assert set(outcome.resize_causes) <= {"probe", "move", "squeeze", "placement"}
+    probes = sum(o.resize_causes.get("probe", 0) for o in result.outcomes)
+    assert (probes > 0) is not oracle
+
+
+def test_the_bands_never_add_resizes_on_the_same_trace() -> None:
+    # value of information: the same learned run with the bands and without; the bands
+    # only ever keep a running job where it is (greedy.move_pays)
+    with_bands = run("optimus")
+    without = run("optimus", value_of_information=False)
+    assert (sum(o.resize_causes.get("move", 0) for o in with_bands.outcomes)
+            <= sum(o.resize_causes.get("move", 0) for o in without.outcomes))

@@ -53,6 +53,12 @@ from optimus.models import (
     probes_within_box,
     samples_per_second,
 )
+from optimus.models.confidence import (
+    UNKNOWN_BAND,
+    SpeedSource,
+    convergence_band,
+    speed_band,
+)
 from optimus.round.observation import JobObservation
 from optimus.round.store import PRIOR_LOSS_POINTS, KindKnowledge
 from optimus.scheduling.probes import MAX_PROBE_CHOICES
@@ -128,6 +134,37 @@ class Knowledge:
     #: measured speeds (model unit) by configuration that calibrate the model: the kind's
     #: pooled means, the job's own samples over them (empty: the model alone)
     measured: Mapping[tuple[int, int], float] = field(default_factory=dict)
+    #: the speed fit's relative residual RMSE over the samples it was fitted to (None: no
+    #: fit), and the distinct configurations of those samples: what the error bands of
+    #: its answers are derived from (`speed_band`)
+    speed_error: float | None = None
+    fit_configs: frozenset[tuple[int, int]] = frozenset()
+    #: the relative error band of remaining_epochs (optimus.models.confidence)
+    convergence_band: float = UNKNOWN_BAND
+
+    def speed_source(self, ps: int, workers: int) -> SpeedSource:
+        """Where the answer at (ps, workers) comes from (see `seconds_per_sample`): a
+        measurement there, the model between the fitted configurations or beyond them,
+        the nearest measurement (no model), or nothing."""
+        if self.oracle is not None:
+            return "oracle"
+        if (ps, workers) in self.measured:
+            return "measured"
+        if self.speed is not None:
+            configs = self.fit_configs or frozenset(self.measured)
+            if configs and (min(p for p, _ in configs) <= ps <= max(p for p, _ in configs)
+                            and min(w for _, w in configs) <= workers
+                            <= max(w for _, w in configs)):
+                return "model"
+            return "extrapolated"
+        return "nearest" if self.speed_samples else "unknown"
+
+    def speed_band(self, ps: int, workers: int) -> float:
+        """The relative error band of the speed answer at (ps, workers)
+        (optimus.models.confidence.speed_band of its `speed_source`)."""
+        source = self.speed_source(ps, workers)
+        parameters = len(THETA_NAMES[cast(SpeedMode, self.speed.mode)]) if self.speed else 0
+        return speed_band(source, self.speed_error, len(self.fit_configs), parameters)
 
     def seconds_per_sample(self, ps: int, workers: int, batch: int, mode: str) -> float:
         """1 / samples per second at (ps, workers): a measurement there (`measured`); the
@@ -267,7 +304,7 @@ def fit_job(
     if job.oracle is not None:
         return job.model, Knowledge(epochs_done=job.epochs_done,
                                     remaining_epochs=job.oracle.remaining_epochs,
-                                    oracle=job.oracle)
+                                    oracle=job.oracle, convergence_band=0.0)
     mode, batch, old = job.mode, job.batch_size, job.model.status
     current = job.current
     loss_samples = merge_loss_samples(old.loss_samples,
@@ -358,10 +395,15 @@ def fit_job(
     left = max(0.0, rule.max_epochs - epochs_done)
     remaining_epochs = (min(left, max(MIN_REMAINING_EPOCHS, estimate.remaining_epochs))
                         if estimate else left)
+    epochs_band = convergence_band(oracle=False,
+                                   confidence=estimate.confidence if estimate else None)
     if convergence_prior and job.prior is not None and len(loss_samples) < PRIOR_LOSS_POINTS:
         guess = job.prior.remaining_epochs(epochs_done)
         if guess is not None:
             remaining_epochs = min(left, max(MIN_REMAINING_EPOCHS, guess))
+            epochs_band = convergence_band(
+                oracle=False, confidence=None, from_prior=True,
+                prior_epochs=tuple(e for e in job.prior.finished_epochs if e > epochs_done))
     knowledge = Knowledge(
         loss_fit=loss_fit,
         speed=speed,
@@ -376,6 +418,10 @@ def fit_job(
         probes=tuple(probes),
         speed_samples=speed_samples,
         measured=measured,
+        speed_error=speed_error if speed is not None else None,
+        fit_configs=frozenset((s.ps, s.workers) for s in samples) if speed is not None
+        else frozenset(),
+        convergence_band=epochs_band,
     )
     eta = ""
     if current is not None and samples_per_epoch:

@@ -12,8 +12,9 @@ know from an oracle:
                                                             others (`fit_probes`), or free
                                                             (no longer probing) when none fits
   a job whose epoch size is not measured yet             -> its current allocation
-  a probing job with too little time left to repay a probe (`too_late_to_probe`) is no
-  longer probing, and free.
+  a probing job whose probe no longer repays its cost (`too_late_to_probe`: its expected
+  saving, from its remaining time and the error bands of its knowledge) is no longer
+  probing, and free.
 The rest are free: the policy sizes them within their spec's bounds.
 """
 
@@ -35,15 +36,23 @@ def clip(allocation: Allocation, view: JobView) -> Allocation:
 
 
 def too_late_to_probe(knowledge: Knowledge, current: Allocation, batch: int, mode: str,
-                      restart_cost_seconds: float) -> Knowledge:
-    """The job's knowledge with its probing ended when its predicted remaining time at its
-    current allocation is too short to repay a probe (`probe_pays_back`); from then on the
-    policy judges it by what it has measured. A job whose epoch size is not measured yet, or
-    whose remaining time is unknown, keeps probing."""
+                      restart_cost_seconds: float, *, weigh_bands: bool = True) -> Knowledge:
+    """The job's knowledge with its probing ended when a probe no longer repays its cost
+    (`probe_pays_back`: the predicted remaining time at its current allocation, at the low
+    end of its convergence band, times the error band of its speed knowledge there; with
+    `weigh_bands` False, the remaining time alone); from then on the policy judges it by
+    what it has measured. A job whose epoch size is not measured yet, or whose remaining
+    time is unknown, keeps probing."""
     if not knowledge.probing or not knowledge.samples_per_epoch:
         return knowledge
     remaining = knowledge.remaining_time(batch, mode)(current.ps, current.workers)
-    if probe_pays_back(remaining, restart_cost_seconds):
+    if not weigh_bands:
+        pays = probe_pays_back(remaining, restart_cost_seconds)
+    else:
+        pays = probe_pays_back(remaining, restart_cost_seconds,
+                               knowledge.speed_band(current.ps, current.workers),
+                               knowledge.convergence_band)
+    if pays:
         return knowledge
     return replace(knowledge, probing=False, next_probe=None, probes=())
 

@@ -80,6 +80,12 @@ class SchedulingSettings:
     #: the speed fit seeded from the job's own step split (white-box prior,
     #: optimus.round.knowledge.white_box_prior)
     white_box_prior: bool = True
+    #: value of information (optimus.models.confidence): a policy that weighs uncertainty
+    #: (PolicyTraits.weighs_uncertainty) sees each job's speed error band, and a running job
+    #: moves only for a gain beyond it; a probe must repay its restarts by the saving the
+    #: bands promise (optimus.round.pins.too_late_to_probe). Off: every band is 0 for
+    #: moves and a probe is judged by the remaining time alone (the rules before)
+    value_of_information: bool = True
 
     def __post_init__(self) -> None:
         policy_traits(self.policy)  # a clear error for an unknown policy
@@ -186,6 +192,7 @@ def schedule(fitted: Sequence[FittedJob], nodes: Sequence[NodeView],
              settings: SchedulingSettings, *, now: float) -> RoundOutcome:
     """The pins, steps 4 and 5, and keep-running, for jobs after step 3."""
     traits = policy_traits(settings.policy)
+    weighs = traits.weighs_uncertainty and settings.value_of_information
     knowledge: dict[str, Knowledge] = {}
     pins: dict[str, Allocation | None] = {}
     base: list[JobView] = []
@@ -194,11 +201,13 @@ def schedule(fitted: Sequence[FittedJob], nodes: Sequence[NodeView],
         view = job.view
         if view.current is not None and not job.hold:
             k = too_late_to_probe(k, view.current, job.batch_size, view.mode,
-                                  settings.restart_cost_seconds)
+                                  settings.restart_cost_seconds,
+                                  weigh_bands=settings.value_of_information)
         knowledge[f.id] = k
         pins[f.id] = pin(view, k, hold=job.hold, learns=traits.learns_online)
         base.append(replace(view, remaining_time=k.remaining_time(job.batch_size, view.mode),
-                            progress=k.progress))
+                            progress=k.progress,
+                            speed_band=k.speed_band if weighs and k.oracle is None else None))
     pins, knowledge = fit_probes_to_capacity(base, knowledge, pins, nodes)
     views = tuple(v if (held := pins[v.id]) is None else pinned(v, held) for v in base)
     policy = policy_for_round(settings.policy, settings.policy_options,

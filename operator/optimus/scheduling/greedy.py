@@ -13,9 +13,9 @@ exactly the same result as re-scanning every job at every step (`greedy_referenc
 for the tests and the benchmark), in O(tasks * log(jobs)) instead of O(tasks * jobs).
 
 Beyond the paper, a resize costs a restart: a running job moves from its current
-allocation only when remaining_time(new) + restart_cost < remaining_time(current)
-* (1 - min_relative_gain) (see `OptimusPolicy._keep_current_unless_worth_a_restart`),
-and a running job about to finish keeps its allocation (`OptimusConfig.finishing_restarts`).
+allocation only when the move pays for its restart beyond the error band of what is known
+of the job (`move_pays`; `OptimusPolicy._keep_current_unless_worth_a_restart`), and a
+running job about to finish keeps its allocation (`OptimusConfig.finishing_restarts`).
 """
 
 from __future__ import annotations
@@ -137,6 +137,23 @@ def marginal_gain(t_now: float, t_next: float, share: float, exponent: float) ->
     if exponent:
         cut /= (t_now * t_next) ** exponent
     return cut / (share if share > _SHARE_FLOOR else _SHARE_FLOOR)
+
+
+def move_pays(t_now: float, t_next: float, restart_cost: float, min_relative_gain: float,
+              band: float = 0.0) -> bool:
+    """Whether a running job with `t_now` seconds left where it runs should move to where
+    it would have `t_next` left:
+
+        t_next * (1 + band) + restart_cost < t_now * (1 - min_relative_gain)
+
+    `band` is the relative error band of the answer at the candidate (JobView.speed_band,
+    optimus.models.confidence): the move must still pay where the candidate is as much
+    slower than predicted as the knowledge allows. The answer where the job runs is its
+    own measurement there, the anchor every calibrated prediction is scaled by, so the
+    candidate's band is the band of the ratio. With a band of 0 this is the restart rule
+    with its hysteresis `min_relative_gain`; a wider band never lets a move pass that a
+    narrower one stops."""
+    return t_next * (1.0 + max(0.0, band)) + restart_cost < t_now * (1.0 - min_relative_gain)
 
 
 def gain_function(exponent: float) -> Callable[[float, float, float], float]:
@@ -398,14 +415,14 @@ class OptimusPolicy:
     ) -> tuple[list[bool], bool]:
         """Apply the restart cost explicitly. For every running job whose current
         allocation is within its bounds: if the greedy left it there, freeze it (a further
-        grow would pay a restart the greedy did not count); if the greedy moved it and
-            remaining_time(new) + restart_cost_seconds
-                < remaining_time(current) * (1 - min_relative_gain)
-        the move pays for its restart (the job's cost of that kind of move when its view
-        has `resize_costs`) and stands; otherwise the job goes back to its
-        current allocation when that still fits (it always does when the greedy grew it)
-        and is frozen. Returns which jobs are frozen, and whether a return to the current
-        allocation gave any resource back."""
+        grow would pay a restart the greedy did not count); if the greedy moved it and the
+        move pays for its cost (the job's cost of that kind of move when its view has
+        `resize_costs`, else the one restart cost) beyond the band of the job's speed
+        knowledge at the new allocation (`move_pays` with JobView.speed_band; none: exact)
+        the move stands; otherwise the job goes back to its current allocation when that
+        still fits (it always does when the greedy grew it) and is frozen. Returns which
+        jobs are frozen, and whether a return to the current allocation gave any resource
+        back."""
         frozen = [False] * len(state.jobs)
         reverted = False
         for i, job in enumerate(state.jobs):
@@ -421,7 +438,9 @@ class OptimusPolicy:
             # place costs less than a restart), else the one restart cost
             cost = (self.config.restart_cost_seconds if job.resize_costs is None
                     else job.resize_costs.seconds(current, new))
-            worth_it = state.time[i] + cost < before * (1.0 - self.config.min_relative_gain)
+            band = 0.0 if job.speed_band is None else job.speed_band(new.ps, new.workers)
+            worth_it = move_pays(before, state.time[i], cost, self.config.min_relative_gain,
+                                 band)
             if state.active[i] and worth_it:
                 continue
             have = demand_triple(job, new.ps, new.workers) if state.active[i] else (0.0, 0.0, 0.0)

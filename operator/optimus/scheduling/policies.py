@@ -30,6 +30,9 @@ class PolicyTraits:
         never stops a running job to admit one (`keep_running`).
     optimus_placement: it is always placed by Optimus's own placement, whatever the
         simulator's `baseline_placement` says.
+    weighs_uncertainty: it moves a running job only for a predicted gain beyond the error
+        band of what it knows of the job's speed (JobView.speed_band), so the round fills
+        the band in from the fits (optimus.models.confidence).
     """
 
     learns_online: bool = False
@@ -37,6 +40,7 @@ class PolicyTraits:
     uses_attained_service: bool = False
     preempts: bool = False
     optimus_placement: bool = False
+    weighs_uncertainty: bool = False
 
 
 def _optimus(**options: Any) -> Policy:
@@ -63,7 +67,7 @@ POLICY_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 #: but ignores restart costs (PAPER_CONFIG: restart cost 0, no keep-running rule).
 POLICY_TRAITS: Mapping[str, PolicyTraits] = {
     "optimus": PolicyTraits(learns_online=True, honours_restart_cost=True,
-                            optimus_placement=True),
+                            optimus_placement=True, weighs_uncertainty=True),
     "optimus-paper": PolicyTraits(learns_online=True, optimus_placement=True),
     "drf": PolicyTraits(),
     "tetris": PolicyTraits(),

@@ -6,33 +6,54 @@ A job whose speed model cannot be fitted yet is pinned, between steps 3 and 4 of
 to a probe configuration (`optimus.models.probes_within_box` proposes them, best first).
 Two rules decide whether, and to which, it moves:
 
-* `probe_pays_back`: a probe is worth its restarts only while the job has enough time
-  left to use what it learns;
+* `probe_pays_back`: a probe is worth its restarts only while what it is expected to save
+  (the time the job has left, at the low end of its convergence band, times the error band
+  of its speed knowledge) exceeds them;
 * `fit_probes`: a probe must fit beside what every other job holds now; it never shrinks
   a running neighbour, and a job none of whose probes fits is left to the policy.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
+from optimus.models.confidence import UNKNOWN_BAND
 from optimus.scheduling.cluster import demand_triple, start_round
 from optimus.scheduling.types import Allocation, JobView, NodeView
 
-#: a job stops probing once it has less than this many restarts' worth of time left: a
-#: probe costs a restart to reach and, unless it is the best size, one to leave, plus its
-#: measuring span at a size that may be worse, so it cannot pay for itself any more
+#: a probe costs this many restarts: one to reach it and, unless it is the best size, one
+#: to leave, plus its measuring span at a size that may be worse (about two more)
 PROBE_PAYBACK_RESTARTS = 4.0
+#: the convergence band counts at most this much in `probe_pays_back`: a job with no loss
+#: model is judged on half its maxEpochs-bound remaining time, not on none
+MAX_WORK_BAND = 0.5
 #: how many probe configurations a probing job may choose among when its first choice
 #: does not fit beside the other jobs (see `fit_probes`)
 MAX_PROBE_CHOICES = 6
 
 
-def probe_pays_back(remaining_seconds: float, restart_cost_seconds: float) -> bool:
-    """Whether a job predicted to need `remaining_seconds` more at its current size still
-    has time to repay a probe (PROBE_PAYBACK_RESTARTS restarts; an unknown, infinite
-    remaining time does)."""
-    return not remaining_seconds < PROBE_PAYBACK_RESTARTS * restart_cost_seconds
+def probe_pays_back(remaining_seconds: float, restart_cost_seconds: float,
+                    speed_band: float = UNKNOWN_BAND, work_band: float = 0.0) -> bool:
+    """Whether a probe's expected saving repays its cost:
+
+        remaining * (1 - min(work_band, MAX_WORK_BAND)) * min(speed_band, 1)
+            >= PROBE_PAYBACK_RESTARTS * restart_cost
+
+    A job predicted to need `remaining_seconds` more where it runs may be losing up to its
+    speed knowledge's relative error band (`speed_band`, optimus.models.confidence) of it
+    by running where that knowledge says; a measurement is what removes that loss, and the
+    saving counts only the time the job surely has left (the low end of its remaining
+    work's band). What the job saves is also what the cluster saves: the resources it
+    holds are freed that much sooner. A job that knows nothing of its speed (the band
+    UNKNOWN_BAND, the default) and its remaining work exactly is judged by its remaining
+    time alone, the rule before the bands; an infinite remaining time always pays."""
+    if math.isinf(remaining_seconds) and remaining_seconds > 0:
+        return True
+    surely_left = 1.0 - min(max(0.0, work_band), MAX_WORK_BAND)
+    band = min(max(0.0, speed_band), UNKNOWN_BAND)
+    saving = remaining_seconds * surely_left * band
+    return not saving < PROBE_PAYBACK_RESTARTS * restart_cost_seconds
 
 
 def fit_probes(

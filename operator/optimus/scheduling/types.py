@@ -85,6 +85,11 @@ class JobView:
     requested: Allocation | None = None
     #: what each kind of move costs this job (None: the policy's one restart cost)
     resize_costs: ResizeCosts | None = None
+    #: how far remaining_time can be trusted (optimus.models.confidence): the relative error
+    #: band of its speed answer at (ps, workers) (None: exact, as an oracle's). A policy
+    #: that weighs it (PolicyTraits.weighs_uncertainty) moves a running job only for a gain
+    #: beyond it
+    speed_band: Callable[[int, int], float] | None = None
 
     def demand(self, allocation: Allocation) -> Resources:
         return self.ps_request.scale(allocation.ps) + self.worker_request.scale(

@@ -59,6 +59,7 @@ from optimus_worker.contract import IN_PLACE_WORKER_CHANGE_MODES
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
 from optimus.models.speed import PROBE_BOX, SpeedMode, SpeedParams, StepSplit, parse_mode
 from optimus.round import (
+    JobDecision,
     JobObservation,
     KnowledgeStore,
     ModelMemory,
@@ -177,6 +178,9 @@ class SimulationConfig:
     #: the simulated workers report their step split and the round seeds its speed fit
     #: with it (optimus.round.knowledge.white_box_prior)
     white_box_prior: bool = True
+    #: a running job moves only for a gain beyond its knowledge's error bands
+    #: (SchedulingSettings.value_of_information)
+    value_of_information: bool = True
 
 
 def resize_costs(config: SimulationConfig, mode: str) -> ResizeCosts:
@@ -199,6 +203,8 @@ class JobOutcome:
     gpu_seconds: float
     #: wall time spent starting and restarting (resources held, no progress)
     restart_seconds: float
+    #: the resizes by cause (`resize_cause`): "probe", "move", "squeeze", "placement"
+    resize_causes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def jct(self) -> float:
@@ -251,6 +257,7 @@ class _Job:
     placement: JobPlacement | None = None
     blocked_until: float = 0.0
     resizes: int = 0
+    resize_causes: dict[str, int] = field(default_factory=dict)
     starts: int = 0
     first_start: float | None = None
     finish: float | None = None
@@ -335,7 +342,8 @@ def settings_for(config: SimulationConfig) -> SchedulingSettings:
         probe_box=(config.probe_max_ps, config.probe_max_workers),
         baseline_placement=config.baseline_placement, pool_speed=config.pool_speed,
         convergence_prior=config.convergence_prior, calibrate_speed=config.calibrate_speed,
-        white_box_prior=config.white_box_prior)
+        white_box_prior=config.white_box_prior,
+        value_of_information=config.value_of_information)
 
 
 def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], cluster: Cluster,
@@ -397,9 +405,14 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
         gpus_in_use = cpus_in_use = 0.0
         running = 0
         still_active: list[_Job] = []
+        views = {view.id: view for view in outcome.views}
         for index, state in enumerate(active):
             new = placement.jobs.get(state.trace.job)
+            resizes = state.resizes
             _apply_placement(state, new, time, resize_costs(config, state.trace.mode))
+            if state.resizes > resizes:
+                cause = resize_cause(views[state.trace.job], outcome.jobs[state.trace.job])
+                state.resize_causes[cause] = state.resize_causes.get(cause, 0) + 1
             if state.placement is not None:
                 running += 1
                 demand = _demand(state)
@@ -422,7 +435,7 @@ def simulate(jobs: Sequence[TraceJob], surfaces: Mapping[str, SpeedSurface], clu
             on_round(time, finished, len(states))
     outcomes = tuple(
         JobOutcome(s.trace.job, s.trace.arrival, s.first_start, s.finish, s.resizes, s.starts,
-                   s.gpu_seconds, s.restart_seconds)
+                   s.gpu_seconds, s.restart_seconds, dict(s.resize_causes))
         for s in states)
     return SimulationResult(config.policy, config, cluster.total, outcomes, tuple(rounds),
                             store)
@@ -477,6 +490,22 @@ def observation(state: _Job) -> JobObservation | None:
         speed=sum(speeds) / len(speeds) if speeds else None,
         samples_per_epoch=state.trace.dataset_size, series=1,
         split=state.split if speeds else None)
+
+
+def resize_cause(view: JobView, decision: JobDecision) -> str:
+    """Why a running job (`view`: as the policy saw it, its current allocation) was resized
+    by the round's `decision`: "placement" (same counts, other nodes), "probe" (pinned to a
+    probe), "move" (the policy moved it where it predicts less time left) or "squeeze"
+    (the policy left it where it predicts more: shrunk to make room for others)."""
+    current, new = view.current, decision.allocation
+    if current is None or new == current:
+        return "placement"
+    if decision.pin is not None and decision.pin == new and decision.knowledge.probing:
+        return "probe"
+    if new.workers and view.remaining_time(new.ps, new.workers) < view.remaining_time(
+            current.ps, current.workers):
+        return "move"
+    return "squeeze"
 
 
 def _true_remaining_time(state: _Job) -> Callable[[int, int], float]:
