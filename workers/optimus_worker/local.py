@@ -10,8 +10,8 @@ on its own free ports, and supervises them:
   to the new generation's first finished step. Unless ``--no-warm-pool``, the processes of
   the next generation are started ahead in standby (``python -m optimus_worker
   --standby``, torch already loaded), as a cluster keeps images pulled and nodes warm;
-* with ``--in-place`` (all-reduce mode) a worker change happens in the running job
-  instead (`optimus_worker.membership`): the added workers start (warm, unless
+* with ``--in-place`` a worker change (the PS count unchanged) happens in the running job
+  instead (`optimus_worker.membership`, every mode): the added workers start (warm, unless
   ``--no-warm-pool``) and join, ``POST /membership`` switches the job at a step all workers
   agree on, the removed workers exit 0 after it; timed the same way. If the switch fails,
   the runner falls back to the checkpoint-restart above;
@@ -255,27 +255,34 @@ class LocalJob:
         return {"at_step": saved["step"], "from": before, "to": [self.num_ps, self.num_workers],
                 "seconds": round(time.monotonic() - started, 3), "path": "restart"}
 
-    def resize_in_place(self, num_workers: int, timeout: float = 120.0) -> dict[str, Any]:
-        """Change the worker count of the running job (all-reduce mode): start the added
-        workers, announce the membership, let the removed ones exit. The resize's record;
-        InPlaceFailed (the job unchanged, the added workers stopped) when it cannot."""
-        if self.mode != "allreduce":
+    def resize_in_place(self, num_workers: int, timeout: float = 120.0,
+                        join_timeout: float | None = None, start_added: bool = True
+                        ) -> dict[str, Any]:
+        """Change the worker count of the running job: start the added workers, announce
+        the membership, let the removed ones exit. The resize's record; InPlaceFailed (the
+        job unchanged, the added workers stopped) when it cannot. `join_timeout`: the
+        request's ``timeout_s`` (the chief's default when None); `start_added` False
+        announces a growth without starting its workers (a newcomer that never comes)."""
+        if self.mode not in contract.IN_PLACE_WORKER_CHANGE_MODES:
             raise InPlaceFailed(f"mode {self.mode} resizes by restart only")
         before = [self.num_ps, self.num_workers]
         started = time.monotonic()
         old_workers, old_generation = self.num_workers, self.generation
         self.num_workers, self.generation = num_workers, self.generation + 1
         added = []
-        for rank in range(old_workers, num_workers):
+        for rank in range(old_workers, num_workers if start_added else old_workers):
             port = free_port()
             added.append(self._launch("worker", rank, self.env_for(
                 "worker", rank, self.rendezvous, port, join_in_place=True), port))
         self.processes += added
         try:  # answered once the job trains with the new membership
-            answer = self._call("POST", contract.CONTROL_MEMBERSHIP_PATH, timeout, body={
-                "workers": num_workers, "generation": self.generation})
+            body: dict[str, Any] = {"workers": num_workers, "generation": self.generation}
+            if join_timeout is not None:
+                body["timeout_s"] = join_timeout
+            answer = self._call("POST", contract.CONTROL_MEMBERSHIP_PATH, timeout, body=body)
         except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
-            reason = exc.read().decode() if isinstance(exc, urllib.error.HTTPError) else exc
+            reason = (f"HTTP {exc.code} {exc.read().decode()}"
+                      if isinstance(exc, urllib.error.HTTPError) else exc)
             for proc in added:
                 proc.popen.kill()
                 proc.popen.wait()
@@ -363,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start every process cold (default: before a planned resize, "
                         "keep the next generation's processes warm, torch loaded)")
     parser.add_argument("--in-place", action="store_true",
-                        help="change the worker count in the running job (allreduce mode; "
-                        "a failed switch falls back to a restart)")
+                        help="change the worker count in the running job (any mode, the PS "
+                        "count unchanged; a failed switch falls back to a restart)")
     parser.add_argument("--max-restarts", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the job")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")

@@ -18,9 +18,28 @@ collectives, this module holds the rules and the chief's bookkeeping, torch-free
    model, the optimizer state, the step, the losses and its RNG to the newcomers (no
    checkpoint is read) and answers the request.
 
+The flow in the PS modes (`optimus_worker.worker.PSWorker`, `optimus_worker.ps`) touches no
+PS and no other worker beyond a step boundary. The job's RPC world is dynamic (every task
+joins with ``world_size=None``), so a worker joins or leaves it without the others:
+
+1. the added workers start with ``OPTIMUS_JOIN_IN_PLACE=1`` (as above), join the RPC world,
+   set their `ready_key` and ask PS 0's coordinator when to start (``coord_join``);
+2. ``POST /membership`` is kept pending by the chief's `Switchboard`, as above;
+3. once due, the chief asks the coordinator for the switch step S, the next step no worker
+   has pushed yet, and tells every PS that the sync barrier counts the new number of
+   pushes from step S on (`workers_at`); every worker learns S in the answer to its push
+   of step S - 1 (the coordinator's report rides on every push to PS 0);
+4. after step S - 1 the leaving workers hand their sample ledgers to the coordinator and
+   leave the RPC world (exit 0); the others train step S at the new size; the added
+   workers start at S once every old worker has pushed step S - 1, pulling the parameters
+   from the PS (in ps-sync once the PS applied step S - 1). The chief answers the request
+   after its first step at the new size.
+
 The data plan is a pure function of (step, rank, worker count) (`optimus_worker.data`), so
 the rest of the epoch is re-sharded over the new membership with no sample skipped or
-repeated, and the global batch, hence the learning rate, stays as the spec says.
+repeated, and the global batch, hence the learning rate, stays as the spec says: each
+worker's gradient weight is its share of the global batch (in ps-sync the PS sums the new
+number of pushes from S on).
 """
 
 from __future__ import annotations
@@ -71,6 +90,35 @@ def ready_key(generation: int, rank: int) -> str:
     return f"optimus/join/{generation}/{rank}"
 
 
+def ps_ready_key(index: int) -> str:
+    """The store key a PS sets once it serves in the job's (dynamic) RPC world."""
+    return f"optimus/ps-ready/{index}"
+
+
+def workers_at(changes: Sequence[tuple[int, int]], step: int) -> int:
+    """How many workers train step `step` (0-based) given the membership `changes`, pairs
+    (first step, worker count) in increasing first step, the first covering `step`."""
+    count = None
+    for first, workers in changes:
+        if first > step:
+            break
+        count = workers
+    if count is None:
+        raise ValueError(f"no membership covers step {step}: {list(changes)}")
+    return count
+
+
+def switch_step(pushed: int, final_step: int) -> int:
+    """The step a PS-mode switch takes effect at: the first no worker has pushed yet
+    (`pushed` steps are the most any worker pushed), so every worker learns it in time.
+    SwitchFailed when the job ends before a step at the new size."""
+    at = pushed + 1
+    if at >= final_step:
+        raise SwitchFailed(f"the job ends at step {final_step} before it could switch (the "
+                           f"workers pushed {pushed} steps)")
+    return at
+
+
 def joins_in_place(environ: Mapping[str, str]) -> bool:
     """Whether this worker joins a running job (``OPTIMUS_JOIN_IN_PLACE``)."""
     raw = environ.get(contract.ENV_JOIN_IN_PLACE, "")
@@ -107,6 +155,15 @@ def parse_request(body: Mapping[str, Any], current: Membership) -> Membership:
     return Membership(generation=generation, num_workers=workers)
 
 
+def request_timeout(body: Mapping[str, Any], default: float) -> float:
+    """The optional ``"timeout_s"`` of a request body (> 0), else `default`."""
+    value = body.get("timeout_s", default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise MembershipError(f"membership request: 'timeout_s' must be a number of seconds "
+                              f"> 0, got {value!r}")
+    return float(value)
+
+
 def encode(membership: Membership | None) -> tuple[float, float]:
     """The two entries the chief adds to a step's control all-reduce (the others add 0)."""
     if membership is None:
@@ -126,6 +183,7 @@ class _Pending:
     membership: Membership
     answer: concurrent.futures.Future[Answer]
     deadline: float
+    timeout_s: float
 
 
 class Switchboard:
@@ -148,7 +206,9 @@ class Switchboard:
         self._finished = False
 
     def request(self, body: Mapping[str, Any]) -> concurrent.futures.Future[Answer]:
-        """Register a request; its future is answered once the job trains at the new size."""
+        """Register a request; its future is answered once the job trains at the new size.
+        An optional ``"timeout_s"`` (> 0) in the body replaces `timeout_s` for it, so the
+        caller can bound the wait for its added workers by its own fallback deadline."""
         with self._lock:
             if self._finished:
                 raise MembershipError("membership request: the job has finished")
@@ -157,8 +217,9 @@ class Switchboard:
                     f"membership request: generation {self._pending.membership.generation} "
                     f"is still being switched to; retry once it is answered")
             membership = parse_request(body, self.current)
+            timeout_s = request_timeout(body, self.timeout_s)
             answer: concurrent.futures.Future[Answer] = concurrent.futures.Future()
-            self._pending = _Pending(membership, answer, self.clock() + self.timeout_s)
+            self._pending = _Pending(membership, answer, self.clock() + timeout_s, timeout_s)
             return answer
 
     def due(self, step: int, ready: Callable[[Sequence[str]], bool]) -> Membership | None:
@@ -179,7 +240,7 @@ class Switchboard:
             if self.clock() > pending.deadline:
                 self._fail(f"the added workers (ranks {newcomers.start}.."
                            f"{target.num_workers - 1}) did not join within "
-                           f"{self.timeout_s:.0f}s")
+                           f"{pending.timeout_s:g}s")
             return None
 
     def switched(self, membership: Membership, answer: Answer) -> None:
@@ -189,6 +250,11 @@ class Switchboard:
             pending, self._pending = self._pending, None
         if pending is not None:
             pending.answer.set_result(answer)
+
+    def fail(self, reason: str) -> None:
+        """The pending switch cannot happen (`reason`): answer its request 503."""
+        with self._lock:
+            self._fail(reason)
 
     def finish(self) -> None:
         """The job ended: refuse new requests, fail a pending one."""

@@ -63,11 +63,9 @@ def run_worker(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics,
 
         AllReduceWorker(env, task, metrics, lifecycle).run()
         return
-    from optimus_worker.worker import PSWorker, init_rpc
+    from optimus_worker.worker import PSWorker
 
-    worker = PSWorker(env, task, metrics, lifecycle)
-    init_rpc(env)
-    worker.run()
+    PSWorker(env, task, metrics, lifecycle).run()  # joins the RPC world itself
 
 
 def warm_up() -> None:
