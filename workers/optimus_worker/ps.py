@@ -269,14 +269,15 @@ class Coordinator:
 
     def _complete_pauses(self) -> list[tuple[int, Future[Any]]]:
         """The chief's pause futures that may complete now: every worker of the step's
-        membership arrived and every ledger handed over at a switch up to it (under the
+        membership arrived and every ledger handed over at a switch before it (under the
         lock; the caller completes them outside it)."""
         done = []
         for step, arrived in self.arrived.items():
             chief = arrived.get(0)
             if (chief is None or step in self.completed
                     or len(arrived) < workers_at(self.changes, step - 1)
-                    or any(due > 0 for at, due in self.hand_overs.items() if at <= step)):
+                    # a pause at a switch step has the leavers among its own arrivals
+                    or any(due > 0 for at, due in self.hand_overs.items() if at < step)):
                 continue
             self.completed.add(step)
             done.append((step, chief))
