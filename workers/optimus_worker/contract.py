@@ -73,6 +73,9 @@ ENV_JOIN_IN_PLACE: Final = "OPTIMUS_JOIN_IN_PLACE"
 #: ENV_JOIN_IN_PLACE=1 (optimus_worker.membership); every other change is a restart
 IN_PLACE_WORKER_CHANGE_MODES: Final[frozenset[Mode]] = frozenset(
     {"allreduce", "ps-sync", "ps-async"})
+#: the modes whose PS change (same worker count, another PS count) can be done in the
+#: running job: POST /membership with "ps", the added PS started with ENV_JOIN_IN_PLACE=1
+IN_PLACE_PS_CHANGE_MODES: Final[frozenset[Mode]] = frozenset({"ps-sync", "ps-async"})
 
 DEFAULT_METRICS_PORT: Final = 9400
 DEFAULT_CONTROL_PORT: Final = 9401

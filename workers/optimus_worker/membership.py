@@ -69,14 +69,20 @@ class SwitchFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Membership:
-    """Who trains: `num_workers` workers (ranks 0..n-1) of allocation `generation`."""
+    """Who trains: `num_workers` workers (ranks 0..n-1) and `num_ps` PS (0 in all-reduce)
+    of allocation `generation`."""
 
     generation: int
     num_workers: int
+    num_ps: int = 0
 
     def newcomers(self, current_workers: int) -> range:
         """The ranks that join when `current_workers` workers switch to this membership."""
         return range(current_workers, self.num_workers)
+
+    def added_ps(self, current_ps: int) -> range:
+        """The PS indices that join when `current_ps` PS switch to this membership."""
+        return range(current_ps, self.num_ps)
 
 
 def group_prefix(generation: int) -> str:
@@ -88,6 +94,11 @@ def group_prefix(generation: int) -> str:
 def ready_key(generation: int, rank: int) -> str:
     """The store key an added worker sets once it is ready to join `generation`."""
     return f"optimus/join/{generation}/{rank}"
+
+
+def ps_join_key(generation: int, index: int) -> str:
+    """The store key a PS added to a running job sets once it serves (a PS change)."""
+    return f"optimus/join-ps/{generation}/{index}"
 
 
 def ps_ready_key(index: int) -> str:
@@ -146,13 +157,23 @@ def parse_request(body: Mapping[str, Any], current: Membership) -> Membership:
                               '"generation": g}')
     workers = _field(body, "workers", 1)
     generation = _field(body, "generation", 0)
+    num_ps = _field(body, "ps", 1) if "ps" in body else current.num_ps
     if generation <= current.generation:
         raise MembershipError(
             f"membership request: 'generation'={generation} must be above the job's current "
             f"generation {current.generation} (each membership gets a new one)")
+    if num_ps != current.num_ps:
+        if current.num_ps == 0:
+            raise MembershipError("membership request: an all-reduce job has no PS; leave "
+                                  "'ps' out")
+        if workers != current.num_workers:
+            raise MembershipError(
+                f"membership request: change the PS ({current.num_ps} -> {num_ps}) or the "
+                f"workers ({current.num_workers} -> {workers}), one request each")
+        return Membership(generation=generation, num_workers=workers, num_ps=num_ps)
     if workers == current.num_workers:
         raise MembershipError(f"membership request: the job already has {workers} workers")
-    return Membership(generation=generation, num_workers=workers)
+    return Membership(generation=generation, num_workers=workers, num_ps=num_ps)
 
 
 def request_timeout(body: Mapping[str, Any], default: float) -> float:
@@ -234,13 +255,15 @@ class Switchboard:
                            f"{target.num_workers} workers")
                 return None
             newcomers = target.newcomers(self.current.num_workers)
-            keys = [ready_key(target.generation, r) for r in newcomers]
+            added_ps = target.added_ps(self.current.num_ps)
+            keys = ([ready_key(target.generation, r) for r in newcomers]
+                    + [ps_join_key(target.generation, i) for i in added_ps])
             if not keys or ready(keys):
                 return target
             if self.clock() > pending.deadline:
-                self._fail(f"the added workers (ranks {newcomers.start}.."
-                           f"{target.num_workers - 1}) did not join within "
-                           f"{pending.timeout_s:g}s")
+                added = (f"workers (ranks {newcomers.start}..{target.num_workers - 1})"
+                         if newcomers else f"PS ({added_ps.start}..{target.num_ps - 1})")
+                self._fail(f"the added {added} did not join within {pending.timeout_s:g}s")
             return None
 
     def switched(self, membership: Membership, answer: Answer) -> None:

@@ -69,6 +69,7 @@ class ShardServer:
         self.grad_sum: torch.Tensor | None = None
         self.waiting: list[Future[Any]] = []
         self.finished = threading.Event()
+        self.removed = False  # a PS change in place removed this PS: leave the RPC world
 
     def load(self, blocks: list[Block], values: torch.Tensor, optim_state: dict[str, State],
              hyper: dict[str, Any], step: int = 0) -> None:
@@ -185,6 +186,7 @@ class Coordinator:
         self.hand_overs: dict[int, int] = {}  # switch step -> leavers' ledgers still due
         self.joining: dict[int, list[Future[Any]]] = {}  # generation -> added workers waiting
         self.started: dict[int, int] = {}  # generation -> its switch step, once passed
+        self.ps_names: list[str] | None = None  # after a PS change in place: the PS to call
 
     def load(self, start_step: int, final_step: int, ledger: dict[int, torch.Tensor],
              losses: dict[int, tuple[float, int]]) -> None:
@@ -257,6 +259,11 @@ class Coordinator:
         fut.set_result(answer)
         return fut
 
+    def names(self) -> list[str] | None:
+        """The PS names after a PS change in place (None: the job's first ones)."""
+        with self.lock:
+            return self.ps_names
+
     def hand_over(self, at: int, ledger: dict[int, torch.Tensor]) -> None:
         """A worker leaving at switch step `at` hands over its ledger since its last pause."""
         with self.lock:
@@ -321,14 +328,20 @@ class Coordinator:
             losses = {e: (s, int(n)) for e, (s, n) in self.losses.items()}
             return ledger, losses, self._losses()
 
-    def release(self, step: int, finished: bool) -> None:
+    def release(self, step: int, finished: bool, checkpointed: bool = True,
+                reshard: dict[str, Any] | None = None) -> None:
+        """Let the workers paused at `step` go on; `reshard`: a PS change in place at this
+        pause, ``{"ps_names": the PS they call from now on, "generation": g}``."""
         with self.lock:
             others = [f for r, f in self.arrived.pop(step, {}).items() if r != 0]
             self.completed.discard(step)
             if self.pause_at is not None and self.pause_at <= step:
                 self.pause_at = None
+            if reshard is not None:
+                self.ps_names = list(reshard["ps_names"])
         for fut in others:
-            fut.set_result({"finished": finished, "checkpoint_step": step})
+            fut.set_result({"finished": finished, "checkpoint_step": step if checkpointed
+                            else None, "reshard": reshard})
 
 
 SERVER: ShardServer | None = None
@@ -385,6 +398,17 @@ def finish() -> None:
     _server().finished.set()
 
 
+def leave() -> None:
+    """A PS change in place removed this PS (its blocks are elsewhere now): exit."""
+    server = _server()
+    server.removed = True
+    server.finished.set()
+
+
+def coord_names() -> list[str] | None:
+    return _coordinator().names()
+
+
 def coord_load(start_step: int, final_step: int, ledger: dict[int, torch.Tensor],
                losses: dict[int, tuple[float, int]]) -> None:
     _coordinator().load(start_step, final_step, ledger, losses)
@@ -409,8 +433,9 @@ def coord_snapshot() -> tuple[dict[int, torch.Tensor], dict[int, tuple[float, in
     return _coordinator().snapshot()
 
 
-def coord_release(step: int, finished: bool) -> None:
-    _coordinator().release(step, finished)
+def coord_release(step: int, finished: bool, checkpointed: bool = True,
+                  reshard: dict[str, Any] | None = None) -> None:
+    _coordinator().release(step, finished, checkpointed, reshard)
 
 
 def coord_switch(generation: int, workers: int) -> dict[str, Any]:
