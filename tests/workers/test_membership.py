@@ -22,6 +22,7 @@ from optimus_worker.membership import (
     group_prefix,
     joins_in_place,
     parse_request,
+    ps_join_key,
     ready_key,
     request_timeout,
     switch_step,
@@ -239,3 +240,35 @@ def test_a_switch_the_job_cannot_agree_on_fails_its_request() -> None:
     with pytest.raises(SwitchFailed, match="ends at step 100"):
         answer.result(timeout=0)
     assert board.current == CURRENT
+
+
+PS_JOB = Membership(generation=2, num_workers=2, num_ps=1)
+
+
+@pytest.mark.parametrize(("body", "target"), [
+    ({"workers": 2, "ps": 2, "generation": 3}, Membership(3, 2, 2)),
+    ({"workers": 3, "generation": 3}, Membership(3, 3, 1)),
+    ({"workers": 3, "ps": 1, "generation": 3}, Membership(3, 3, 1)),
+])
+def test_a_ps_job_changes_its_ps_or_its_workers(body: Any, target: Membership) -> None:
+    assert parse_request(body, PS_JOB) == target
+
+
+@pytest.mark.parametrize(("body", "current", "names"), [
+    ({"workers": 3, "ps": 2, "generation": 3}, PS_JOB, "one request each"),
+    ({"workers": 2, "ps": 0, "generation": 3}, PS_JOB, "'ps'=0 must be >= 1"),
+    ({"workers": 2, "ps": 1, "generation": 3}, PS_JOB, "already has 2 workers"),
+    ({"workers": 3, "ps": 1, "generation": 3}, CURRENT, "no PS"),
+])
+def test_a_bad_ps_change_names_the_fix(body: Any, current: Membership, names: str) -> None:
+    with pytest.raises(MembershipError, match=names):
+        parse_request(body, current)
+
+
+def test_a_ps_change_is_due_once_every_added_ps_serves() -> None:
+    board = Switchboard(PS_JOB, 100, clock=Clock(), timeout_s=30)
+    board.request({"workers": 2, "ps": 3, "generation": 3})
+    asked: list[list[str]] = []
+    assert board.due(5, lambda keys: bool(asked.append(list(keys)))) is None
+    assert asked == [[ps_join_key(3, 1), ps_join_key(3, 2)]]
+    assert board.due(6, lambda keys: True) == Membership(3, 2, 3)

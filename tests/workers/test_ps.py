@@ -59,7 +59,7 @@ def test_pause_protocol() -> None:
     assert ledger[0].tolist() == [1, 1, 1, 1]
     assert losses == {0: (2.0, 4)} and info["epoch_loss"] == 0.5
     coord.release(12, finished=False)
-    assert other.wait() == {"finished": False, "checkpoint_step": 12}
+    assert other.wait() == {"finished": False, "checkpoint_step": 12, "reshard": None}
     assert coord.report(13, 1, 0.0, 2)["pause"] is False
 
 
@@ -145,3 +145,14 @@ def test_a_pause_waits_for_the_membership_that_trained_its_step_and_the_leavers_
     coord.hand_over(2, {0: torch.tensor([0, 0, 1, 1])})
     assert chief.wait() == 3
     assert coord.snapshot()[0][0].tolist() == [1, 1, 1, 1]
+
+
+def test_a_ps_change_releases_the_workers_with_the_ps_to_call() -> None:
+    coord = _loaded(2)
+    assert coord.names() is None  # the job's first PS
+    other = coord.arrive(1, 7, {})
+    assert coord.arrive(0, 7, {}).done()
+    reshard = {"ps_names": ["ps0", "ps1_g3"], "generation": 3}
+    coord.release(7, finished=False, checkpointed=False, reshard=reshard)
+    assert other.wait() == {"finished": False, "checkpoint_step": None, "reshard": reshard}
+    assert coord.names() == ["ps0", "ps1_g3"]  # for the workers added later

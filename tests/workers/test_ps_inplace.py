@@ -86,3 +86,31 @@ def test_ps_async_workers_change_in_place_after_a_newcomer_never_came(tmp_path: 
             summary["samples_skipped"]) == (EPOCHS * 384, 0, 0)
     losses = summary["epoch_losses"]
     assert len(losses) == EPOCHS and losses[-1] < 0.5 * losses[0]
+
+
+def test_ps_sync_ps_change_in_place_as_an_unresized_run(tmp_path: Path) -> None:
+    """1 -> 2 -> 1 PS with 2 workers: the blocks move with their optimizer state (Adam's
+    moments and step) at a pause, so the run stays the unresized one to the same tolerance."""
+    job = _job(tmp_path, SLOW, "ps-sync", 1, 2, epochs=EPOCHS, interval=1000)
+    job.start()
+    job.prewarm(1)  # the added PS's process, torch loaded
+    try:
+        job.wait_step(4, timeout=90)
+        grow = job.resize_in_place(2, num_ps=2, timeout=90)
+        added_ps = job.process("ps", 1).popen
+        job.wait_step(grow["at_step"] + 3, timeout=90)
+        shrink = job.resize_in_place(2, num_ps=1, timeout=90)  # waits for PS 1 to exit 0
+        job.run_to_end(timeout=120, max_restarts=0)
+    finally:
+        job.stop()
+        job.release_standby()
+    assert [(r["from"], r["to"], r["path"]) for r in (grow, shrink)] == [
+        ([1, 2], [2, 2], "in-place"), ([2, 2], [1, 2], "in-place")]
+    assert added_ps.returncode == 0
+    assert [checkpoint_step(p) for p in complete_checkpoints(tmp_path / "ckpt")] == [
+        EPOCHS * STEPS_PER_EPOCH]
+    summary = job.summary()
+    assert (summary["samples_seen"], summary["samples_repeated"],
+            summary["samples_skipped"]) == (EPOCHS * 384, 0, 0)
+    _assert_matches_reference(tmp_path, EPOCHS * STEPS_PER_EPOCH)
+    print(f"ps-sync PS change in place: 1->2 {grow['seconds']:.2f}s, 2->1 {shrink['seconds']:.2f}s")
