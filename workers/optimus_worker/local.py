@@ -10,11 +10,12 @@ on its own free ports, and supervises them:
   to the new generation's first finished step. Unless ``--no-warm-pool``, the processes of
   the next generation are started ahead in standby (``python -m optimus_worker
   --standby``, torch already loaded), as a cluster keeps images pulled and nodes warm;
-* with ``--in-place`` a worker change (the PS count unchanged) happens in the running job
-  instead (`optimus_worker.membership`, every mode): the added workers start (warm, unless
-  ``--no-warm-pool``) and join, ``POST /membership`` switches the job at a step all workers
-  agree on, the removed workers exit 0 after it; timed the same way. If the switch fails,
-  the runner falls back to the checkpoint-restart above;
+* with ``--in-place`` a worker change (the PS count unchanged, every mode) or a PS change
+  (the worker count unchanged, PS modes) happens in the running job instead
+  (`optimus_worker.membership`): the added tasks start (warm, unless ``--no-warm-pool``)
+  and join, ``POST /membership`` switches the job at a step all workers agree on, the
+  removed tasks exit 0 after it; timed the same way. If the switch fails, the runner
+  falls back to the checkpoint-restart above;
 * a task that dies (crash, ``kill -9``) takes its generation down; the runner restarts it
   from the newest checkpoint (at most ``--max-restarts`` times);
 * at the end the result comes from the final checkpoint, i.e. from the workers' own

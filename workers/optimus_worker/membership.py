@@ -35,6 +35,15 @@ joins with ``world_size=None``), so a worker joins or leaves it without the othe
    from the PS (in ps-sync once the PS applied step S - 1). The chief answers the request
    after its first step at the new size.
 
+A PS change in the PS modes (``"ps"`` in the request, the workers unchanged) moves the
+parameter blocks: the added PS start with ``OPTIMUS_JOIN_IN_PLACE=1``, join the RPC world
+and set their `ps_join_key`; once due, the chief asks for a pause of every worker (the
+coordinator's next pause step, as for a checkpoint) and there loads the balanced
+assignment over the new PS (`optimus_worker.assignment`) with each block's values and
+optimizer state, lets the removed PS leave the RPC world (exit 0), and releases the
+workers with the PS to call from now on; they re-route and pull. No checkpoint is written
+unless one is due at that step anyway.
+
 The data plan is a pure function of (step, rank, worker count) (`optimus_worker.data`), so
 the rest of the epoch is re-sharded over the new membership with no sample skipped or
 repeated, and the global batch, hence the learning rate, stays as the spec says: each

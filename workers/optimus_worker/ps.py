@@ -23,6 +23,9 @@ the answer to its push of step S - 1; from S on a ps-sync PS sums the new number
 (`Coordinator.hand_over`); the added workers start at S (`Coordinator.join`) and pull the
 parameters as of step S (`ShardServer.pull_after`). Pauses are counted per step with the
 membership that trained it, so a pause before, at or after S waits for the right workers.
+A PS change in place happens at a pause: the chief reloads every PS with its new blocks
+(`ShardServer.load`, values and optimizer state), a removed PS leaves (`leave`), and the
+release tells the workers the PS to call (`Coordinator.release`, `Coordinator.names`).
 
 The functions at the bottom are the RPC entry points; they act on this process's
 `SERVER` and `COORDINATOR`.
