@@ -4,11 +4,13 @@ Method. Jobs run as local processes on 127.0.0.1 (`optimus_worker.local`, not th
 cluster: no operator, no pod scheduling), training the shipped ``--task`` (default
 ``mlp``, global batch 64). For each mode:
 
-* worker change: 1 -> 4 -> 2 workers (1 PS in the PS modes), once in place (all-reduce
-  only so far: ``POST /membership``, `optimus_worker.membership`) and once by restart (the
-  operator's protocol: ``POST /checkpoint``, SIGTERM to every task, a new generation
-  resumes from the checkpoint), each in its own job;
-* PS change (PS modes): 1 -> 2 -> 1 PS with 2 workers, by restart (in place: not built).
+* worker change: 1 -> 4 -> 2 workers (1 PS in the PS modes), once in place (every mode in
+  `contract.IN_PLACE_WORKER_CHANGE_MODES`: ``POST /membership``, `optimus_worker.membership`)
+  and once by restart (the operator's protocol: ``POST /checkpoint``, SIGTERM to every
+  task, a new generation resumes from the checkpoint), each in its own job;
+* PS change (PS modes): 1 -> 2 -> 1 PS with 2 workers, in place (every mode in
+  `contract.IN_PLACE_PS_CHANGE_MODES`: ``POST /membership`` with ``"ps"``, the blocks move
+  with their optimizer state at a pause of every worker) and by restart.
 
 Both paths get warm processes (the runner's standby pool, torch already loaded, as a
 cluster keeps images pulled), started before the resize and given ``--warm-s`` to load;
@@ -16,9 +18,12 @@ cluster keeps images pulled), started before the resize and given ``--warm-s`` t
 A pause is the time from the resize request to the first finished step at the new size
 (for in place this includes the added workers' start; the surviving workers train on
 meanwhile). The training time lost is the time the job stood still: the pause for a
-restart (every task stops at the checkpoint), the switch for in place (from the agreed
-step to the new group ready, as the chief measures it). After the last resize each job checkpoints
-and its ledger is checked: samples repeated and skipped are summed over all jobs.
+restart (every task stops at the checkpoint), the switch for in place, as the chief
+measures it (all-reduce: from the agreed step to the new group ready; PS modes, worker
+change: the coordination calls plus what the first step at the new size waited beyond
+the step before it; PS change: the pause at which the blocks move, plus the same).
+After the last resize each job checkpoints and its ledger is checked: samples repeated
+and skipped are summed over all jobs.
 Medians over the changes of ``--repeats`` runs. The machine's load average is printed:
 on a shared machine other work skews the numbers.
 
@@ -26,7 +31,7 @@ Run from the repository root:  .venv/bin/python benchmarks/resize.py [--json]
 With --json the tables go to stderr and stdout is one JSON object:
 ``{"modes": {MODE: {"worker_change": {"in_place_s", "restart_s"}, "ps_change": {...}}},
 "samples_repeated": n, "samples_skipped": n}`` (``ps_change`` absent for allreduce;
-``in_place_s`` null where that path is not built yet).
+``in_place_s`` null where that path is not built).
 """
 
 from __future__ import annotations
@@ -55,7 +60,6 @@ PS_CHANGE = (1, 2, 1)
 PS_CHANGE_WORKERS = 2
 WARMUP_STEP = 10
 STEPS_BETWEEN = 5  # steps at each size before the next change
-IN_PLACE_MODES = frozenset({"allreduce"})  # where a worker change in place is built
 
 
 @dataclass
@@ -83,12 +87,13 @@ def run_job(task: str, mode: contract.Mode, sizes: Sequence[tuple[int, int]], in
     try:
         job.wait_step(WARMUP_STEP, timeout=300)
         for to_ps, to_workers in changes:
-            added = to_workers - job.num_workers if in_place else to_ps + to_workers
+            added = ((to_workers - job.num_workers) + (to_ps - job.num_ps) if in_place
+                     else to_ps + to_workers)
             if added > 0 and warm_s is not None:
                 job.prewarm(added)
                 time.sleep(warm_s)  # torch loads in the standby processes meanwhile
             if in_place:
-                record = job.resize_in_place(to_workers, timeout=300)
+                record = job.resize_in_place(to_workers, timeout=300, num_ps=to_ps)
                 measured.lost.append(float(record["switch_s"]))
             else:
                 record = job.resize(to_ps, to_workers, timeout=300)
@@ -173,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                 paths = results.setdefault(mode, {}).setdefault(
                     change, {"in_place": Measured(), "restart": Measured()})
                 for path in ("in_place", "restart"):
-                    if path == "in_place" and (change != "worker_change"
-                                               or mode not in IN_PLACE_MODES):
+                    in_place_modes = (contract.IN_PLACE_WORKER_CHANGE_MODES
+                                      if change == "worker_change"
+                                      else contract.IN_PLACE_PS_CHANGE_MODES)
+                    if path == "in_place" and mode not in in_place_modes:
                         continue
                     console.print(f"{mode}, {change} {' -> '.join(map(str, sizes))}, {path}")
                     measured, summary = run_job(args.task, mode, sizes, path == "in_place",
@@ -185,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                     skipped += int(summary["samples_skipped"])
     console.print(table(results, f"Resize pause (request to the first step at the new size), "
                         f"task {args.task}, {args.repeats} run(s), "
-                        f"{'cold' if args.cold else 'warm'} processes; in place for PS modes: "
-                        f"not built yet"))
+                        f"{'cold' if args.cold else 'warm'} processes"))
     console.print(f"samples repeated: {repeated}, skipped: {skipped} (all jobs' ledgers)")
     console.print(f"[bold]machine:[/] {where}")
     if args.json:

@@ -119,7 +119,9 @@ RUNNING = AllocationStatus(0, 2, 4, (), ("n1", "n1"), running_since=iso(NOW - 10
     (_raw(), RUNNING, JobPlacement((), ("n1", "n1")), None),  # same count: no worker change
     (_raw(command=["python", "own.py"]), RUNNING, JobPlacement((), ("n1",) * 3), None),
     (_raw("ps-sync"), replace(RUNNING, ps=1, ps_nodes=("n1",)),
-     JobPlacement(("n1",), ("n1",) * 3), None),  # PS modes: not in the contract's set yet
+     JobPlacement(("n1",), ("n1",) * 3), ("n1",) * 3),  # PS modes: in place too
+    (_raw("ps-sync"), replace(RUNNING, ps=1, ps_nodes=("n1",)),
+     JobPlacement(("n2",), ("n1",) * 3), None),  # the PS would move: restart
     (_raw(), replace(RUNNING, running_since=""), JobPlacement((), ("n1",) * 3), None),
 ])
 def test_a_worker_change_is_made_in_place_only_when_the_job_can_follow_it(
@@ -297,10 +299,13 @@ def test_each_kind_of_move_is_charged_its_own_measured_cost() -> None:
     costs = resize_costs(own, job, cluster)
     assert (costs.worker_change, costs.restart) == (0.4, 40.0)
     assert costs.seconds(Allocation(0, 2), Allocation(0, 4)) == 0.4
-    # a PS-mode job (not in the contract's set) pays a restart for a worker change
+    # a PS-mode job changes its workers in place too
     ps_job = resize_costs(own, parse_training_job(_raw("ps-sync")), cluster)
-    assert ps_job.worker_change is None
-    assert ps_job.seconds(Allocation(1, 2), Allocation(1, 4)) == 40.0
+    assert ps_job.seconds(Allocation(1, 2), Allocation(1, 4)) == 0.4
+    # a job running its own script cannot: it pays a restart for a worker change
+    script = resize_costs(own, parse_training_job(_raw(command=["python", "own.py"])), cluster)
+    assert script.worker_change is None
+    assert script.seconds(Allocation(0, 2), Allocation(0, 4)) == 40.0
 
 
 def test_the_cluster_cost_of_a_kind_is_the_median_from_the_first_measurement() -> None:

@@ -17,8 +17,8 @@ TRACE = generate_trace(TABLE, jobs=12, mean_interarrival=300.0, seed=11, epochs=
 
 @pytest.mark.parametrize(("mode", "worker_change", "ps_change"), [
     ("allreduce", 2.0, None),
-    ("ps-sync", None, 3.0),
-    ("ps-async", None, 3.0),
+    ("ps-sync", 2.0, 3.0),
+    ("ps-async", 2.0, 3.0),
 ])
 def test_the_config_gives_each_mode_its_kinds(mode: str, worker_change: float | None,
                                               ps_change: float | None) -> None:

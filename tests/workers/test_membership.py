@@ -22,7 +22,11 @@ from optimus_worker.membership import (
     group_prefix,
     joins_in_place,
     parse_request,
+    ps_join_key,
     ready_key,
+    request_timeout,
+    switch_step,
+    workers_at,
 )
 from optimus_worker.net import free_port
 
@@ -180,3 +184,91 @@ def test_the_control_endpoint_routes_membership_bodies() -> None:
         assert seen == [{"workers": 4, "generation": 3}, {"workers": 4, "generation": 1}]
     finally:
         server.server.shutdown()
+
+
+@pytest.mark.parametrize(("changes", "step", "workers"), [
+    ([(0, 2)], 0, 2), ([(0, 2)], 50, 2),
+    ([(0, 1), (10, 3)], 9, 1), ([(0, 1), (10, 3)], 10, 3),
+    ([(0, 1), (10, 3), (15, 2)], 14, 3), ([(0, 1), (10, 3), (15, 2)], 15, 2),
+])
+def test_workers_at_follows_the_last_change_up_to_the_step(
+        changes: list[tuple[int, int]], step: int, workers: int) -> None:
+    assert workers_at(changes, step) == workers
+
+
+def test_workers_at_needs_a_membership_covering_the_step() -> None:
+    with pytest.raises(ValueError, match="no membership covers step 3"):
+        workers_at([(5, 2)], 3)
+
+
+@given(pushed=st.integers(0, 1000), final=st.integers(1, 1000))
+def test_the_switch_step_is_the_first_nobody_pushed_and_before_the_end(
+        pushed: int, final: int) -> None:
+    if pushed + 1 < final:
+        assert switch_step(pushed, final) == pushed + 1
+    else:
+        with pytest.raises(SwitchFailed, match=f"ends at step {final}"):
+            switch_step(pushed, final)
+
+
+@pytest.mark.parametrize(("body", "timeout"), [({}, 120.0), ({"timeout_s": 2}, 2.0),
+                                               ({"timeout_s": 0.5}, 0.5)])
+def test_a_request_may_bound_its_wait_for_the_added_workers(body: Any, timeout: float) -> None:
+    assert request_timeout(body, 120.0) == timeout
+
+
+@pytest.mark.parametrize("value", [0, -1, "5", True, None])
+def test_a_bad_timeout_is_refused(value: Any) -> None:
+    with pytest.raises(MembershipError, match="'timeout_s'"):
+        request_timeout({"timeout_s": value}, 120.0)
+
+
+def test_a_request_with_its_own_timeout_fails_after_it() -> None:
+    clock = Clock()
+    board = _board(clock)
+    answer = board.request({"workers": 4, "generation": 3, "timeout_s": 2})
+    clock.now += 2.5
+    assert board.due(10, lambda keys: False) is None
+    with pytest.raises(SwitchFailed, match="did not join within 2s"):
+        answer.result(timeout=0)
+
+
+def test_a_switch_the_job_cannot_agree_on_fails_its_request() -> None:
+    board = _board(Clock())
+    answer = board.request({"workers": 4, "generation": 3})
+    board.fail("the job ends at step 100")
+    with pytest.raises(SwitchFailed, match="ends at step 100"):
+        answer.result(timeout=0)
+    assert board.current == CURRENT
+
+
+PS_JOB = Membership(generation=2, num_workers=2, num_ps=1)
+
+
+@pytest.mark.parametrize(("body", "target"), [
+    ({"workers": 2, "ps": 2, "generation": 3}, Membership(3, 2, 2)),
+    ({"workers": 3, "generation": 3}, Membership(3, 3, 1)),
+    ({"workers": 3, "ps": 1, "generation": 3}, Membership(3, 3, 1)),
+])
+def test_a_ps_job_changes_its_ps_or_its_workers(body: Any, target: Membership) -> None:
+    assert parse_request(body, PS_JOB) == target
+
+
+@pytest.mark.parametrize(("body", "current", "names"), [
+    ({"workers": 3, "ps": 2, "generation": 3}, PS_JOB, "one request each"),
+    ({"workers": 2, "ps": 0, "generation": 3}, PS_JOB, "'ps'=0 must be >= 1"),
+    ({"workers": 2, "ps": 1, "generation": 3}, PS_JOB, "already has 2 workers"),
+    ({"workers": 3, "ps": 1, "generation": 3}, CURRENT, "no PS"),
+])
+def test_a_bad_ps_change_names_the_fix(body: Any, current: Membership, names: str) -> None:
+    with pytest.raises(MembershipError, match=names):
+        parse_request(body, current)
+
+
+def test_a_ps_change_is_due_once_every_added_ps_serves() -> None:
+    board = Switchboard(PS_JOB, 100, clock=Clock(), timeout_s=30)
+    board.request({"workers": 2, "ps": 3, "generation": 3})
+    asked: list[list[str]] = []
+    assert board.due(5, lambda keys: bool(asked.append(list(keys)))) is None
+    assert asked == [[ps_join_key(3, 1), ps_join_key(3, 2)]]
+    assert board.due(6, lambda keys: True) == Membership(3, 2, 3)

@@ -65,14 +65,19 @@ ENV_GROUP_RANK: Final = "GROUP_RANK"  # the pod's rank among the worker pods (to
 ENV_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE: Final = (
     "OPTIMUS_EMULATED_ACCELERATOR_SECONDS_PER_SAMPLE")
 
-# optional: "1" on a worker added to a running all-reduce job, which joins it in place
+# optional: "1" on a worker added to a running job, which joins it in place
 # (optimus_worker.membership) instead of starting a new generation from a checkpoint
 ENV_JOIN_IN_PLACE: Final = "OPTIMUS_JOIN_IN_PLACE"
-#: the modes whose running workers change their worker count in place (``POST
-#: /membership`` to the chief, the added workers started with ENV_JOIN_IN_PLACE): the
-#: operator resizes a job of these modes that runs the library (not spec.command) in place,
-#: any other by checkpoint-restart. The one place that says which modes can.
-IN_PLACE_WORKER_CHANGE_MODES: Final[frozenset[str]] = frozenset({"allreduce"})
+#: the modes whose worker change (same PS count, another worker count) can be done in the
+#: running job: POST /membership to the chief, the added workers started with
+#: ENV_JOIN_IN_PLACE=1 (optimus_worker.membership); the operator resizes a job of these
+#: modes that runs the library (not spec.command) in place, every other change is a restart.
+#: The one place that says which modes can.
+IN_PLACE_WORKER_CHANGE_MODES: Final[frozenset[Mode]] = frozenset(
+    {"allreduce", "ps-sync", "ps-async"})
+#: the modes whose PS change (same worker count, another PS count) can be done in the
+#: running job: POST /membership with "ps", the added PS started with ENV_JOIN_IN_PLACE=1
+IN_PLACE_PS_CHANGE_MODES: Final[frozenset[Mode]] = frozenset({"ps-sync", "ps-async"})
 
 DEFAULT_METRICS_PORT: Final = 9400
 DEFAULT_CONTROL_PORT: Final = 9401
@@ -82,8 +87,10 @@ DEFAULT_CHECKPOINT_INTERVAL_STEPS: Final = 50
 # ---- the chief's control endpoint (HTTP) -------------------------------------------------
 CONTROL_CHECKPOINT_PATH: Final = "/checkpoint"  # POST -> {"step": int, "epoch": float, "path": str}
 CONTROL_STATUS_PATH: Final = "/status"  # GET -> {"epoch": float, "step": int, "loss": float}
-# POST {"workers": int, "generation": int} -> {"generation", "workers", "step", "switch_s"}
-# once the job trains with the new membership (optimus_worker.membership)
+# POST {"workers": int, "generation": int[, "timeout_s": number]} -> {"generation",
+# "workers", "step", "switch_s"} once the job trains with the new membership
+# (optimus_worker.membership); 400: a request the job cannot follow, 503: the switch failed
+# (the added workers did not join within timeout_s, default 120) - restart instead
 CONTROL_MEMBERSHIP_PATH: Final = "/membership"
 
 # ---- metrics the workers export (prometheus-client) --------------------------------------

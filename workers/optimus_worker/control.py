@@ -2,10 +2,12 @@
 
 ``POST /checkpoint`` finishes the current step, writes a checkpoint and answers
 ``{"step", "epoch", "path"}``; ``GET /status`` answers ``{"epoch", "step", "loss"}``;
-``POST /membership`` with ``{"workers", "generation"}`` switches the running job to a new
-worker count in place and answers once it trains at that size (`optimus_worker.membership`;
-400 for a request the job cannot follow, 503 when the switch failed: restart instead). The
-operator's resize protocol and the local runner use it; it listens on the pod's address.
+``POST /membership`` with ``{"workers", "generation"}`` (optionally ``"ps"``, a new PS
+count, and ``"timeout_s"``, the wait for the added tasks) switches the running job to a
+new worker or PS count in place and answers once it trains at that size
+(`optimus_worker.membership`; 400 for a request the job cannot follow, 503 when the switch
+failed: restart instead). The operator's resize protocol and the local runner use it; it
+listens on the pod's address.
 """
 
 from __future__ import annotations

@@ -10,11 +10,12 @@ on its own free ports, and supervises them:
   to the new generation's first finished step. Unless ``--no-warm-pool``, the processes of
   the next generation are started ahead in standby (``python -m optimus_worker
   --standby``, torch already loaded), as a cluster keeps images pulled and nodes warm;
-* with ``--in-place`` (all-reduce mode) a worker change happens in the running job
-  instead (`optimus_worker.membership`): the added workers start (warm, unless
-  ``--no-warm-pool``) and join, ``POST /membership`` switches the job at a step all workers
-  agree on, the removed workers exit 0 after it; timed the same way. If the switch fails,
-  the runner falls back to the checkpoint-restart above;
+* with ``--in-place`` a worker change (the PS count unchanged, every mode) or a PS change
+  (the worker count unchanged, PS modes) happens in the running job instead
+  (`optimus_worker.membership`): the added tasks start (warm, unless ``--no-warm-pool``)
+  and join, ``POST /membership`` switches the job at a step all workers agree on, the
+  removed tasks exit 0 after it; timed the same way. If the switch fails, the runner
+  falls back to the checkpoint-restart above;
 * a task that dies (crash, ``kill -9``) takes its generation down; the runner restarts it
   from the newest checkpoint (at most ``--max-restarts`` times);
 * at the end the result comes from the final checkpoint, i.e. from the workers' own
@@ -255,41 +256,61 @@ class LocalJob:
         return {"at_step": saved["step"], "from": before, "to": [self.num_ps, self.num_workers],
                 "seconds": round(time.monotonic() - started, 3), "path": "restart"}
 
-    def resize_in_place(self, num_workers: int, timeout: float = 120.0) -> dict[str, Any]:
-        """Change the worker count of the running job (all-reduce mode): start the added
-        workers, announce the membership, let the removed ones exit. The resize's record;
-        InPlaceFailed (the job unchanged, the added workers stopped) when it cannot."""
-        if self.mode != "allreduce":
+    def resize_in_place(self, num_workers: int, timeout: float = 120.0,
+                        join_timeout: float | None = None, start_added: bool = True,
+                        num_ps: int | None = None) -> dict[str, Any]:
+        """Change the worker count (or, `num_ps`, the PS count) of the running job: start
+        the added tasks, announce the membership, let the removed ones exit. The resize's
+        record; InPlaceFailed (the job unchanged, the added tasks stopped) when it cannot.
+        `join_timeout`: the request's ``timeout_s`` (the chief's default when None);
+        `start_added` False announces a growth without starting its tasks (a newcomer that
+        never comes)."""
+        num_ps = self.num_ps if num_ps is None else num_ps
+        allowed = (contract.IN_PLACE_WORKER_CHANGE_MODES if num_ps == self.num_ps
+                   else contract.IN_PLACE_PS_CHANGE_MODES)
+        if self.mode not in allowed:
             raise InPlaceFailed(f"mode {self.mode} resizes by restart only")
         before = [self.num_ps, self.num_workers]
         started = time.monotonic()
-        old_workers, old_generation = self.num_workers, self.generation
-        self.num_workers, self.generation = num_workers, self.generation + 1
+        old_workers, old_ps, old_generation = self.num_workers, self.num_ps, self.generation
+        self.num_workers, self.num_ps = num_workers, num_ps
+        self.generation += 1
         added = []
-        for rank in range(old_workers, num_workers):
+        for rank in range(old_workers, num_workers if start_added else old_workers):
             port = free_port()
             added.append(self._launch("worker", rank, self.env_for(
                 "worker", rank, self.rendezvous, port, join_in_place=True), port))
+        for rank in range(old_ps, num_ps if start_added else old_ps):
+            port = free_port()
+            added.append(self._launch("ps", rank, self.env_for(
+                "ps", rank, self.rendezvous, port, join_in_place=True), port))
         self.processes += added
         try:  # answered once the job trains with the new membership
-            answer = self._call("POST", contract.CONTROL_MEMBERSHIP_PATH, timeout, body={
-                "workers": num_workers, "generation": self.generation})
+            body: dict[str, Any] = {"workers": num_workers, "generation": self.generation}
+            if num_ps != old_ps:
+                body["ps"] = num_ps
+            if join_timeout is not None:
+                body["timeout_s"] = join_timeout
+            answer = self._call("POST", contract.CONTROL_MEMBERSHIP_PATH, timeout, body=body)
         except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
-            reason = exc.read().decode() if isinstance(exc, urllib.error.HTTPError) else exc
+            reason = (f"HTTP {exc.code} {exc.read().decode()}"
+                      if isinstance(exc, urllib.error.HTTPError) else exc)
             for proc in added:
                 proc.popen.kill()
                 proc.popen.wait()
             self.processes = [p for p in self.processes if p not in added]
-            self.num_workers, self.generation = old_workers, old_generation
-            raise InPlaceFailed(f"{before[1]} -> {num_workers} workers in place: {reason}"
-                                ) from None
+            self.num_workers, self.num_ps, self.generation = (old_workers, old_ps,
+                                                              old_generation)
+            raise InPlaceFailed(f"{before} -> {[num_ps, num_workers]} (PS, workers) in place: "
+                                f"{reason}") from None
         self.wait_until(lambda s: s is not None and s["step"] > answer["step"], timeout)
         seconds = time.monotonic() - started
-        leaving = [p for p in self.processes if p.role == "worker" and p.rank >= num_workers]
+        leaving = [p for p in self.processes if p.rank >= (num_workers if p.role == "worker"
+                                                            else num_ps)]
         for proc in leaving:
             code = proc.popen.wait(timeout=STOP_TIMEOUT_S)
             if code != 0:
-                raise LocalJobError(f"worker {proc.rank} left with exit code {code}:\n"
+                raise LocalJobError(f"{proc.role} {proc.rank} left with exit code {code}:\n"
                                     + self.logs())
         self.processes = [p for p in self.processes if p not in leaving]
         return {"at_step": answer["step"], "from": before, "to": [self.num_ps, num_workers],
@@ -363,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start every process cold (default: before a planned resize, "
                         "keep the next generation's processes warm, torch loaded)")
     parser.add_argument("--in-place", action="store_true",
-                        help="change the worker count in the running job (allreduce mode; "
-                        "a failed switch falls back to a restart)")
+                        help="change the worker count in the running job (any mode, the PS "
+                        "count unchanged; a failed switch falls back to a restart)")
     parser.add_argument("--max-restarts", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the job")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
@@ -398,9 +419,13 @@ def main(argv: list[str] | None = None) -> int:
             job.wait_step(at_step, timeout=args.timeout)
             to_ps = args.to_ps[i] if args.to_ps else 0
             record = None
-            if args.in_place and to_ps == job.num_ps:
+            in_place = (contract.IN_PLACE_WORKER_CHANGE_MODES if to_ps == job.num_ps
+                        else contract.IN_PLACE_PS_CHANGE_MODES)
+            if args.in_place and job.mode in in_place and (
+                    to_ps == job.num_ps or args.to_workers[i] == job.num_workers):
                 try:
-                    record = job.resize_in_place(args.to_workers[i], timeout=args.timeout)
+                    record = job.resize_in_place(args.to_workers[i], timeout=args.timeout,
+                                                 num_ps=to_ps if args.to_ps else None)
                 except InPlaceFailed as exc:
                     log(f"{exc}; restarting instead")
             if record is None:

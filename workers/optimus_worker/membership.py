@@ -18,9 +18,37 @@ collectives, this module holds the rules and the chief's bookkeeping, torch-free
    model, the optimizer state, the step, the losses and its RNG to the newcomers (no
    checkpoint is read) and answers the request.
 
+The flow in the PS modes (`optimus_worker.worker.PSWorker`, `optimus_worker.ps`) touches no
+PS and no other worker beyond a step boundary. The job's RPC world is dynamic (every task
+joins with ``world_size=None``), so a worker joins or leaves it without the others:
+
+1. the added workers start with ``OPTIMUS_JOIN_IN_PLACE=1`` (as above), join the RPC world,
+   set their `ready_key` and ask PS 0's coordinator when to start (``coord_join``);
+2. ``POST /membership`` is kept pending by the chief's `Switchboard`, as above;
+3. once due, the chief asks the coordinator for the switch step S, the next step no worker
+   has pushed yet, and tells every PS that the sync barrier counts the new number of
+   pushes from step S on (`workers_at`); every worker learns S in the answer to its push
+   of step S - 1 (the coordinator's report rides on every push to PS 0);
+4. after step S - 1 the leaving workers hand their sample ledgers to the coordinator and
+   leave the RPC world (exit 0); the others train step S at the new size; the added
+   workers start at S once every old worker has pushed step S - 1, pulling the parameters
+   from the PS (in ps-sync once the PS applied step S - 1). The chief answers the request
+   after its first step at the new size.
+
+A PS change in the PS modes (``"ps"`` in the request, the workers unchanged) moves the
+parameter blocks: the added PS start with ``OPTIMUS_JOIN_IN_PLACE=1``, join the RPC world
+and set their `ps_join_key`; once due, the chief asks for a pause of every worker (the
+coordinator's next pause step, as for a checkpoint) and there loads the balanced
+assignment over the new PS (`optimus_worker.assignment`) with each block's values and
+optimizer state, lets the removed PS leave the RPC world (exit 0), and releases the
+workers with the PS to call from now on; they re-route and pull. No checkpoint is written
+unless one is due at that step anyway.
+
 The data plan is a pure function of (step, rank, worker count) (`optimus_worker.data`), so
 the rest of the epoch is re-sharded over the new membership with no sample skipped or
-repeated, and the global batch, hence the learning rate, stays as the spec says.
+repeated, and the global batch, hence the learning rate, stays as the spec says: each
+worker's gradient weight is its share of the global batch (in ps-sync the PS sums the new
+number of pushes from S on).
 """
 
 from __future__ import annotations
@@ -50,14 +78,20 @@ class SwitchFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Membership:
-    """Who trains: `num_workers` workers (ranks 0..n-1) of allocation `generation`."""
+    """Who trains: `num_workers` workers (ranks 0..n-1) and `num_ps` PS (0 in all-reduce)
+    of allocation `generation`."""
 
     generation: int
     num_workers: int
+    num_ps: int = 0
 
     def newcomers(self, current_workers: int) -> range:
         """The ranks that join when `current_workers` workers switch to this membership."""
         return range(current_workers, self.num_workers)
+
+    def added_ps(self, current_ps: int) -> range:
+        """The PS indices that join when `current_ps` PS switch to this membership."""
+        return range(current_ps, self.num_ps)
 
 
 def group_prefix(generation: int) -> str:
@@ -69,6 +103,40 @@ def group_prefix(generation: int) -> str:
 def ready_key(generation: int, rank: int) -> str:
     """The store key an added worker sets once it is ready to join `generation`."""
     return f"optimus/join/{generation}/{rank}"
+
+
+def ps_join_key(generation: int, index: int) -> str:
+    """The store key a PS added to a running job sets once it serves (a PS change)."""
+    return f"optimus/join-ps/{generation}/{index}"
+
+
+def ps_ready_key(index: int) -> str:
+    """The store key a PS sets once it serves in the job's (dynamic) RPC world."""
+    return f"optimus/ps-ready/{index}"
+
+
+def workers_at(changes: Sequence[tuple[int, int]], step: int) -> int:
+    """How many workers train step `step` (0-based) given the membership `changes`, pairs
+    (first step, worker count) in increasing first step, the first covering `step`."""
+    count = None
+    for first, workers in changes:
+        if first > step:
+            break
+        count = workers
+    if count is None:
+        raise ValueError(f"no membership covers step {step}: {list(changes)}")
+    return count
+
+
+def switch_step(pushed: int, final_step: int) -> int:
+    """The step a PS-mode switch takes effect at: the first no worker has pushed yet
+    (`pushed` steps are the most any worker pushed), so every worker learns it in time.
+    SwitchFailed when the job ends before a step at the new size."""
+    at = pushed + 1
+    if at >= final_step:
+        raise SwitchFailed(f"the job ends at step {final_step} before it could switch (the "
+                           f"workers pushed {pushed} steps)")
+    return at
 
 
 def joins_in_place(environ: Mapping[str, str]) -> bool:
@@ -98,13 +166,32 @@ def parse_request(body: Mapping[str, Any], current: Membership) -> Membership:
                               '"generation": g}')
     workers = _field(body, "workers", 1)
     generation = _field(body, "generation", 0)
+    num_ps = _field(body, "ps", 1) if "ps" in body else current.num_ps
     if generation <= current.generation:
         raise MembershipError(
             f"membership request: 'generation'={generation} must be above the job's current "
             f"generation {current.generation} (each membership gets a new one)")
+    if num_ps != current.num_ps:
+        if current.num_ps == 0:
+            raise MembershipError("membership request: an all-reduce job has no PS; leave "
+                                  "'ps' out")
+        if workers != current.num_workers:
+            raise MembershipError(
+                f"membership request: change the PS ({current.num_ps} -> {num_ps}) or the "
+                f"workers ({current.num_workers} -> {workers}), one request each")
+        return Membership(generation=generation, num_workers=workers, num_ps=num_ps)
     if workers == current.num_workers:
         raise MembershipError(f"membership request: the job already has {workers} workers")
-    return Membership(generation=generation, num_workers=workers)
+    return Membership(generation=generation, num_workers=workers, num_ps=num_ps)
+
+
+def request_timeout(body: Mapping[str, Any], default: float) -> float:
+    """The optional ``"timeout_s"`` of a request body (> 0), else `default`."""
+    value = body.get("timeout_s", default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise MembershipError(f"membership request: 'timeout_s' must be a number of seconds "
+                              f"> 0, got {value!r}")
+    return float(value)
 
 
 def encode(membership: Membership | None) -> tuple[float, float]:
@@ -126,6 +213,7 @@ class _Pending:
     membership: Membership
     answer: concurrent.futures.Future[Answer]
     deadline: float
+    timeout_s: float
 
 
 class Switchboard:
@@ -148,7 +236,9 @@ class Switchboard:
         self._finished = False
 
     def request(self, body: Mapping[str, Any]) -> concurrent.futures.Future[Answer]:
-        """Register a request; its future is answered once the job trains at the new size."""
+        """Register a request; its future is answered once the job trains at the new size.
+        An optional ``"timeout_s"`` (> 0) in the body replaces `timeout_s` for it, so the
+        caller can bound the wait for its added workers by its own fallback deadline."""
         with self._lock:
             if self._finished:
                 raise MembershipError("membership request: the job has finished")
@@ -157,8 +247,9 @@ class Switchboard:
                     f"membership request: generation {self._pending.membership.generation} "
                     f"is still being switched to; retry once it is answered")
             membership = parse_request(body, self.current)
+            timeout_s = request_timeout(body, self.timeout_s)
             answer: concurrent.futures.Future[Answer] = concurrent.futures.Future()
-            self._pending = _Pending(membership, answer, self.clock() + self.timeout_s)
+            self._pending = _Pending(membership, answer, self.clock() + timeout_s, timeout_s)
             return answer
 
     def due(self, step: int, ready: Callable[[Sequence[str]], bool]) -> Membership | None:
@@ -173,13 +264,15 @@ class Switchboard:
                            f"{target.num_workers} workers")
                 return None
             newcomers = target.newcomers(self.current.num_workers)
-            keys = [ready_key(target.generation, r) for r in newcomers]
+            added_ps = target.added_ps(self.current.num_ps)
+            keys = ([ready_key(target.generation, r) for r in newcomers]
+                    + [ps_join_key(target.generation, i) for i in added_ps])
             if not keys or ready(keys):
                 return target
             if self.clock() > pending.deadline:
-                self._fail(f"the added workers (ranks {newcomers.start}.."
-                           f"{target.num_workers - 1}) did not join within "
-                           f"{self.timeout_s:.0f}s")
+                added = (f"workers (ranks {newcomers.start}..{target.num_workers - 1})"
+                         if newcomers else f"PS ({added_ps.start}..{target.num_ps - 1})")
+                self._fail(f"the added {added} did not join within {pending.timeout_s:g}s")
             return None
 
     def switched(self, membership: Membership, answer: Answer) -> None:
@@ -189,6 +282,11 @@ class Switchboard:
             pending, self._pending = self._pending, None
         if pending is not None:
             pending.answer.set_result(answer)
+
+    def fail(self, reason: str) -> None:
+        """The pending switch cannot happen (`reason`): answer its request 503."""
+        with self._lock:
+            self._fail(reason)
 
     def finish(self) -> None:
         """The job ended: refuse new requests, fail a pending one."""

@@ -52,8 +52,14 @@ def run_ps(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics) -> No
     init_rpc(env)
     log("serving")
     ps.SERVER.finished.wait()
-    log("the job is done")
     time.sleep(PS_EXIT_DELAY_S)
+    if ps.SERVER.removed:  # a PS change in place: the job goes on, this PS leaves it
+        from optimus_worker.worker import leave_rpc
+
+        leave_rpc()
+        log("removed from the job in place")
+        return
+    log("the job is done")
 
 
 def run_worker(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics,
@@ -63,11 +69,9 @@ def run_worker(env: contract.PodEnv, task: TrainingTask, metrics: TaskMetrics,
 
         AllReduceWorker(env, task, metrics, lifecycle).run()
         return
-    from optimus_worker.worker import PSWorker, init_rpc
+    from optimus_worker.worker import PSWorker
 
-    worker = PSWorker(env, task, metrics, lifecycle)
-    init_rpc(env)
-    worker.run()
+    PSWorker(env, task, metrics, lifecycle).run()  # joins the RPC world itself
 
 
 def warm_up() -> None:

@@ -6,18 +6,26 @@ other workers by all-reduce (`optimus_worker.allreduce`). Every worker pauses at
 steps (every ``checkpoint_interval_steps``, the last step, and whenever the chief's
 control endpoint asks for a checkpoint); while all are paused, the chief writes a
 consistent checkpoint, which is what a new generation resumes from.
+
+In the PS modes the job's RPC world is dynamic (`init_rpc`), so the worker count changes
+in the running job (``POST /membership``; the flow is in `optimus_worker.membership`): the
+chief agrees the switch step with PS 0's coordinator, the leaving workers hand their
+ledgers over and leave the RPC world, the added ones pull the parameters from the PS.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import random
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.distributed.rpc as rpc
 
 from optimus_worker import contract, ps
@@ -27,14 +35,28 @@ from optimus_worker.control import ControlServer
 from optimus_worker.data import BatchPlan, DataSchedule, SampleLedger
 from optimus_worker.hooks import clip_gradients, mixed_precision, run_evaluation
 from optimus_worker.lifecycle import Lifecycle, log
+from optimus_worker.membership import (
+    JOIN_TIMEOUT_S,
+    Membership,
+    MembershipError,
+    Switchboard,
+    joins_in_place,
+    ps_join_key,
+    ps_ready_key,
+    ready_key,
+    request_timeout,
+)
 from optimus_worker.metrics import TaskMetrics
-from optimus_worker.net import bind_host, rendezvous_store, rpc_init_method
+from optimus_worker.net import RENDEZVOUS_TIMEOUT_S, bind_host, rendezvous_store, rpc_init_method
 from optimus_worker.state import assemble, hyper_parameters
 from optimus_worker.task import BatchSource, TrainingTask
 
 CONTROL_TIMEOUT_S = 120.0  # how long POST /checkpoint waits for the checkpoint
 PAUSE_TIMEOUT_S = 600.0  # how long a paused worker waits for the others and the chief
 RPC_TIMEOUT_S = 120.0
+LEAVE_TIMEOUT_S = 30.0  # how long a leaving worker's graceful RPC shutdown may take
+RPC_IDS_KEY = "optimus/rpc/ids"  # a store counter: every task's id in the dynamic RPC world
+POLL_S = 0.05
 
 
 def training_device() -> torch.device:
@@ -195,8 +217,6 @@ class Worker:
 
     def request_membership(self, body: Any) -> dict[str, Any]:
         """``POST /membership``: the modes that resize in place override this."""
-        from optimus_worker.membership import MembershipError
-
         raise MembershipError(f"mode {self.env.mode} resizes by checkpoint-restart only")
 
     def start_control(self) -> None:
@@ -219,27 +239,67 @@ class Worker:
         raise NotImplementedError
 
 
-def ps_name(index: int) -> str:
-    return f"ps{index}"
+def ps_name(index: int, generation: int | None = None) -> str:
+    """PS `index`'s name in the RPC world: ``ps{i}`` for the job's first PS, with the
+    generation for one added in place (so it never meets a removed PS's name)."""
+    return f"ps{index}" if generation is None else f"ps{index}_g{generation}"
 
 
-def worker_name(rank: int) -> str:
-    return f"worker{rank}"
+def worker_name(rank: int, generation: int) -> str:
+    """A worker's name in the RPC world: nobody calls a worker by name, and a worker added
+    at rank r must not meet the name of one that left rank r and may still be leaving.
+    (torch keeps a dynamic world's members as "name-id," in the store: no '-' or ',')"""
+    return f"worker{rank}_g{generation}"
 
 
-def init_rpc(env: contract.PodEnv) -> None:
-    """Join the job's RPC world: workers are ranks 0..w-1, parameter servers w..w+p-1."""
-    world = env.num_workers + env.num_ps
-    rank = env.rank if env.role == "worker" else env.num_workers + env.rank
-    name = worker_name(env.rank) if env.role == "worker" else ps_name(env.rank)
+def init_rpc(env: contract.PodEnv) -> dist.Store:
+    """Join the job's RPC world; the job's store (the chief serves it).
+
+    The world is dynamic (``world_size=None``): each task joins when it is up and a worker
+    may leave, so a worker change needs no new world (`optimus_worker.membership`). Ids
+    come from a store counter (unique over the store's life, a leaver's never reused);
+    a PS sets `ps_ready_key` once it serves, and the workers wait for all of them."""
     store = rendezvous_store(env.rendezvous, env.is_chief)
     log(f"rendezvous at {env.rendezvous}")
+    rpc_id = int(store.add(RPC_IDS_KEY, 1)) - 1
+    joining = joins_in_place(os.environ)
+    name = (worker_name(env.rank, env.generation) if env.role == "worker"
+            else ps_name(env.rank, env.generation if joining else None))
     options = rpc.TensorPipeRpcBackendOptions(
-        init_method=rpc_init_method(store, rank, world), rpc_timeout=RPC_TIMEOUT_S,
-        num_worker_threads=max(8, 2 * env.num_workers + 4),
+        # a dynamic world: torch takes only the store from the rendezvous (no world size)
+        init_method=rpc_init_method(store, rpc_id, 0), rpc_timeout=RPC_TIMEOUT_S,
+        num_worker_threads=max(16, 2 * env.num_workers + 4),
     )
-    rpc.init_rpc(name, rank=rank, world_size=world, rpc_backend_options=options)
-    log(f"RPC world of {world} up")
+    rpc.init_rpc(name, rank=rpc_id, world_size=None, rpc_backend_options=options)
+    if env.role == "ps":
+        if joining:  # a PS change in place waits for this key
+            store.set(ps_join_key(env.generation, env.rank), "1")
+        store.set(ps_ready_key(env.rank), "1")
+    else:
+        _wait_for_keys(store, [ps_ready_key(i) for i in range(env.num_ps)],
+                       RENDEZVOUS_TIMEOUT_S, f"the {env.num_ps} PS to serve")
+    log(f"joined the RPC world as {name}")
+    return store
+
+
+def leave_rpc() -> None:
+    """Leave the dynamic RPC world (the others drop this task); the job goes on."""
+    started = time.perf_counter()
+    try:
+        rpc.shutdown(graceful=True, timeout=LEAVE_TIMEOUT_S)
+    except Exception as exc:  # the job goes on without this task either way
+        log(f"leaving the RPC world failed ({exc}); exiting anyway")
+    log(f"left the RPC world in {time.perf_counter() - started:.3f}s")
+
+
+def _wait_for_keys(store: dist.Store, keys: list[str], timeout_s: float, what: str) -> None:
+    """Poll `store` until `keys` exist: a blocking wait would hold the GIL, and another
+    task's join calls into this process while it waits."""
+    deadline = time.monotonic() + timeout_s
+    while not store.check(keys):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s:.0f}s for {what}")
+        time.sleep(POLL_S)
 
 
 class PSWorker(Worker):
@@ -248,9 +308,20 @@ class PSWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sync = self.env.mode == "ps-sync"
+        self.ps_names = [ps_name(i) for i in range(self.env.num_ps)]  # whom to call
         self.shards = assign_parameters(list(self.sizes.items()), self.env.num_ps)
         self.versions = [0] * self.env.num_ps
         self.flat = {name: p.data.view(-1) for name, p in self.named.items()}
+        self.store: dist.Store | None = None
+        self.switchboard = Switchboard(
+            Membership(self.env.generation, self.env.num_workers, self.env.num_ps),
+            self.final_step)
+        self.left = False  # this worker left the job at a switch
+        self.last_comm_s = 0.0
+        # the chief's switch in progress: (membership, switch step, coordination seconds)
+        self.switching: tuple[Membership, int, float] | None = None
+        # the chief's PS change in progress: (membership, the pause it happens at)
+        self.resharding: tuple[Membership, int] | None = None
 
     def _slices(self, source: dict[str, torch.Tensor], shard: tuple[Block, ...]) -> torch.Tensor:
         if not shard:
@@ -279,38 +350,66 @@ class PSWorker(Worker):
         for index, shard in enumerate(self.shards):
             values = self._slices(params, shard)
             state = {b.name: optim[b.name] for b in shard if b.name in optim}
-            futures.append(rpc.rpc_async(ps_name(index), ps.load_shard,
-                                         args=(list(shard), values, state, hyper)))
+            futures.append(rpc.rpc_async(self.ps_names[index], ps.load_shard,
+                                         args=(list(shard), values, state, hyper, start)))
         torch.futures.wait_all(futures)
         rpc.rpc_sync(ps_name(0), ps.coord_load, args=(start, self.final_step, ledger, losses))
 
     def ask_pause(self) -> None:
         rpc.rpc_sync(ps_name(0), ps.coord_request_pause)
 
+    def request_membership(self, body: Any) -> dict[str, Any]:
+        if self.env.local_world_size > 1:
+            # a pod's processes would announce and switch as one: not built yet
+            raise MembershipError("pods with several training processes resize by "
+                                  "checkpoint-restart only")
+        answer = self.switchboard.request(body)  # checks the body first
+        return answer.result(timeout=request_timeout(body, JOIN_TIMEOUT_S) + CONTROL_TIMEOUT_S)
+
+    def _ready(self, keys: Any) -> bool:
+        assert self.store is not None
+        return bool(self.store.check(list(keys)))
+
     def run(self) -> None:
-        if self.env.is_chief:
-            self._initialize_servers()
-        else:
+        env = self.env
+        joining = joins_in_place(os.environ)
+        self.store = init_rpc(env)
+        if joining:  # an added worker: it starts at the switch step the coordinator says
+            self.store.set(ready_key(env.generation, env.rank), "1")
+            log(f"joining the running job in place as rank {env.rank} of {env.num_workers}")
+            answer = rpc.rpc_sync(ps_name(0), ps.coord_join, args=(env.generation,),
+                                  timeout=PAUSE_TIMEOUT_S)
+            self.step = int(answer["step"])
+            self.epoch_loss, self.running_loss = answer["epoch_loss"], answer["running_loss"]
             self.restore_rng(None)
-        self.step = int(rpc.rpc_sync(ps_name(0), ps.coord_start, timeout=PAUSE_TIMEOUT_S))
-        pulls = [rpc.rpc_async(ps_name(i), ps.pull, timeout=PAUSE_TIMEOUT_S)
-                 for i in range(self.env.num_ps)]
-        for index, (shard, fut) in enumerate(zip(self.shards, pulls, strict=True)):
-            self.versions[index], values = fut.wait()
-            self._write(shard, values)
+        else:
+            if env.is_chief:
+                self._initialize_servers()
+            else:
+                self.restore_rng(None)
+            self.step = int(rpc.rpc_sync(ps_name(0), ps.coord_start, timeout=PAUSE_TIMEOUT_S))
+        names = rpc.rpc_sync(ps_name(0), ps.coord_names)  # changed by a PS change in place
+        self._route(self.ps_names if names is None else names)
         self.start_control()
         log(f"training from step {self.step} to {self.final_step}")
         finished = self.step >= self.final_step
         while not finished:
             finished = self._train_step()
+        if self.left:
+            self._leave()
+            return
         if self.env.is_chief:
-            for index in range(self.env.num_ps):
-                rpc.rpc_sync(ps_name(index), ps.finish)
+            self.switchboard.finish()
+            for name in self.ps_names:
+                rpc.rpc_sync(name, ps.finish)
         self.finish()
         log(f"done at step {self.step}")
 
     def _train_step(self) -> bool:
-        """One step; at a pause point, the checkpoint protocol. True when the job is done."""
+        """One step; at a pause point, the checkpoint protocol; at a switch step, the new
+        membership. True when the job is done or this worker leaves it."""
+        if self.env.is_chief and self.switching is None and self.resharding is None:
+            self._agree_switch()
         started = time.perf_counter()
         plan, indices, inputs, targets = self.batch(self.step)
         weight = plan.size / plan.global_size if self.sync else 1.0
@@ -323,7 +422,7 @@ class PSWorker(Worker):
         computed = time.perf_counter()
         report = (self.step + 1, plan.epoch, loss_sum, plan.size)
         futures = [
-            rpc.rpc_async(ps_name(i), ps.push,
+            rpc.rpc_async(self.ps_names[i], ps.push,
                           args=(self.versions[i], self._slices(grads, shard),
                                 report if i == 0 else None, self.step))
             for i, shard in enumerate(self.shards)
@@ -337,29 +436,158 @@ class PSWorker(Worker):
                 info = answer
                 self.metrics.staleness.set(staleness)
         self.step += 1
+        comm_s = time.perf_counter() - computed
         self.epoch_loss = info.get("epoch_loss", self.epoch_loss)
         self.running_loss = info.get("running_loss", self.running_loss)
-        self.account(plan, indices, computed - started, time.perf_counter() - computed)
-        if info.get("pause") or self.is_pause_point(self.step):
-            return self._pause()
+        self.account(plan, indices, computed - started, comm_s)
+        if self.switching is not None and self.step > self.switching[1]:
+            self._switched(comm_s)
+        self.last_comm_s = comm_s
+        if (info.get("pause") or self.is_pause_point(self.step)) and self._pause():
+            return True
+        switch = info.get("switch")
+        if switch is not None and switch["at"] == self.step:
+            return self._switch(Membership(switch["generation"], switch["workers"]))
         return False
 
+    # ---- a worker change in place --------------------------------------------------------
+    def _agree_switch(self) -> None:
+        """The chief, before pushing a step: if a membership request is due, agree its
+        switch step with the coordinator and tell every PS (before this push, so no PS
+        sees a push of the switch step first). The switch step is at most two steps on
+        (ps-sync), so the switchboard is asked as of then."""
+        target = self.switchboard.due(self.step + 1, self._ready)
+        if target is None:
+            return
+        if target.num_ps != self.env.num_ps:
+            self._agree_reshard(target)
+            return
+        started = time.perf_counter()
+        agreed = rpc.rpc_sync(ps_name(0), ps.coord_switch,
+                              args=(target.generation, target.num_workers))
+        if "error" in agreed:
+            self.switchboard.fail(agreed["error"])
+            return
+        at = int(agreed["at"])
+        if self.sync:
+            torch.futures.wait_all([
+                rpc.rpc_async(name, ps.server_switch, args=(at, target.num_workers))
+                for name in self.ps_names])
+        self.switching = (target, at, time.perf_counter() - started)
+        log(f"switching to {target.num_workers} workers (generation {target.generation}) "
+            f"at step {at}")
+
+    def _switch(self, target: Membership) -> bool:
+        """This worker pushed the last step before `target`'s switch step: leave (handing
+        the ledger since the last pause to the coordinator) or train on at the new size.
+        True when this worker leaves."""
+        if self.env.rank >= target.num_workers:
+            delta = {e: torch.from_numpy(row) for e, row in self.ledger.counts.items()}
+            self.ledger = SampleLedger(self.source.size)
+            rpc.rpc_sync(ps_name(0), ps.coord_hand_over, args=(self.step, delta),
+                         timeout=PAUSE_TIMEOUT_S)
+            self.left = True
+            return True
+        before = self.env.num_workers
+        self.env = replace(self.env, num_workers=target.num_workers,
+                           generation=target.generation)
+        self.metrics.relabel(self.env.rank, target.generation)
+        log(f"from step {self.step} on: {before} -> {target.num_workers} workers "
+            f"(generation {target.generation})")
+        return False
+
+    def _switched(self, comm_s: float) -> None:
+        """The chief finished its first step at the new size: answer the request. The
+        time the switch cost the job: the coordination calls, and what that step's
+        exchange waited beyond the one before it (the added workers' pull and first
+        gradient in ps-sync)."""
+        assert self.switching is not None
+        target, at, coordination_s = self.switching
+        self.switching = None
+        switch_s = coordination_s + max(0.0, comm_s - self.last_comm_s)
+        self.switchboard.switched(target, {
+            "generation": target.generation, "workers": target.num_workers, "step": at,
+            "switch_s": round(switch_s, 4)})
+
+    def _leave(self) -> None:
+        """Leave the RPC world (the others drop this worker) and exit 0."""
+        leave_rpc()
+        log(f"left the job after step {self.step}")
+
+    # ---- a PS change in place ------------------------------------------------------------
+    def _agree_reshard(self, target: Membership) -> None:
+        """The chief: a PS change happens at a pause of every worker (the coordinator's
+        next pause step), where the chief moves the blocks with their optimizer state."""
+        at = int(rpc.rpc_sync(ps_name(0), ps.coord_request_pause))
+        if at >= self.final_step:
+            self.switchboard.fail(f"the job ends at step {self.final_step} before it could "
+                                  f"switch to {target.num_ps} PS")
+            return
+        self.resharding = (target, at)
+        log(f"switching to {target.num_ps} PS (generation {target.generation}) at step {at}")
+
+    def _reshard(self, target: Membership, params: dict[str, torch.Tensor],
+                 optim: dict[str, Any], hyper: dict[str, Any]) -> list[str]:
+        """The chief, at the pause: load the balanced assignment over `target`'s PS (the
+        values and optimizer state of every block, as a checkpoint would hold them), let
+        the removed PS leave; the PS names the workers call from now on."""
+        shards = assign_parameters(list(self.sizes.items()), target.num_ps)
+        names = [self.ps_names[i] if i < self.env.num_ps else ps_name(i, target.generation)
+                 for i in range(target.num_ps)]
+        flat = {n: t.reshape(-1) for n, t in params.items()}
+        torch.futures.wait_all([
+            rpc.rpc_async(name, ps.load_shard, args=(
+                list(shard), self._slices(flat, shard),
+                {b.name: optim[b.name] for b in shard if b.name in optim}, hyper, self.step))
+            for name, shard in zip(names, shards, strict=True)])
+        for name in self.ps_names[target.num_ps:]:
+            rpc.rpc_sync(name, ps.leave)
+        return names
+
+    def _route(self, names: list[str], generation: int | None = None) -> None:
+        """Call the PS `names` from now on (the balanced assignment over them) and pull
+        their values as of this step."""
+        if names != self.ps_names or generation is not None:
+            self.ps_names = list(names)
+            self.shards = assign_parameters(list(self.sizes.items()), len(names))
+            self.versions = [0] * len(names)
+            self.env = replace(self.env, num_ps=len(names),
+                               generation=self.env.generation if generation is None
+                               else generation)
+            if generation is not None:
+                self.metrics.relabel(self.env.rank, generation)
+        # the values as of this step (ps-sync: once the PS applied the steps before it)
+        pulls = [rpc.rpc_async(name, ps.pull_after, args=(self.step,), timeout=PAUSE_TIMEOUT_S)
+                 for name in self.ps_names]
+        for index, (shard, fut) in enumerate(zip(self.shards, pulls, strict=True)):
+            self.versions[index], values = fut.wait()
+            self._write(shard, values)
+
     def _pause(self) -> bool:
-        """All workers stop after this step; the chief checkpoints, then releases them."""
+        """All workers stop after this step; the chief checkpoints (and, at a PS change in
+        place, moves the blocks), then releases them."""
         delta = {e: torch.from_numpy(row) for e, row in self.ledger.counts.items()}
         self.ledger = SampleLedger(self.source.size)
         if not self.env.is_chief:
-            answer = rpc.rpc_sync(ps_name(0), ps.coord_arrive, args=(self.env.rank, self.step,
-                                                                     delta),
-                                  timeout=PAUSE_TIMEOUT_S)
-            self.metrics.checkpoint_step.set(answer["checkpoint_step"])
-            return bool(answer["finished"])
+            released = rpc.rpc_sync(ps_name(0), ps.coord_arrive,
+                                    args=(self.env.rank, self.step, delta),
+                                    timeout=PAUSE_TIMEOUT_S)
+            if released["checkpoint_step"] is not None:
+                self.metrics.checkpoint_step.set(released["checkpoint_step"])
+            if released["reshard"] is not None:
+                self._route(released["reshard"]["ps_names"], released["reshard"]["generation"])
+            return bool(released["finished"])
+        started = time.perf_counter()
         rpc.rpc_sync(ps_name(0), ps.coord_arrive, args=(0, self.step, delta),
                      timeout=PAUSE_TIMEOUT_S)
         pending = self.take_requests()
+        target = (self.resharding[0] if self.resharding is not None
+                  and self.resharding[1] == self.step else None)
+        checkpoint = target is None or bool(pending) or self.is_pause_point(self.step)
+        answer: dict[str, Any] | None = None
+        reshard: dict[str, Any] | None = None
         with self.lifecycle.critical():
-            states = [rpc.rpc_async(ps_name(i), ps.shard_state)
-                      for i in range(self.env.num_ps)]
+            states = [rpc.rpc_async(name, ps.shard_state) for name in self.ps_names]
             ledger, losses, _ = rpc.rpc_sync(ps_name(0), ps.coord_snapshot)
             flat = {n: torch.zeros(size) for n, size in self.sizes.items()}
             pieces = []
@@ -372,9 +600,22 @@ class PSWorker(Worker):
                     flat[block.name][block.start:block.stop] = piece
                     pieces.append((block, state))
             params = {n: flat[n].reshape(p.shape) for n, p in self.named.items()}
-            answer = self.write_checkpoint(params, assemble(pieces, self.sizes), hyper,
-                                           ledger, losses)
-        self.answer_requests(answer, pending)
+            optim = assemble(pieces, self.sizes)
+            if checkpoint:
+                answer = self.write_checkpoint(params, optim, hyper, ledger, losses)
+            if target is not None:
+                names = self._reshard(target, params, optim, hyper)
+                reshard = {"ps_names": names, "generation": target.generation}
+        if answer is not None:
+            self.answer_requests(answer, pending)
         finished = self.step >= self.final_step
-        rpc.rpc_sync(ps_name(0), ps.coord_release, args=(self.step, finished))
+        rpc.rpc_sync(ps_name(0), ps.coord_release, args=(self.step, finished, checkpoint,
+                                                         reshard))
+        if target is not None and reshard is not None:
+            before = self.env.num_ps
+            self._route(reshard["ps_names"], target.generation)
+            self.resharding = None
+            self.switching = (target, self.step, time.perf_counter() - started)
+            log(f"from step {self.step} on: {before} -> {target.num_ps} PS "
+                f"(generation {target.generation})")
         return finished

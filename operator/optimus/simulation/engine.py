@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from optimus_worker.contract import IN_PLACE_WORKER_CHANGE_MODES
+from optimus_worker.contract import IN_PLACE_PS_CHANGE_MODES, IN_PLACE_WORKER_CHANGE_MODES
 
 from optimus.models.loss import ConvergenceRule, LossParams, loss_at
 from optimus.models.speed import PROBE_BOX, SpeedMode, SpeedParams, StepSplit, parse_mode
@@ -189,7 +189,8 @@ def resize_costs(config: SimulationConfig, mode: str) -> ResizeCosts:
         restart=config.restart_cost,
         worker_change=(config.in_place_worker_change_cost
                        if mode in IN_PLACE_WORKER_CHANGE_MODES else None),
-        ps_change=config.in_place_ps_change_cost if mode != "allreduce" else None)
+        ps_change=(config.in_place_ps_change_cost
+                   if mode in IN_PLACE_PS_CHANGE_MODES else None))
 
 
 @dataclass(frozen=True)
