@@ -57,6 +57,7 @@ from optimus.simulation.engine import (
     SimulationConfig,
     new_job_state,
     observation,
+    resize_costs,
     round_job,
     settings_for,
 )
@@ -251,7 +252,9 @@ def operator_path(nodes: list[NodeView], jobs: list[Case], policy: str,
 def simulator_path(nodes: list[NodeView], jobs: list[Case], policy: str,
                    store: KnowledgeStore = KnowledgeStore()  # noqa: B008 (frozen)
                    ) -> tuple[RoundOutcome, KnowledgeStore]:
+    # the operator's per-kind costs: a worker change its mode makes in place at the prior
     config = SimulationConfig(policy=policy, restart_cost=RESTART_COST, rule=RULE,
+                              in_place_worker_change_cost=RoundSettings().in_place_cost_seconds,
                               loss_refit_growth=1.0, speed_refit_samples=1)
     surface = SpeedSurface("m", 1, 1, 1, 1, np.ones((1, 1)))
     states = []
@@ -272,7 +275,8 @@ def simulator_path(nodes: list[NodeView], jobs: list[Case], policy: str,
             state.new_loss_points = list(case.loss_points)
             state.generation_speeds = [] if case.speed is None else [case.speed]
         states.append(state)
-    round_jobs = [round_job(s, NOW, oracle=False) for s in states]
+    round_jobs = [round_job(s, NOW, oracle=False, costs=resize_costs(config, s.trace.mode))
+                  for s in states]
     observed = {s.trace.job: observation(s) for s in states}
     outcome = run_round(round_jobs, observed, nodes, settings_for(config), now=NOW,
                         store=store)

@@ -6,6 +6,7 @@ simulator can give the baselines (least allocated node per task)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +16,7 @@ from optimus.scheduling import (
     JobPlacement,
     NodeView,
     Placement,
+    ResizeCosts,
     Resources,
     Taint,
     Toleration,
@@ -387,3 +389,66 @@ def test_spread_never_over_commits_on_random_clusters(nodes, jobs, policy: str) 
     for job_id, where in placement.jobs.items():
         assert again.jobs[job_id] == where
 
+
+
+# ---- a worker change made in place keeps the running pods where they are -------------------
+def _in_place(j):  # type: ignore[no-untyped-def]
+    return replace(j, resize_costs=ResizeCosts(30.0, worker_change=1.0))
+
+
+def test_a_worker_change_in_place_keeps_the_running_pods_and_fills_the_jobs_nodes_first() -> None:
+    nodes = [node(f"n{i}", gpu=4, cpu=64, memory=1e15) for i in range(3)]
+    j = _in_place(job("j", min_workers=1, max_workers=8))
+    previous = Placement({"j": JobPlacement((), ("n2", "n2"))})
+    # afresh this would be n0 x 3 (first fit, test_unchanged_jobs_keep_their_nodes)
+    grown = place({"j": Allocation(0, 3)}, [j], nodes, previous)
+    assert grown.jobs["j"] == JobPlacement((), ("n2", "n2", "n2"))
+    # past the job's node: the rest first fit, the running ranks still in place
+    wide = place({"j": Allocation(0, 6)}, [j], nodes, previous)
+    assert wide.jobs["j"] == JobPlacement((), ("n2",) * 4 + ("n0",) * 2)
+    # a shrink: the highest ranks leave
+    before = Placement({"j": JobPlacement((), ("n1", "n2", "n2"))})
+    assert place({"j": Allocation(0, 2)}, [j], nodes, before).jobs["j"] == JobPlacement(
+        (), ("n1", "n2"))
+
+
+def test_a_job_that_restarts_for_a_worker_change_is_placed_afresh() -> None:
+    nodes = [node(f"n{i}", gpu=4, cpu=64, memory=1e15) for i in range(3)]
+    j = job("j", min_workers=1, max_workers=8)  # no in-place worker change
+    previous = Placement({"j": JobPlacement((), ("n2", "n2"))})
+    assert place({"j": Allocation(0, 3)}, [j], nodes, previous).jobs["j"] == JobPlacement(
+        (), ("n0", "n0", "n0"))
+
+
+def test_a_worker_change_in_place_that_does_not_fit_is_placed_afresh() -> None:
+    # the job's node is gone: extending is impossible, the fresh placement still works
+    nodes = [node(f"n{i}", gpu=4, cpu=64, memory=1e15) for i in range(2)]
+    j = _in_place(job("j", min_workers=1, max_workers=8))
+    gone = Placement({"j": JobPlacement((), ("n9", "n9"))})
+    assert place({"j": Allocation(0, 3)}, [j], nodes, gone).jobs["j"] == JobPlacement(
+        (), ("n0", "n0", "n0"))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nodes=nodes_strategy(), jobs=jobs_strategy(), data=st.data())
+def test_worker_changes_in_place_never_over_commit(  # type: ignore[no-untyped-def]
+        nodes, jobs, data: st.DataObject) -> None:
+    jobs = [_in_place(j) for j in jobs]
+    by_id = {j.id: j for j in jobs}
+    by_name = {n.name: n for n in nodes}
+    placement = place(allocate(jobs, nodes, "fixed"), jobs, nodes)
+    changed = {job_id: Allocation(len(where.ps_nodes), data.draw(
+        st.integers(1, len(where.worker_nodes) + 3), label=job_id))
+        for job_id, where in placement.jobs.items()}
+    again = place(changed, jobs, nodes, placement)
+    used = {n.name: Resources() for n in nodes}
+    for job_id, where in again.jobs.items():
+        j, old = by_id[job_id], placement.jobs[job_id]
+        for names, request in ((where.ps_nodes, j.ps_request), (where.worker_nodes,
+                                                                 j.worker_request)):
+            for name in names:
+                used[name] = used[name] + request
+        if len(where.worker_nodes) != changed[job_id].workers:
+            assert where == old  # could not be placed at its new size: kept as it was
+    for name, amount in used.items():  # nothing over-committed
+        assert amount.fits_in(by_name[name].free, eps=1e-6), (name, amount)

@@ -10,7 +10,10 @@ tolerated) and cordoned nodes are respected.
 
 Order, chosen for packing and stability:
 1. jobs whose allocation is unchanged keep their previous nodes when these are still
-   valid (no pod moves);
+   valid (no pod moves); a job that changes only its worker count and can do so in place
+   (its JobView's `resize_costs.worker_change`) keeps its PS and its staying workers where
+   they are, its added workers going to its own nodes first, then first fit (`extend`),
+   because a running pod that had to move would turn the change in place into a restart;
 2. the rest go most constrained first (fewest eligible nodes), then largest first
    (dominant share of the job's demand, then task count), each on the first nodes that
    fit in a fixed node order (bigger nodes first): first-fit decreasing, a good
@@ -183,27 +186,64 @@ class _Placer:
                 alive[position] = False
                 self.deaths += 1
 
-    def keep(self, job: JobView, old: JobPlacement) -> bool:
-        """Reserve a previous placement if all its nodes exist, still accept the job and
-        have room for its tasks."""
-        ps_on = Counter(old.ps_nodes)
-        workers_on = Counter(old.worker_nodes)
+    def _room(self, job: JobView, position: int, ps: int, workers: int) -> bool:
+        """Whether the node at `position` has room for `ps` PS and `workers` workers of job."""
+        gpu, cpu, memory = demand_triple(job, ps, workers)
+        return not (
+            gpu - self.tolerance[0] > self.free_lists[0][position]
+            or cpu - self.tolerance[1] > self.free_lists[1][position]
+            or memory - self.tolerance[2] > self.free_lists[2][position]
+        )
+
+    def _counts(self, job: JobView, placement: JobPlacement
+                ) -> dict[int, tuple[int, int]] | None:
+        """(PS, workers) per node position of `placement` when every node exists, accepts
+        the job and has room for its tasks there; else None. Reserves nothing."""
+        ps_on = Counter(placement.ps_nodes)
+        workers_on = Counter(placement.worker_nodes)
         counts: dict[int, tuple[int, int]] = {}
         signature = job_signature(job)
         for name in set(ps_on) | set(workers_on):
             position = self.position.get(name)
-            if position is None or not self.index.node_eligible(signature, position):
-                return False
-            gpu, cpu, memory = demand_triple(job, ps_on[name], workers_on[name])
-            if (
-                gpu - self.tolerance[0] > self.free_lists[0][position]
-                or cpu - self.tolerance[1] > self.free_lists[1][position]
-                or memory - self.tolerance[2] > self.free_lists[2][position]
-            ):
-                return False
+            if (position is None or not self.index.node_eligible(signature, position)
+                    or not self._room(job, position, ps_on[name], workers_on[name])):
+                return None
             counts[position] = (ps_on[name], workers_on[name])
+        return counts
+
+    def keep(self, job: JobView, old: JobPlacement) -> bool:
+        """Reserve a previous placement if all its nodes exist, still accept the job and
+        have room for its tasks."""
+        counts = self._counts(job, old)
+        if counts is None:
+            return False
         self.commit(job, counts)
         return True
+
+    def extend(self, job: JobView, old: JobPlacement, workers: int) -> JobPlacement | None:
+        """The job's previous placement with `workers` workers and nothing running moved:
+        fewer, the highest ranks leave; more, the added ones go to the job's own nodes
+        first (in the order its workers use them), then to the first pool members with
+        room. Reserved and returned, or None (nothing reserved) when it does not fit."""
+        kept = JobPlacement(old.ps_nodes, old.worker_nodes[:workers])
+        counts = self._counts(job, kept)
+        if counts is None:
+            return None
+        added: list[str] = []
+        candidates = [self.position[n] for n in dict.fromkeys(old.worker_nodes + old.ps_nodes)]
+        candidates += [int(n) for n in self.pool(job_signature(job)).members
+                       if int(n) not in counts]
+        for position in candidates:
+            while len(kept.worker_nodes) + len(added) < workers:
+                ps_here, workers_here = counts.get(position, (0, 0))
+                if not self._room(job, position, ps_here, workers_here + 1):
+                    break
+                counts[position] = (ps_here, workers_here + 1)
+                added.append(self.names[position])
+        if len(kept.worker_nodes) + len(added) < workers:
+            return None
+        self.commit(job, counts)
+        return JobPlacement(kept.ps_nodes, kept.worker_nodes + tuple(added))
 
     def place_new(self, job: JobView, allocation: Allocation) -> JobPlacement | None:
         """The fewest nodes that hold the job evenly spread, first fit; None if none do.
@@ -380,9 +420,22 @@ def _start(
             and placer.keep(job, old)
         ):
             placed[job.id] = old
-        else:
-            fresh.append((job, allocation))
+            continue
+        if old is not None and _changes_workers_in_place(job, old, allocation):
+            extended = placer.extend(job, old, allocation.workers)
+            if extended is not None:
+                placed[job.id] = extended
+                continue
+        fresh.append((job, allocation))
     return placer, placed, fresh
+
+
+def _changes_workers_in_place(job: JobView, old: JobPlacement, allocation: Allocation) -> bool:
+    """Whether the move from `old` to `allocation` is a worker change the job makes in place
+    (so its running pods should stay where they are)."""
+    return (job.resize_costs is not None and job.resize_costs.worker_change is not None
+            and len(old.ps_nodes) == allocation.ps and allocation.workers > 0
+            and len(old.worker_nodes) != allocation.workers)
 
 
 def _finish(
