@@ -931,7 +931,10 @@ def _resize_message(a: Assessed, old: AllocationStatus, new: AllocationStatus,
     remaining = a.knowledge.remaining_time(job.spec.global_batch_size, job.spec.mode)
     before, after = remaining(old.ps, old.workers), remaining(new.ps, new.workers)
     if math.isfinite(before) and math.isfinite(after):
-        cost = resize_costs(a.status, job, settings).seconds(_counts(old), _counts(new))
+        # the cost of the path taken: a move the job could make in place but whose
+        # placement moved a running pod is a restart
+        costs = resize_costs(a.status, job, settings)
+        cost = costs.seconds(_counts(old), _counts(new)) if new.in_place else costs.restart
         text += (f": predicted remaining {before:.0f} s -> {after:.0f} s "
                  f"(gain {before - after:.0f} s), resize cost {cost:.0f} s")
     return text
