@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ from e2e.demo.stack import OperatorSettings, Stack, StackConfig
 
 #: Scenario operators decide every few seconds and charge a small restart cost.
 FAST_OPERATOR = OperatorSettings(interval_seconds=4.0, restart_cost_seconds=2.0)
+#: ... and size new jobs by probing (no white-box speed prior): the scenarios that need a
+#: job to be resized several times early (faults during a resize, lossless resizes) get
+#: their resizes from the probes
+PROBING_OPERATOR = replace(FAST_OPERATOR, extra_env={"OPTIMUS_SPEED_PRIOR": "none"})
 
 MakeStack = Callable[..., Stack]
 

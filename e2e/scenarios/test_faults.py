@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from e2e.scenarios.checks import step_regressions
-from e2e.scenarios.conftest import MakeStack, needs_local_cluster
+from e2e.scenarios.conftest import PROBING_OPERATOR, MakeStack, needs_local_cluster
 from e2e.scenarios.helpers import (
     StepRecorder,
     apply_job,
@@ -70,7 +70,7 @@ def _advances(stack: Any, recorder: StepRecorder, what: str, by: int = 5,
 
 def test_a_job_survives_operator_worker_prometheus_and_node_faults(
         make_stack: MakeStack) -> None:
-    stack = make_stack(nodes=2, gpus_per_node=2)
+    stack = make_stack(nodes=2, gpus_per_node=2, operator=PROBING_OPERATOR)
     needs_local_cluster(stack)
     apply_job(stack.kubectl, job_manifest(NAME, stack.workdir / "checkpoints",
                                           max_epochs=LONG_EPOCHS, ps=(1, 1), workers=(1, 2),

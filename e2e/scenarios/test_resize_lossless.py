@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from e2e.scenarios.checks import generations, step_regressions
-from e2e.scenarios.conftest import MakeStack
+from e2e.scenarios.conftest import PROBING_OPERATOR, MakeStack
 from e2e.scenarios.helpers import (
     StepRecorder,
     apply_job,
@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(500)]
 
 def test_resizes_in_the_cluster_lose_no_steps_beyond_the_last_checkpoint(
         make_stack: MakeStack) -> None:
-    stack = make_stack(nodes=1, gpus_per_node=4)
+    stack = make_stack(nodes=1, gpus_per_node=4, operator=PROBING_OPERATOR)
     name = "elastic"
     max_epochs = 8
     # emulated GPU time gives the job a floor of about 8 s an epoch per worker, so that on

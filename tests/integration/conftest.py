@@ -22,8 +22,10 @@ from e2e.simgpu import TASK_SMALL_MLP
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
+# probes, not the white-box speed prior: the lifecycle test walks a job through them
 OPERATOR = OperatorSettings(interval_seconds=3, restart_cost_seconds=30,
-                            speed_warmup_seconds=2, speed_span_seconds=3)
+                            speed_warmup_seconds=2, speed_span_seconds=3,
+                            extra_env={"OPTIMUS_SPEED_PRIOR": "none"})
 T = TypeVar("T")
 
 

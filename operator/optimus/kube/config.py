@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from optimus.api.spec import GPU_RESOURCE
 from optimus.metrics.names import DEFAULT_OPERATOR_METRICS_PORT
@@ -47,6 +47,10 @@ class OperatorConfig:
     resize_timeout_seconds: float = 300.0
     accelerator_resource: str = GPU_RESOURCE
     in_place_timeout_seconds: float = 150.0
+    #: what a job's speed model starts from before it has measured enough configurations:
+    #: "white-box" (seeded from the step split of its first configuration,
+    #: optimus.models.speed.prior_from_split) or "none" (probe other configurations)
+    speed_prior: str = "white-box"
     #: where the knowledge pooled across jobs is kept (optimus.kube.store); an empty
     #: namespace is the operator's own (its service account's), else "default"
     knowledge_namespace: str = ""
@@ -62,6 +66,9 @@ class OperatorConfig:
             return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
         except OSError:
             return "default"
+
+
+SPEED_PRIORS: Final = ("white-box", "none")  # OperatorConfig.speed_prior
 
 
 #: (field, environment variable, flag, help)
@@ -104,6 +111,9 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("in_place_timeout_seconds", "OPTIMUS_IN_PLACE_TIMEOUT_SECONDS", "--in-place-timeout",
      "how long a resize in place may take before the job is restarted instead (0: resize "
      "by checkpoint-restart only)"),
+    ("speed_prior", "OPTIMUS_SPEED_PRIOR", "--speed-prior",
+     "what a new job's speed model starts from: white-box (its first configuration's step "
+     "split) or none (probe other configurations)"),
 )
 
 
@@ -167,6 +177,9 @@ def load_config(argv: Sequence[str] | None = None,
         raise ConfigError(f"OPTIMUS_ACCELERATOR_RESOURCE/--accelerator-resource="
                           f"{config.accelerator_resource!r} is not an extended resource name; "
                           f"give e.g. {GPU_RESOURCE} or amd.com/gpu")
+    if config.speed_prior not in SPEED_PRIORS:
+        raise ConfigError(f"OPTIMUS_SPEED_PRIOR/--speed-prior={config.speed_prior!r}; choose "
+                          f"one of {', '.join(SPEED_PRIORS)}")
     if config.knowledge_configmap and not _DNS_SUBDOMAIN.match(config.knowledge_configmap):
         raise ConfigError(f"OPTIMUS_KNOWLEDGE_CONFIGMAP/--knowledge-configmap="
                           f"{config.knowledge_configmap!r} is not a ConfigMap name; give "

@@ -182,6 +182,7 @@ class Controller:
             resize_timeout_seconds=config.resize_timeout_seconds,
             accelerator_resource=config.accelerator_resource,
             in_place_timeout_seconds=config.in_place_timeout_seconds,
+            white_box_prior=config.speed_prior == "white-box",
         )
         self._lock = asyncio.Lock()
         self._pending = False

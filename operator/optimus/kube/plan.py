@@ -130,12 +130,15 @@ class RoundSettings:
     #: the cluster's measured cost of each kind of resize (`learned_resize_costs`), the
     #: cost of a job that has not measured its own
     learned_costs: tuple[tuple[str, float], ...] = ()
+    #: seed a job's speed fit from its step split (SchedulingSettings.white_box_prior)
+    white_box_prior: bool = True
 
     @property
     def scheduling(self) -> SchedulingSettings:
         """The round's settings (optimus.round) at the operator's cadence."""
         return SchedulingSettings(policy=self.policy,
-                                  restart_cost_seconds=self.restart_cost_seconds)
+                                  restart_cost_seconds=self.restart_cost_seconds,
+                                  white_box_prior=self.white_box_prior)
 
 
 @dataclass(frozen=True)
