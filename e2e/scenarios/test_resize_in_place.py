@@ -16,7 +16,9 @@ spec.workers.min/max forces the allocation within a round), in this order:
    job restarts from its checkpoint (a new generation of every pod; one counted restart).
 
 It ends with its step never below its newest checkpoint and every checkpoint's sample
-ledger clean: no sample skipped or trained twice.
+ledger clean: no sample skipped or trained twice. A second job, ps-sync with 1 PS, has its
+PS grown 1 -> 2 in place (the chief's and the PS 0's pods never replaced, the added PS
+joining the running job), with the same checks at its end.
 """
 
 from __future__ import annotations
@@ -82,10 +84,11 @@ def _pods(stack: Stack, name: str) -> dict[str, dict[str, Any]]:
             if not p["metadata"].get("deletionTimestamp")}
 
 
-def _start(stack: Stack, name: str, workers: int) -> StepRecorder:
+def _start(stack: Stack, name: str, workers: int, mode: str = "allreduce",
+           ps: int = 0) -> StepRecorder:
     apply_job(stack.kubectl, job_manifest(
-        name, stack.workdir / "checkpoints", max_epochs=LONG_EPOCHS, mode="allreduce",
-        ps=(0, 0), workers=(workers, workers), batch=32, interval_steps=10))
+        name, stack.workdir / "checkpoints", max_epochs=LONG_EPOCHS, mode=mode,
+        ps=(ps, ps), workers=(workers, workers), batch=32, interval_steps=10))
     recorder = StepRecorder(stack, name, interval=0.3).start()
     wait_until(stack, f"{name} to train", lambda: len(recorder.samples) >= 2
                and recorder.samples[-1].step > 5, timeout=60, interval=0.3)
@@ -178,3 +181,34 @@ def test_an_allreduce_job_resized_in_place_survives_a_killed_operator_and_worker
               f"{final['status'].get('restarts')}; {time.monotonic() - began:.1f} s")
     assert final["status"].get("restarts") == 1
     assert "InPlaceWorkerChange" in (final["status"].get("resizeCosts") or {})
+
+
+def test_a_ps_sync_job_grows_its_ps_in_place(stack: Stack) -> None:
+    name = "ps-in-place"
+    began = time.monotonic()
+    recorder = _start(stack, name, 1, mode="ps-sync", ps=1)
+    kept = {pod: _pods(stack, name)[pod]["metadata"]["uid"]
+            for pod in (f"{name}-g0-ps-0", f"{name}-g0-worker-0")}
+    try:
+        stack.kubectl.run("patch", "trainingjob", name, "--type=merge", "-p", json.dumps(
+            {"spec": {"parameterServers": {"min": 2, "max": 2}}}))
+        grown = wait_until(stack, "the PS grow in place to be measured", lambda: (
+            a := _allocation(stack, name)).get("ps") == 2 and a.get("runningSince")
+            and a.get("resizeSeconds") is not None and a, timeout=60, interval=0.3)
+        assert grown["resizeKind"] == "InPlacePSChange", describe(stack, name)
+        assert grown["podGenerations"] == {"ps": [0, 1], "workers": [0]}
+        pods = _pods(stack, name)
+        assert {pod: pods[pod]["metadata"]["uid"] for pod in kept} == kept
+        assert f"{name}-g1-ps-1" in pods
+        # the job steps on at 2 PS (past the switch)
+        step = recorder.samples[-1].step
+        wait_until(stack, "a step at 2 PS", lambda: recorder.samples[-1].step > step + 5,
+                   timeout=30, interval=0.3)
+    finally:
+        final = _finish(stack, name, recorder)
+        print(f"ps-in-place: grow PS 1 -> 2 in place: at the new size "
+              f"{_allocation(stack, name).get('resizeSeconds')} s after the decision, paused "
+              f"{_allocation(stack, name).get('pauseSeconds')} s; resizeCosts "
+              f"{final['status'].get('resizeCosts')}; {time.monotonic() - began:.1f} s")
+    assert final["status"].get("restarts", 0) == 0
+    assert "InPlacePSChange" in (final["status"].get("resizeCosts") or {})

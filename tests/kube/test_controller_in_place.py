@@ -44,6 +44,18 @@ def _model() -> dict[str, Any]:
             "samplesPerEpoch": 64000.0}
 
 
+def _ps_model() -> dict[str, Any]:
+    """A fitted ps-sync job whose speed is bound by its PS (a 2nd PS pays; its workers are
+    fixed at 2), scaled likewise to what `Progress` measures at 1 PS x 2 workers (its 4
+    worker steps/s are 2 synchronous steps/s)."""
+    def step_time(p: int, w: int) -> float:
+        return 5e-3 * 64 / w + 0.002 + 0.1 * w / p
+
+    def speed(p: int, w: int) -> float:
+        return 2.0 * step_time(1, 2) / step_time(p, w)
+    return {**_model(), "speedSamples": [[p, w, speed(p, w)] for p in (1, 2) for w in (1, 2, 3)]}
+
+
 @pytest.fixture
 def loop() -> Iterator[Loop]:
     loop = asyncio.new_event_loop()
@@ -60,19 +72,24 @@ class Clock:
 
 class World:
     """ml/mnist, all-reduce, 2 workers of generation 0 running on one node, and its chief:
-    `answer` is how the fake chief answers POST /membership."""
+    `answer` is how the fake chief answers POST /membership. With `ps`, a ps-sync job of
+    that many PS and 2 workers (fixed) instead, whose PS count may grow to 2."""
 
-    def __init__(self, loop: Loop, answer: Handler) -> None:
+    def __init__(self, loop: Loop, answer: Handler, ps: int = 0) -> None:
         self.loop, self.answer = loop, answer
         self.kube = FakeKube()
         self.kube.add_node("n1", gpus=8, cpus=32)
         raw = copy.deepcopy(RAW_JOB)
-        raw["spec"]["mode"] = "allreduce"
-        del raw["spec"]["parameterServers"]
+        if ps:
+            raw["spec"]["workers"].update(min=2, max=2)
+        else:
+            raw["spec"]["mode"] = "allreduce"
+            del raw["spec"]["parameterServers"]
         raw["spec"]["convergence"]["maxEpochs"] = 100
-        raw["status"] = {"phase": "Running", "model": _model(), "allocation": {
-            "ps": 0, "workers": 2, "generation": 0, "nodes": ["n1"],
-            "placement": {"ps": [], "workers": ["n1", "n1"]}, "reason": "allocation",
+        raw["status"] = {"phase": "Running", "model": _ps_model() if ps else _model(),
+                         "allocation": {
+            "ps": ps, "workers": 2, "generation": 0, "nodes": ["n1"],
+            "placement": {"ps": ["n1"] * ps, "workers": ["n1", "n1"]}, "reason": "allocation",
             "updatedAt": iso(NOW - 700), "runningSince": iso(NOW - 600)}}
         self.kube.add_job(raw)
         allocation = parse_status(raw["status"]).allocation
@@ -135,6 +152,13 @@ class World:
 @pytest.fixture
 def world(loop: Loop, request: pytest.FixtureRequest) -> Iterator[World]:
     w = World(loop, request.param)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def ps_world(loop: Loop, request: pytest.FixtureRequest) -> Iterator[World]:
+    w = World(loop, request.param, ps=1)
     yield w
     w.close()
 
@@ -242,3 +266,48 @@ def test_removed_workers_are_deleted_after_they_exit(world: World) -> None:
     assert allocation["podGenerations"]["workers"] == [0, 0]
     assert exited and not set(exited) & world.kube.job_pod_names("mnist")
     assert world.kube.job_pod_names("mnist") == {"mnist-g0-worker-0", "mnist-g0-worker-1"}
+
+
+@pytest.mark.parametrize("ps_world", [_switched], indirect=True)
+def test_a_ps_job_grows_its_ps_in_place_and_the_next_round_records_the_pause(
+        ps_world: World) -> None:
+    world = ps_world
+    world.round()
+    allocation = world.allocation
+    assert (allocation["ps"], allocation["workers"], allocation["generation"]) == (2, 2, 1)
+    assert allocation["resizeKind"] == "InPlacePSChange"
+    assert allocation["podGenerations"] == {"ps": [0, 1], "workers": [0, 0]}
+    assert world.membership == [{"workers": 2, "generation": 1, "ps": 2}]
+    assert world.checkpoints == 0, "in place: no checkpoint"
+    assert [c for c in world.kube.calls if c[0] == "delete_pod"] == []
+    assert world.kube.job_pod_names("mnist") == {
+        "mnist-g0-ps-0", "mnist-g1-ps-1", "mnist-g0-worker-0", "mnist-g0-worker-1"}
+    env = {e["name"]: e.get("value") for e in
+           world.kube.pods[("ml", "mnist-g1-ps-1")]["spec"]["containers"][0]["env"]}
+    assert (env[contract.ENV_JOIN_IN_PLACE], env[contract.ENV_NUM_PS]) == ("1", "2")
+    assert world.condition("Resizing")["reason"] == "ResizeInPlace"
+    world.kube.run_all()
+    world.round()
+    allocation = world.allocation
+    assert allocation["pauseSeconds"] == 0.25 and allocation["runningSince"]
+    assert world.kube.status("mnist")["resizeCosts"] == {"InPlacePSChange": 0.25}
+    assert world.condition("Resizing")["status"] == "False"
+
+
+@pytest.mark.parametrize("ps_world", [_refused], indirect=True)
+def test_a_refused_ps_change_falls_back_to_a_restart(ps_world: World) -> None:
+    world = ps_world
+    world.round()
+    assert world.allocation["resizeKind"] == "InPlacePSChange"
+    assert world.membership == [{"workers": 2, "generation": 1, "ps": 2}]
+    world.round()
+    allocation = world.allocation
+    assert allocation["generation"] == 2 and allocation["resizeKind"] == "Restart"
+    assert allocation["podGenerations"] == {"ps": [2] * allocation["ps"],
+                                            "workers": [2, 2]}
+    assert world.kube.job_pod_names("mnist") == {
+        *(f"mnist-g2-ps-{r}" for r in range(allocation["ps"])),
+        "mnist-g2-worker-0", "mnist-g2-worker-1"}
+    assert world.checkpoints == 1, "the restart checkpoints first"
+    assert world.condition("Resizing")["reason"] == "InPlaceFailed"
+    assert world.kube.status("mnist")["restarts"] == 0

@@ -14,9 +14,11 @@ from optimus.api import conditions as c
 from optimus.api import parse_training_job
 from optimus.api.spec import parse_meta
 from optimus.api.status import (
+    RESIZE_IN_PLACE_PS,
     RESIZE_IN_PLACE_WORKERS,
     RESIZE_RESTART,
     AllocationStatus,
+    ModelStatus,
     TrainingJobStatus,
     iso,
     parse_status,
@@ -26,12 +28,13 @@ from optimus.kube.builders import build_pods
 from optimus.kube.plan import (
     Decision,
     InPlaceAttempt,
+    InPlaceMove,
     JobState,
     RoundSettings,
     assess,
     decide,
     desired_pods,
-    in_place_workers,
+    in_place_move,
     learned_resize_costs,
     resize_costs,
     schedule_assessed,
@@ -106,38 +109,68 @@ RUNNING = AllocationStatus(0, 2, 4, (), ("n1", "n1"), running_since=iso(NOW - 10
 
 
 # ---- the path -----------------------------------------------------------------------------
-@pytest.mark.parametrize(("raw", "previous", "placed", "nodes"), [
+RUNNING_PS = replace(RUNNING, ps=1, ps_nodes=("n1",))
+
+
+def _workers(previous: AllocationStatus, nodes: tuple[str, ...]) -> InPlaceMove:
+    return InPlaceMove(RESIZE_IN_PLACE_WORKERS, previous.ps_nodes, nodes)
+
+
+def _ps(nodes: tuple[str, ...], previous: AllocationStatus = RUNNING_PS) -> InPlaceMove:
+    return InPlaceMove(RESIZE_IN_PLACE_PS, nodes, previous.worker_nodes)
+
+
+@pytest.mark.parametrize(("raw", "previous", "placed", "move"), [
     # all-reduce, the library's loop: grow and shrink in place, the staying ranks first
-    (_raw(), RUNNING, JobPlacement((), ("n1",) * 3), ("n1",) * 3),
+    (_raw(), RUNNING, JobPlacement((), ("n1",) * 3), _workers(RUNNING, ("n1",) * 3)),
     (_raw(), replace(RUNNING, worker_nodes=("a", "b")), JobPlacement((), ("c", "b", "a")),
-     ("a", "b", "c")),
+     _workers(RUNNING, ("a", "b", "c"))),
     (_raw(), replace(RUNNING, workers=3, worker_nodes=("a", "b", "c")),
-     JobPlacement((), ("b", "a")), ("a", "b")),
+     JobPlacement((), ("b", "a")), _workers(RUNNING, ("a", "b"))),
     # a staying rank would move: restart
     (_raw(), replace(RUNNING, workers=3, worker_nodes=("a", "b", "c")),
      JobPlacement((), ("c", "a")), None),
-    (_raw(), RUNNING, JobPlacement((), ("n1", "n1")), None),  # same count: no worker change
+    (_raw(), RUNNING, JobPlacement((), ("n1", "n1")), None),  # same counts: no move
     (_raw(command=["python", "own.py"]), RUNNING, JobPlacement((), ("n1",) * 3), None),
-    (_raw("ps-sync"), replace(RUNNING, ps=1, ps_nodes=("n1",)),
-     JobPlacement(("n1",), ("n1",) * 3), ("n1",) * 3),  # PS modes: in place too
-    (_raw("ps-sync"), replace(RUNNING, ps=1, ps_nodes=("n1",)),
-     JobPlacement(("n2",), ("n1",) * 3), None),  # the PS would move: restart
+    (_raw("ps-sync"), RUNNING_PS, JobPlacement(("n1",), ("n1",) * 3),
+     _workers(RUNNING_PS, ("n1",) * 3)),  # PS modes: in place too
+    (_raw("ps-sync"), RUNNING_PS, JobPlacement(("n2",), ("n1",) * 3), None),  # the PS moves
     (_raw(), replace(RUNNING, running_since=""), JobPlacement((), ("n1",) * 3), None),
+    # a PS change: the added PS anywhere, PS 0 and every worker where they are
+    (_raw("ps-sync"), RUNNING_PS, JobPlacement(("n1", "n1"), ("n1", "n1")),
+     _ps(("n1", "n1"))),
+    (_raw("ps-async"), replace(RUNNING_PS, ps_nodes=("a",)), JobPlacement(("b", "a"),
+                                                                          ("n1", "n1")),
+     _ps(("a", "b"))),
+    (_raw("ps-sync"), replace(RUNNING_PS, ps=2, ps_nodes=("a", "b")),
+     JobPlacement(("a",), ("n1", "n1")), _ps(("a",))),  # shrink: PS 1 leaves
+    (_raw("ps-sync"), replace(RUNNING_PS, ps=2, ps_nodes=("a", "b")),
+     JobPlacement(("b",), ("n1", "n1")), None),  # PS 0 would move
+    (_raw("ps-sync"), replace(RUNNING_PS, worker_nodes=("a", "b")),
+     JobPlacement(("n1", "n1"), ("a", "c")), None),  # a worker would move
+    (_raw("ps-sync"), RUNNING_PS, JobPlacement(("n1", "n1"), ("n1",) * 3), None),  # both
+    (_raw("ps-sync"), replace(RUNNING_PS, running_since=""),
+     JobPlacement(("n1", "n1"), ("n1", "n1")), None),
 ])
-def test_a_worker_change_is_made_in_place_only_when_the_job_can_follow_it(
+def test_a_move_is_made_in_place_only_when_the_job_can_follow_it(
         raw: dict[str, Any], previous: AllocationStatus, placed: JobPlacement,
-        nodes: tuple[str, ...] | None) -> None:
-    assert in_place_workers(parse_training_job(raw), previous, placed) == nodes
+        move: InPlaceMove | None) -> None:
+    assert in_place_move(parse_training_job(raw), previous, placed) == move
 
 
-def test_the_ps_modes_follow_the_contracts_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
-    previous = replace(RUNNING, ps=1, ps_nodes=("n1",))
-    job = parse_training_job(_raw("ps-sync"))
-    monkeypatch.setattr(contract, "IN_PLACE_WORKER_CHANGE_MODES",
-                        frozenset({"allreduce", "ps-sync"}))
-    assert in_place_workers(job, previous, JobPlacement(("n1",), ("n1",) * 3)) == ("n1",) * 3
-    # a PS change is never a worker change in place
-    assert in_place_workers(job, previous, JobPlacement(("n1", "n1"), ("n1",) * 2)) is None
+def test_the_paths_follow_the_contracts_declarations(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = parse_training_job(_raw("ps-async"))
+    grow_workers = JobPlacement(("n1",), ("n1",) * 3)
+    grow_ps = JobPlacement(("n1", "n1"), ("n1",) * 2)
+    monkeypatch.setattr(contract, "IN_PLACE_WORKER_CHANGE_MODES", frozenset({"allreduce"}))
+    monkeypatch.setattr(contract, "IN_PLACE_PS_CHANGE_MODES", frozenset({"ps-sync"}))
+    assert in_place_move(job, RUNNING_PS, grow_workers) is None
+    assert in_place_move(job, RUNNING_PS, grow_ps) is None
+    monkeypatch.setattr(contract, "IN_PLACE_PS_CHANGE_MODES", frozenset({"ps-async"}))
+    assert in_place_move(job, RUNNING_PS, grow_ps) == _ps(("n1", "n1"))
+    assert in_place_move(job, RUNNING_PS, grow_workers) is None  # a PS mode is no worker one
+    costs = resize_costs(TrainingJobStatus(), job, SETTINGS)
+    assert costs.worker_change is None and costs.ps_change is not None
 
 
 def test_a_zero_in_place_timeout_turns_resizing_in_place_off() -> None:
@@ -192,6 +225,85 @@ def test_the_round_grows_an_allreduce_job_in_place_keeping_the_running_pods() ->
     assert env[contract.ENV_GENERATION] == "5"
     # the status round-trips with the per-rank generations
     assert parse_status(d.status.to_dict()).allocation == new
+
+
+RUNNING_PS_JOB = AllocationStatus(1, 2, 4, ("n1",), ("n1", "n1"),
+                                  running_since=iso(NOW - 100))
+
+
+def _ps_raw(mode: str = "ps-sync") -> dict[str, Any]:
+    """A PS-mode job whose workers are fixed at 2: the round can only change its PS."""
+    return _raw(mode, workers={**RAW_JOB["spec"]["workers"], "min": 2, "max": 2})
+
+
+def _ps_bound_model() -> ModelStatus:
+    """A ps-sync job's fitted models whose speed is bound by its PS: a 2nd PS pays."""
+    def speed(p: int, w: int) -> float:
+        return 1.0 / (0.002 * 64 / w + 0.01 + 0.03 * w / p + 0.001 * w + 0.001 * p)
+    configs = [(1, 1), (1, 2), (2, 1), (2, 2), (1, 3), (2, 3)]
+    return ModelStatus(
+        loss_samples=tuple((float(k), 1 / (0.3 * k + 1) + 0.05) for k in range(1, 6)),
+        speed_samples=tuple((p, w, speed(p, w)) for p, w in configs),
+        samples_per_epoch=6400.0)
+
+
+def test_the_round_grows_a_ps_jobs_ps_in_place_keeping_the_running_pods() -> None:
+    mode = "ps-sync"
+    status = replace(_status(RUNNING_PS_JOB), model=_ps_bound_model())
+    state = _state(_ps_raw(mode), status, _pods(RUNNING_PS_JOB))
+    d = _round(state, JobObservation(generation=4, epoch=3.0, step=300, series=4))
+    new = _grown(d)
+    assert (new.ps, new.workers, new.generation) == (2, 2, 5)
+    assert new.resize_kind == RESIZE_IN_PLACE_PS and d.action == "in-place"
+    assert new.ps_generations == (4, 5) and new.worker_generations == (4, 4)
+    resizing = c.find(d.status.conditions, c.RESIZING)
+    assert resizing is not None and resizing.reason == c.REASON_RESIZE_IN_PLACE
+    assert "1 PS x 2 workers -> 2 PS x 2 workers in place" in resizing.message
+    # the running pods keep their names; the added PS joins the running chief's job
+    assert {p.name for p in _pods(RUNNING_PS_JOB)} <= desired_pods(parse_meta(_raw()), new)
+    bodies = build_pods(parse_training_job(_ps_raw(mode)), new)
+    (added,) = [b for b in bodies
+                if b["metadata"]["labels"][contract.POD_LABEL_GENERATION] == "5"]
+    assert added["metadata"]["name"] == contract.pod_name("mnist", "ps", 1, 5)
+    env = {e["name"]: e.get("value") for e in added["spec"]["containers"][0]["env"]}
+    assert env[contract.ENV_JOIN_IN_PLACE] == "1"
+    assert (env[contract.ENV_ROLE], env[contract.ENV_RANK]) == ("ps", "1")
+    assert (env[contract.ENV_NUM_PS], env[contract.ENV_NUM_WORKERS]) == ("2", "2")
+    assert env[contract.ENV_GENERATION] == "5"
+    assert env[contract.ENV_RENDEZVOUS].startswith(contract.pod_name("mnist", "worker", 0, 4))
+    assert parse_status(d.status.to_dict()).allocation == new
+
+
+def test_a_ps_change_is_measured_under_its_own_kind_and_the_removed_ps_retired() -> None:
+    shrunk = AllocationStatus(1, 2, 5, ("n1",), ("n1", "n1"), updated_at=iso(NOW - 10),
+                              resize_kind=RESIZE_IN_PLACE_PS, ps_generations=(4,),
+                              worker_generations=(4, 4))
+    status = _status(shrunk, settled=False)
+    leaver = _pod("ps", 1, 4)
+    ok = InPlaceAttempt(5, ok=True, answered_at=NOW - 7, switch_seconds=0.12)
+    still = _round(_state(_ps_raw(), status, (*_pods(shrunk), leaver), attempt=ok))
+    assert still.action == "none" and not _grown(still).running_since
+    assert still.status.resize_cost(RESIZE_IN_PLACE_PS) == 0.12
+    assert still.status.resize_cost(RESIZE_IN_PLACE_WORKERS) is None
+    assert (_grown(still).resize_seconds, _grown(still).pause_seconds) == (3.0, 0.12)
+    gone = _round(_state(_ps_raw(), still.status, (*_pods(shrunk),
+                                                   replace(leaver, phase="Succeeded")),
+                         attempt=ok))
+    assert gone.action == "roll" and gone.status.restarts == 0
+
+
+def test_a_refused_ps_change_falls_back_to_a_restart_of_every_pod() -> None:
+    grown = AllocationStatus(2, 2, 5, ("n1", "n1"), ("n1", "n1"), updated_at=iso(NOW - 10),
+                             resize_kind=RESIZE_IN_PLACE_PS, ps_generations=(4, 5),
+                             worker_generations=(4, 4))
+    attempt = InPlaceAttempt(5, ok=False, error="the chief answered 503: PS 1 did not join")
+    d = _round(_state(_ps_raw(), _status(grown, settled=False), _pods(grown),
+                      attempt=attempt))
+    new = _grown(d)
+    assert new.generation == 6 and new.resize_kind == RESIZE_RESTART
+    assert (new.ps_generations, new.worker_generations) == ((), ())
+    assert d.action == "roll" and d.status.restarts == 0
+    assert c.find(d.status.conditions, c.RESIZING).reason == c.REASON_IN_PLACE_FAILED  # type: ignore[union-attr]
 
 
 def _in_flight(workers: int = 3) -> AllocationStatus:
@@ -306,6 +418,25 @@ def test_each_kind_of_move_is_charged_its_own_measured_cost() -> None:
     script = resize_costs(own, parse_training_job(_raw(command=["python", "own.py"])), cluster)
     assert script.worker_change is None
     assert script.seconds(Allocation(0, 2), Allocation(0, 4)) == 40.0
+
+
+def test_a_ps_change_is_charged_its_own_cost_in_the_modes_that_make_it_in_place() -> None:
+    settings = replace(SETTINGS, restart_cost_seconds=30.0, in_place_cost_seconds=5.0,
+                       in_place_ps_cost_seconds=8.0)
+    ps_job = parse_training_job(_raw("ps-sync"))
+    prior = resize_costs(TrainingJobStatus(), ps_job, settings)
+    assert (prior.restart, prior.worker_change, prior.ps_change) == (30.0, 5.0, 8.0)
+    cluster = replace(settings, learned_costs=((RESIZE_IN_PLACE_PS, 0.5),))
+    assert resize_costs(TrainingJobStatus(), ps_job, cluster).ps_change == 0.5
+    own = TrainingJobStatus(resize_costs=((RESIZE_IN_PLACE_PS, 0.2), (RESIZE_RESTART, 40.0)))
+    costs = resize_costs(own, ps_job, cluster)
+    assert costs.seconds(Allocation(1, 2), Allocation(2, 2)) == 0.2
+    assert costs.seconds(Allocation(1, 2), Allocation(1, 3)) == 5.0
+    assert costs.seconds(Allocation(1, 2), Allocation(2, 3)) == 40.0  # both: a restart
+    # all-reduce has no PS; resizing in place off: every move restarts
+    assert resize_costs(own, parse_training_job(_raw()), cluster).ps_change is None
+    off = replace(cluster, in_place_timeout_seconds=0.0)
+    assert resize_costs(own, ps_job, off).seconds(Allocation(1, 2), Allocation(2, 2)) == 40.0
 
 
 def test_the_cluster_cost_of_a_kind_is_the_median_from_the_first_measurement() -> None:

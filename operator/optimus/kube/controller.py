@@ -22,10 +22,11 @@ never rolls or restarts a job from a pod list older than its own last pod work.
 The controller talks to Kubernetes and Prometheus only through the `KubeApi` and
 `PrometheusClient` protocols; tests/kube/fakes.py holds in-memory ones.
 
-Resize protocol in place (`resize_in_place`, a worker change plan.py chose to make in
-place): create the added pods (they join the running job), post the new membership to the
-chief (``POST /membership``, bounded by in_place_timeout_seconds), then delete the removed
-pods once they exited (they leave after the switch). The attempt's outcome is kept in
+Resize protocol in place (`resize_in_place`, a worker or PS change plan.py chose to make
+in place): create the added pods (they join the running job), post the new membership to
+the chief (``POST /membership``: the workers, or with "ps" the PS count, one kind of change
+per request; bounded by in_place_timeout_seconds), then delete the removed pods once they
+exited (they leave after the switch). The attempt's outcome is kept in
 memory (`InPlaceAttempt`) and the next round's `assess` turns it into status: the measured
 pause, or, on a refusal (400/503), a timeout or any error, the fallback to the
 checkpoint-restart below (a new generation of every pod).
@@ -60,7 +61,7 @@ from optimus.api.spec import (
     parse_meta,
     parse_training_job,
 )
-from optimus.api.status import AllocationStatus, parse_status
+from optimus.api.status import RESIZE_IN_PLACE_PS, AllocationStatus, parse_status
 from optimus.kube.builders import build_pods, build_service
 from optimus.kube.client import KubeApi
 from optimus.kube.config import OperatorConfig
@@ -520,8 +521,8 @@ class Controller:
             self._in_place[key] = InPlaceAttempt(
                 allocation.generation, ok=True, answered_at=self.clock(),
                 switch_seconds=_number(answer.get("switch_s")))
-            log.info("%s: generation %d switched in place to %d workers: %s", key,
-                     allocation.generation, allocation.workers, answer)
+            log.info("%s: generation %d switched in place to %d PS x %d workers: %s", key,
+                     allocation.generation, allocation.ps, allocation.workers, answer)
             removed = {p.name for p in pods if p.name not in desired and not p.deleting}
             await self._retire(meta.namespace, meta.name, removed)
             self._expect(key, present={b["metadata"]["name"] for b in bodies}, absent=removed)
@@ -534,10 +535,13 @@ class Controller:
     async def _announce(self, chief: PodSnapshot,
                         allocation: AllocationStatus) -> dict[str, Any]:
         """POST the membership to the chief; its answer once the job trains at that size.
-        A refusal (400), a failed switch (503) or no answer in time raises InPlaceError."""
+        A PS change names the new PS count ("ps"; the workers stay as they are). A refusal
+        (400), a failed switch (503) or no answer in time raises InPlaceError."""
         url = f"http://{chief.ip}:{self.control_port}{contract.CONTROL_MEMBERSHIP_PATH}"
         timeout = aiohttp.ClientTimeout(total=self.settings.in_place_timeout_seconds)
         body = {"workers": allocation.workers, "generation": allocation.generation}
+        if allocation.resize_kind == RESIZE_IN_PLACE_PS:
+            body["ps"] = allocation.ps
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, \
                     session.post(url, json=body) as reply:

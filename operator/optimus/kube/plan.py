@@ -37,13 +37,15 @@ Then the round (optimus.round.schedule) pins, allocates and places every schedul
 once, and `decide` turns the result into new allocations (a new generation when the counts
 change), Scheduled conditions, events and actions.
 
-The path of a resize (`resize_kind`): a worker-count change of a job whose mode changes its
-workers in place (optimus_worker.contract.IN_PLACE_WORKER_CHANGE_MODES), that runs the
-library (not spec.command), one process per pod, and whose running workers keep their
-nodes, is made in place (action "in-place": the controller creates the added pods, posts
-the membership to the chief, retires the removed pods once they exited); the surviving
-pods keep their names, so the allocation records each rank's pod generation. Everything
-else, pod failures and node loss included, is a checkpoint-restart (action "roll").
+The path of a resize (`resize_kind`, `in_place_move`): a move that changes one count of a
+job that runs the library (not spec.command), one process per pod, whose pods all run and
+whose staying pods keep their nodes, is made in place when its mode changes that count in
+place: the workers (optimus_worker.contract.IN_PLACE_WORKER_CHANGE_MODES, kind
+InPlaceWorkerChange) or the PS (contract.IN_PLACE_PS_CHANGE_MODES, kind InPlacePSChange).
+In place (action "in-place") the controller creates the added pods, posts the membership
+to the chief, retires the removed pods once they exited; the surviving pods keep their
+names, so the allocation records each rank's pod generation. Everything else, a move of
+both counts, pod failures and node loss included, is a checkpoint-restart (action "roll").
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from optimus_worker import contract
 from optimus.api import conditions as cond
 from optimus.api.spec import GPU_RESOURCE, JobMeta, SpecError, TrainingJob
 from optimus.api.status import (
+    RESIZE_IN_PLACE_PS,
     RESIZE_IN_PLACE_WORKERS,
     RESIZE_RESTART,
     AllocationStatus,
@@ -122,6 +125,8 @@ class RoundSettings:
     #: what a worker change in place is charged before one is measured (the cluster's
     #: measured ones replace it, then the job's own)
     in_place_cost_seconds: float = 5.0
+    #: what a PS change in place is charged before one is measured (likewise replaced)
+    in_place_ps_cost_seconds: float = 5.0
     #: a resize in place whose outcome is unknown (the operator restarted during it) and
     #: that shows no step at the new size this long after the decision falls back to a
     #: restart; the controller's wait for the chief's answer is bounded by it too (0: no
@@ -624,7 +629,7 @@ def in_place_outcome(a: Assessed, ctx: Context) -> Assessed:
 
 def _retired(a: Assessed, allocation: AllocationStatus) -> bool:
     """Every live pod outside the allocation has exited: a resize in place's removed
-    workers leave after the switch and are deleted only then."""
+    workers or PS leave after the switch and are deleted only then."""
     desired = desired_pods(a.state.meta, allocation)
     return all(p.phase in ("Succeeded", "Failed") for p in a.state.pods
                if p.name not in desired and not p.deleting)
@@ -665,8 +670,8 @@ def schedulable(a: Assessed, ctx: Context) -> Assessed:
     fitted = replace(a.fitted, job=replace(a.fitted.job, hold=hold))
     roll = allocation is not None and not a.state.busy and _pods_differ(a.state, allocation)
     if roll and allocation is not None and allocation.in_place:
-        # in place the pods outside the allocation are the removed workers: deleted once
-        # they exited, never while they may still train (their switch is the chief's)
+        # in place the pods outside the allocation are the removed workers or PS: deleted
+        # once they exited, never while they may still train (their switch is the chief's)
         roll = _retired(a, allocation)
     return replace(a, schedulable=True, fitted=fitted, action="roll" if roll else "none",
                    final=True)
@@ -843,33 +848,63 @@ def _decide_one(a: Assessed, outcome: RoundOutcome, now: float,
     )
 
 
-def in_place_workers(job: TrainingJob, previous: AllocationStatus,
-                     placed: JobPlacement) -> tuple[str, ...] | None:
-    """The nodes of the workers when the move from `previous` to `placed` can be made in
-    place, else None (a restart). In place: only the worker count changes, the mode's
-    workers change in place (contract.IN_PLACE_WORKER_CHANGE_MODES), the job runs the
-    library with one process per pod, its pods all run, and the ranks that stay keep
-    their nodes (the placement's nodes, ordered so that they do)."""
-    new_workers = len(placed.worker_nodes)
-    if (new_workers == previous.workers or len(placed.ps_nodes) != previous.ps
-            or sorted(placed.ps_nodes) != sorted(previous.ps_nodes)
-            or job.spec.mode not in contract.IN_PLACE_WORKER_CHANGE_MODES
-            or job.spec.runs_command or processes_per_pod(job, "worker") != 1
-            or not previous.running_since):
-        return None
-    staying = previous.worker_nodes[:new_workers]
-    added = Counter(placed.worker_nodes)
+@dataclass(frozen=True)
+class InPlaceMove:
+    """A move the running job makes in place: its kind (RESIZE_IN_PLACE_WORKERS or
+    RESIZE_IN_PLACE_PS) and every rank's node, the staying ranks on theirs."""
+
+    kind: str
+    ps_nodes: tuple[str, ...]
+    worker_nodes: tuple[str, ...]
+
+
+def _staying_first(current: tuple[str, ...], placed: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The placed nodes ordered so that the ranks that stay (the lowest) keep their nodes;
+    None when one of them would have to move."""
+    staying = current[:len(placed)]
+    added = Counter(placed)
     added.subtract(staying)
     if any(n < 0 for n in added.values()):
-        return None  # a staying rank would have to move
+        return None
     return (*staying, *sorted(added.elements()))
+
+
+def in_place_move(job: TrainingJob, previous: AllocationStatus,
+                  placed: JobPlacement) -> InPlaceMove | None:
+    """How the move from `previous` to `placed` is made in place, else None (a restart).
+    In place: exactly one count changes and the job's mode changes that count in place
+    (contract.IN_PLACE_WORKER_CHANGE_MODES for the workers, IN_PLACE_PS_CHANGE_MODES for
+    the PS), the job runs the library with one process per pod, its pods all run, and the
+    ranks that stay (PS 0 and worker 0 always do) keep their nodes."""
+    ps, workers = len(placed.ps_nodes), len(placed.worker_nodes)
+    if ps == previous.ps:
+        kind, modes = RESIZE_IN_PLACE_WORKERS, contract.IN_PLACE_WORKER_CHANGE_MODES
+    else:
+        kind, modes = RESIZE_IN_PLACE_PS, contract.IN_PLACE_PS_CHANGE_MODES
+    if ((ps, workers) == (previous.ps, previous.workers)
+            or (ps != previous.ps and workers != previous.workers)
+            or job.spec.mode not in modes or job.spec.runs_command
+            or processes_per_pod(job, "worker") != 1 or not previous.running_since):
+        return None
+    ps_nodes = _staying_first(previous.ps_nodes, placed.ps_nodes)
+    worker_nodes = _staying_first(previous.worker_nodes, placed.worker_nodes)
+    if ps_nodes is None or worker_nodes is None:
+        return None
+    return InPlaceMove(kind, ps_nodes, worker_nodes)
+
+
+def _pod_generations(previous: AllocationStatus, role: str, count: int,
+                     generation: int) -> tuple[int, ...]:
+    """Each rank's pod generation after a move in place: the staying ranks keep their pods,
+    the added ones are of the new generation."""
+    staying = previous.pod_generations(role)[:count]
+    return (*staying, *[generation] * (count - len(staying)))
 
 
 def _allocate(a: Assessed, ctx: Context, placed: JobPlacement,
               previous: AllocationStatus | None) -> Assessed:
     """The job placed at `placed`: a new generation when its counts change (or it restarts
-    or starts), in place when it can be (`in_place_workers`), and the Scheduled
-    condition."""
+    or starts), in place when it can be (`in_place_move`), and the Scheduled condition."""
     counts = (len(placed.ps_nodes), len(placed.worker_nodes))
     probing = a.knowledge.probing
     job = a.state.job
@@ -880,10 +915,10 @@ def _allocate(a: Assessed, ctx: Context, placed: JobPlacement,
                   "probe" if probing else
                   "restart after a pod failure" if a.restart else "allocation")
         generation = previous.generation + 1 if previous else 0
-        workers = (None if previous is None or a.restart or a.fallback
-                   or ctx.settings.in_place_timeout_seconds <= 0
-                   else in_place_workers(job, previous, placed))
-        if workers is None or previous is None:
+        move = (None if previous is None or a.restart or a.fallback
+                or ctx.settings.in_place_timeout_seconds <= 0
+                else in_place_move(job, previous, placed))
+        if move is None or previous is None:
             new = AllocationStatus(
                 ps=counts[0], workers=counts[1], generation=generation,
                 ps_nodes=placed.ps_nodes, worker_nodes=placed.worker_nodes,
@@ -891,13 +926,13 @@ def _allocate(a: Assessed, ctx: Context, placed: JobPlacement,
                 resize_kind="" if previous is None else RESIZE_RESTART)
             action: Action = "roll"
         else:
-            staying = previous.pod_generations("worker")[:counts[1]]
             new = AllocationStatus(
                 ps=counts[0], workers=counts[1], generation=generation,
-                ps_nodes=previous.ps_nodes, worker_nodes=workers,
-                reason=reason, updated_at=iso(ctx.now), resize_kind=RESIZE_IN_PLACE_WORKERS,
-                ps_generations=previous.pod_generations("ps"),
-                worker_generations=(*staying, *[generation] * (counts[1] - len(staying))))
+                ps_nodes=move.ps_nodes, worker_nodes=move.worker_nodes,
+                reason=reason, updated_at=iso(ctx.now), resize_kind=move.kind,
+                ps_generations=_pod_generations(previous, "ps", counts[0], generation),
+                worker_generations=_pod_generations(previous, "worker", counts[1],
+                                                    generation))
             action = "in-place"
         status, _ = with_allocation(a.status, new)
         a = replace(a, status=status, action=action)
@@ -947,21 +982,26 @@ def resize_costs(status: TrainingJobStatus, job: TrainingJob,
                  settings: RoundSettings) -> ResizeCosts:
     """What each kind of move costs this job: its own newest measurement of the kind
     (status.resizeCosts), else the cluster's (`learned_resize_costs`, in the settings),
-    else the configured restart cost and in-place prior. The job's worker change is a
-    restart unless its mode can make it in place."""
+    else the configured restart cost and in-place priors. The job's worker change and PS
+    change are restarts unless its mode can make them in place (`in_place_move`)."""
     learned = dict(settings.learned_costs)
 
-    def cost(kind: str, prior: float) -> float:
+    def cost(kind: str, prior: float, modes: frozenset[str]) -> float | None:
+        if (job.spec.mode not in modes or job.spec.runs_command
+                or processes_per_pod(job, "worker") != 1
+                or settings.in_place_timeout_seconds <= 0):
+            return None
         own = status.resize_cost(kind)
         return own if own is not None else learned.get(kind, prior)
 
-    in_place = (job.spec.mode in contract.IN_PLACE_WORKER_CHANGE_MODES
-                and not job.spec.runs_command and processes_per_pod(job, "worker") == 1
-                and settings.in_place_timeout_seconds > 0)
+    restart = status.resize_cost(RESIZE_RESTART)
     return ResizeCosts(
-        restart=cost(RESIZE_RESTART, settings.restart_cost_seconds),
-        worker_change=(cost(RESIZE_IN_PLACE_WORKERS, settings.in_place_cost_seconds)
-                       if in_place else None))
+        restart=restart if restart is not None else learned.get(
+            RESIZE_RESTART, settings.restart_cost_seconds),
+        worker_change=cost(RESIZE_IN_PLACE_WORKERS, settings.in_place_cost_seconds,
+                           contract.IN_PLACE_WORKER_CHANGE_MODES),
+        ps_change=cost(RESIZE_IN_PLACE_PS, settings.in_place_ps_cost_seconds,
+                       contract.IN_PLACE_PS_CHANGE_MODES))
 
 
 def fitted_loss_now(knowledge: Knowledge) -> float | None:
