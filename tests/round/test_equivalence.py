@@ -255,6 +255,7 @@ def simulator_path(nodes: list[NodeView], jobs: list[Case], policy: str,
     # the operator's per-kind costs: a worker change its mode makes in place at the prior
     config = SimulationConfig(policy=policy, restart_cost=RESTART_COST, rule=RULE,
                               in_place_worker_change_cost=RoundSettings().in_place_cost_seconds,
+                              in_place_ps_change_cost=RoundSettings().in_place_ps_cost_seconds,
                               loss_refit_growth=1.0, speed_refit_samples=1)
     surface = SpeedSurface("m", 1, 1, 1, 1, np.ones((1, 1)))
     states = []
