@@ -1,9 +1,10 @@
 """Scenario 3: a resize loses nothing.
 
 In the cluster: a job free to grow is resized by the operator (probing and growing), then
-its bounds are narrowed so that it is resized a second time; a recorder reads its step from the chief worker's control endpoint all along, and across every
-resize the step never falls below the newest checkpoint; every checkpoint's own sample
-ledger (the workers' accounting) shows no sample skipped or trained twice.
+its bounds are narrowed so that it is resized a second time; a recorder reads its step
+from the chief worker's control endpoint all along, and across every resize the step never
+falls below the newest checkpoint; every checkpoint's own sample ledger (the workers'
+accounting) shows no sample skipped or trained twice.
 
 The same question outside a cluster (the workers' local runner resizing 1x2 -> 2x3 in the
 middle of an epoch, its own accounting counting no sample repeated or skipped, and its
