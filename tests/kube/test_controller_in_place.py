@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -108,7 +109,7 @@ class World:
             [Progress("ml", "mnist", 0, NOW - 600)]), clock=self.clock)
         self.runner = loop.run_until_complete(self._serve())
 
-    async def _serve(self) -> web.AppRunner:
+    async def _serve(self, port: int = 0) -> web.AppRunner:
         async def membership(request: web.Request) -> web.Response:
             body = await request.json()
             self.membership.append(body)
@@ -123,7 +124,7 @@ class World:
         app.router.add_post(contract.CONTROL_CHECKPOINT_PATH, checkpoint)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         self.controller.control_port = runner.addresses[0][1]
         return runner
@@ -200,6 +201,30 @@ def test_the_job_grows_in_place_and_the_next_round_records_the_pause(world: Worl
     assert world.kube.status("mnist")["resizeCosts"] == {"InPlaceWorkerChange": 0.25}
     assert world.condition("Resizing")["status"] == "False"
     assert "PauseMeasured" in world.events()
+
+
+@pytest.mark.parametrize("world", [_switched], indirect=True)
+def test_a_chief_whose_endpoint_is_not_up_yet_is_asked_again(world: World) -> None:
+    # a generation that has just started: its pods run, its chief's control endpoint is
+    # not listening yet (connection refused); the operator asks again until it is
+    port = world.controller.control_port
+    world.loop.run_until_complete(world.runner.cleanup())
+    world.controller.settings = replace(world.controller.settings,
+                                        in_place_timeout_seconds=10.0)
+
+    async def listen_later() -> None:
+        await asyncio.sleep(1.5)
+        world.runner = await world._serve(port)
+
+    world.loop.create_task(listen_later())
+    world.round()
+    assert world.allocation["resizeKind"] == "InPlaceWorkerChange"
+    assert len(world.membership) == 1
+    world.kube.run_all()
+    world.round()
+    allocation = world.allocation
+    assert allocation["resizeKind"] == "InPlaceWorkerChange" and allocation["generation"] == 1
+    assert allocation["pauseSeconds"] == 0.25
 
 
 @pytest.mark.parametrize("world", [_refused, _silent], indirect=True)

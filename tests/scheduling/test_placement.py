@@ -452,3 +452,14 @@ def test_worker_changes_in_place_never_over_commit(  # type: ignore[no-untyped-d
             assert where == old  # could not be placed at its new size: kept as it was
     for name, amount in used.items():  # nothing over-committed
         assert amount.fits_in(by_name[name].free, eps=1e-6), (name, amount)
+
+
+def test_a_ps_change_in_place_keeps_the_workers_and_the_staying_ps() -> None:
+    nodes = [node(f"n{i}", gpu=4, cpu=64, memory=1e15) for i in range(3)]
+    j = replace(job("j", min_ps=1, max_ps=4, min_workers=1, max_workers=8),
+                resize_costs=ResizeCosts(30.0, ps_change=1.0))
+    previous = Placement({"j": JobPlacement(("n2",), ("n1", "n2"))})
+    grown = place({"j": Allocation(2, 2)}, [j], nodes, previous)
+    assert grown.jobs["j"] == JobPlacement(("n2", "n1"), ("n1", "n2"))
+    before = Placement({"j": JobPlacement(("n2", "n1"), ("n1", "n2"))})
+    assert place({"j": Allocation(1, 2)}, [j], nodes, before).jobs["j"] == previous.jobs["j"]

@@ -92,6 +92,7 @@ log = logging.getLogger("optimus.kube")
 
 #: how long a roll waits for the old generation's pods to go
 POD_DELETION_TIMEOUT = 60.0
+CONNECT_RETRY_SECONDS = 1.0  # between tries to reach a chief whose endpoint is not up yet
 #: at most this many status patches in flight at once
 PATCH_CONCURRENCY = 16
 #: the longest Prometheus back-off, in rounds
@@ -538,23 +539,34 @@ class Controller:
         A PS change names the new PS count ("ps"; the workers stay as they are). A refusal
         (400), a failed switch (503) or no answer in time raises InPlaceError."""
         url = f"http://{chief.ip}:{self.control_port}{contract.CONTROL_MEMBERSHIP_PATH}"
-        timeout = aiohttp.ClientTimeout(total=self.settings.in_place_timeout_seconds)
+        deadline = time.monotonic() + self.settings.in_place_timeout_seconds
         body = {"workers": allocation.workers, "generation": allocation.generation}
         if allocation.resize_kind == RESIZE_IN_PLACE_PS:
             body["ps"] = allocation.ps
-        try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, \
-                    session.post(url, json=body) as reply:
-                answer = await reply.json(content_type=None)
-                if reply.status != 200:
-                    error = answer.get("error") if isinstance(answer, dict) else answer
-                    raise InPlaceError(f"the chief answered {reply.status}: {error}")
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        while True:
+            timeout = aiohttp.ClientTimeout(total=max(0.1, deadline - time.monotonic()))
+            try:
+                async with aiohttp.ClientSession(timeout=timeout) as session, \
+                        session.post(url, json=body) as reply:
+                    answer = await reply.json(content_type=None)
+                    if reply.status != 200:
+                        error = answer.get("error") if isinstance(answer, dict) else answer
+                        raise InPlaceError(f"the chief answered {reply.status}: {error}")
+                    return answer if isinstance(answer, dict) else {}
+            except aiohttp.ClientConnectorError as error:
+                # nothing was delivered: the chief's control endpoint is not up yet (a
+                # generation that has just started loads its checkpoint first); ask again
+                # until the deadline rather than fall back to a restart at once
+                if time.monotonic() + CONNECT_RETRY_SECONDS < deadline:
+                    await asyncio.sleep(CONNECT_RETRY_SECONDS)
+                    continue
+                failure: BaseException = error
+            except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+                failure = error
             raise InPlaceError(
                 f"no answer from the chief within "
-                f"{self.settings.in_place_timeout_seconds:.0f} s ({type(error).__name__}: "
-                f"{error})") from None
-        return answer if isinstance(answer, dict) else {}
+                f"{self.settings.in_place_timeout_seconds:.0f} s ({type(failure).__name__}: "
+                f"{failure})") from None
 
     async def _retire(self, namespace: str, job: str, names: set[str]) -> None:
         """Delete the removed workers once they exited (bounded: then anyway)."""

@@ -10,9 +10,9 @@ tolerated) and cordoned nodes are respected.
 
 Order, chosen for packing and stability:
 1. jobs whose allocation is unchanged keep their previous nodes when these are still
-   valid (no pod moves); a job that changes only its worker count and can do so in place
-   (its JobView's `resize_costs.worker_change`) keeps its PS and its staying workers where
-   they are, its added workers going to its own nodes first, then first fit (`extend`),
+   valid (no pod moves); a job that changes only its worker count, or only its PS count,
+   and can do so in place (its JobView's `resize_costs`) keeps its staying tasks where
+   they are, the added ones going to its own nodes first, then first fit (`extend`),
    because a running pod that had to move would turn the change in place into a restart;
 2. the rest go most constrained first (fewest eligible nodes), then largest first
    (dominant share of the job's demand, then task count), each on the first nodes that
@@ -220,30 +220,36 @@ class _Placer:
         self.commit(job, counts)
         return True
 
-    def extend(self, job: JobView, old: JobPlacement, workers: int) -> JobPlacement | None:
-        """The job's previous placement with `workers` workers and nothing running moved:
-        fewer, the highest ranks leave; more, the added ones go to the job's own nodes
-        first (in the order its workers use them), then to the first pool members with
+    def extend(self, job: JobView, old: JobPlacement, allocation: Allocation
+               ) -> JobPlacement | None:
+        """The job's previous placement at `allocation` with nothing running moved: fewer
+        PS or workers, the highest ranks leave; more, the added ones go to the job's own
+        nodes first (in the order its tasks use them), then to the first pool members with
         room. Reserved and returned, or None (nothing reserved) when it does not fit."""
-        kept = JobPlacement(old.ps_nodes, old.worker_nodes[:workers])
+        kept = JobPlacement(old.ps_nodes[:allocation.ps], old.worker_nodes[:allocation.workers])
         counts = self._counts(job, kept)
         if counts is None:
             return None
-        added: list[str] = []
         candidates = [self.position[n] for n in dict.fromkeys(old.worker_nodes + old.ps_nodes)]
         candidates += [int(n) for n in self.pool(job_signature(job)).members
                        if int(n) not in counts]
-        for position in candidates:
-            while len(kept.worker_nodes) + len(added) < workers:
-                ps_here, workers_here = counts.get(position, (0, 0))
-                if not self._room(job, position, ps_here, workers_here + 1):
-                    break
-                counts[position] = (ps_here, workers_here + 1)
-                added.append(self.names[position])
-        if len(kept.worker_nodes) + len(added) < workers:
-            return None
+        added: dict[str, list[str]] = {"ps": [], "worker": []}
+        for role, have, want in (("ps", len(kept.ps_nodes), allocation.ps),
+                                 ("worker", len(kept.worker_nodes), allocation.workers)):
+            for position in candidates:
+                while have + len(added[role]) < want:
+                    ps_here, workers_here = counts.get(position, (0, 0))
+                    more = (ps_here + 1, workers_here) if role == "ps" else (
+                        ps_here, workers_here + 1)
+                    if not self._room(job, position, *more):
+                        break
+                    counts[position] = more
+                    added[role].append(self.names[position])
+            if have + len(added[role]) < want:
+                return None
         self.commit(job, counts)
-        return JobPlacement(kept.ps_nodes, kept.worker_nodes + tuple(added))
+        return JobPlacement(kept.ps_nodes + tuple(added["ps"]),
+                            kept.worker_nodes + tuple(added["worker"]))
 
     def place_new(self, job: JobView, allocation: Allocation) -> JobPlacement | None:
         """The fewest nodes that hold the job evenly spread, first fit; None if none do.
@@ -421,8 +427,8 @@ def _start(
         ):
             placed[job.id] = old
             continue
-        if old is not None and _changes_workers_in_place(job, old, allocation):
-            extended = placer.extend(job, old, allocation.workers)
+        if old is not None and _changes_in_place(job, old, allocation):
+            extended = placer.extend(job, old, allocation)
             if extended is not None:
                 placed[job.id] = extended
                 continue
@@ -430,12 +436,17 @@ def _start(
     return placer, placed, fresh
 
 
-def _changes_workers_in_place(job: JobView, old: JobPlacement, allocation: Allocation) -> bool:
-    """Whether the move from `old` to `allocation` is a worker change the job makes in place
-    (so its running pods should stay where they are)."""
-    return (job.resize_costs is not None and job.resize_costs.worker_change is not None
-            and len(old.ps_nodes) == allocation.ps and allocation.workers > 0
-            and len(old.worker_nodes) != allocation.workers)
+def _changes_in_place(job: JobView, old: JobPlacement, allocation: Allocation) -> bool:
+    """Whether the move from `old` to `allocation` changes one count, of a kind the job
+    changes in place (so its running pods should stay where they are)."""
+    costs = job.resize_costs
+    ps, workers = len(old.ps_nodes), len(old.worker_nodes)
+    if costs is None or allocation.workers <= 0:
+        return False
+    if ps == allocation.ps:
+        return costs.worker_change is not None and workers != allocation.workers
+    return (costs.ps_change is not None and workers == allocation.workers
+            and allocation.ps > 0)
 
 
 def _finish(
